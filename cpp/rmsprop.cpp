@@ -1,0 +1,52 @@
+#include "fastpong/rmsprop.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include "fastpong/parallel.hpp"
+
+namespace fastpong {
+namespace {
+
+FASTPONG_SIMD_CLONES
+void rmsprop_range(float* w, float* g, float* cache, int64_t n, float learning_rate,
+                   float decay_rate) {
+  const float keep = decay_rate;
+  const float mix = 1.0f - decay_rate;
+  // cache = decay * cache + (1 - decay) g^2;  w += lr g / (sqrt(cache) + eps);  g = 0
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) {
+    const float gi = g[i];
+    const float ci = keep * cache[i] + mix * gi * gi;
+    cache[i] = ci;
+    w[i] += learning_rate * gi / (std::sqrt(ci) + kRmsEpsilon);
+    g[i] = 0.0f;
+  }
+}
+
+}  // namespace
+
+void rmsprop_step(float* weights, float* grads, float* cache, int64_t n, float learning_rate,
+                  float decay_rate) {
+  const int threads = n >= FASTPONG_PARALLEL_MIN_WORK ? num_threads() : 1;
+  // Contiguous chunks, one per thread, each a multiple of 16 floats so no two threads share a
+  // cache line.
+  const int64_t chunk = ((n + threads - 1) / threads + 15) / 16 * 16;
+#pragma omp parallel for num_threads(threads) if (threads > 1) schedule(static)
+  for (int t = 0; t < threads; ++t) {
+    const int64_t begin = std::min<int64_t>(n, t * chunk);
+    const int64_t end = std::min<int64_t>(n, begin + chunk);
+    rmsprop_range(weights + begin, grads + begin, cache + begin, end - begin, learning_rate,
+                  decay_rate);
+  }
+}
+
+void rmsprop_step(PolicyTensors& weights, PolicyTensors& grads, PolicyTensors& cache,
+                  float learning_rate, float decay_rate) {
+  rmsprop_step(weights.w1t.data(), grads.w1t.data(), cache.w1t.data(),
+               static_cast<int64_t>(weights.w1t.size()), learning_rate, decay_rate);
+  rmsprop_step(weights.w2.data(), grads.w2.data(), cache.w2.data(),
+               static_cast<int64_t>(weights.w2.size()), learning_rate, decay_rate);
+}
+
+}  // namespace fastpong

@@ -1,0 +1,19 @@
+// Thread count and build facts.
+#include "checks.hpp"
+#include "fastpong/parallel.hpp"
+
+namespace fastpong::bind {
+
+void bind_runtime(py::module_& m) {
+  m.def("get_num_threads", &num_threads, "Threads the batched kernels use.");
+  m.def(
+      "set_num_threads",
+      [](int64_t n) {
+        require_positive(n, "threads");
+        set_num_threads(static_cast<int>(n));
+      },
+      py::arg("threads"), "Sets the threads the batched kernels use (1 without OpenMP).");
+  m.def("has_openmp", &has_openmp, "True when the kernels were compiled with OpenMP.");
+}
+
+}  // namespace fastpong::bind

@@ -1,0 +1,246 @@
+// Training-time kernels: discounted returns, episode buffers, the RMSProp step.
+#include "checks.hpp"
+#include "fastpong/episode.hpp"
+#include "fastpong/policy.hpp"
+#include "fastpong/returns.hpp"
+#include "fastpong/rmsprop.hpp"
+
+namespace fastpong::bind {
+namespace {
+
+FloatArray as_vector(const py::handle& obj, const std::string& name) {
+  FloatArray a = as_float32(obj, name);
+  // The tutorial keeps rewards as a (T, 1) column; accept it as well as (T,).
+  if (a.ndim() == 2 && a.shape(1) == 1) a = as_float32(a.reshape({a.shape(0)}), name);
+  if (a.ndim() != 1) fail(name + " must have shape (T,) or (T, 1), got " + describe_object(obj));
+  require_finite(a.data(), a.size(), name);
+  return a;
+}
+
+FloatArray discount(const py::handle& rewards_obj, double gamma) {
+  if (!(gamma > 0.0 && gamma <= 1.0)) {
+    fail("gamma must be in (0, 1], got " + std::to_string(gamma));
+  }
+  FloatArray rewards = as_vector(rewards_obj, "r");
+  const int64_t n = rewards.shape(0);
+  FloatArray out(n);
+  const float* in = rewards.data();
+  float* result = out.mutable_data();
+  py::gil_scoped_release release;
+  discount_rewards(in, n, gamma, result);
+  return out;
+}
+
+FloatArray standardized(const py::handle& values_obj) {
+  FloatArray values = as_vector(values_obj, "values");
+  const int64_t n = values.shape(0);
+  FloatArray out(n);
+  std::copy(values.data(), values.data() + n, out.mutable_data());
+  standardize(out.mutable_data(), n);
+  return out;
+}
+
+// One step's (or one row per environment's) hidden activations, checked against the shapes.
+FloatArray as_hidden(const py::handle& obj, int64_t rows, int64_t hidden, bool single) {
+  FloatArray h = as_float32(obj, "h");
+  if (single) {
+    require_shape(h, {hidden}, "h", obj);
+  } else {
+    require_shape(h, {rows, hidden}, "h", obj);
+  }
+  require_finite(h.data(), h.size(), "h");
+  return h;
+}
+
+void check_inputs(const SparseRows& x, int64_t rows, int64_t input_size) {
+  if (x.rows() != rows) {
+    fail("x must have " + std::to_string(rows) + " row(s), got " + std::to_string(x.rows()));
+  }
+  for (int32_t i : x.indices) {
+    if (i < 0 || i >= input_size) {
+      fail("x pixel indices must be in [0, " + std::to_string(input_size) + "), got " +
+           std::to_string(i));
+    }
+  }
+}
+
+EpisodeBuffer episode_from_arrays(const py::handle& epx_obj, const py::handle& eph_obj,
+                                  const py::handle& epdlogp_obj, const py::handle& rewards_obj) {
+  FloatArray epx = as_float32(epx_obj, "epx");
+  FloatArray eph = as_float32(eph_obj, "eph");
+  if (epx.ndim() != 2) fail("epx must have shape (T, D), got " + describe_object(epx_obj));
+  if (eph.ndim() != 2) fail("eph must have shape (T, H), got " + describe_object(eph_obj));
+  const int64_t steps = epx.shape(0), input_size = epx.shape(1), hidden = eph.shape(1);
+  require_positive(input_size, "epx's second dimension");
+  require_positive(hidden, "eph's second dimension");
+  require_shape(eph, {steps, hidden}, "eph", eph_obj);
+  FloatArray dlogps = as_vector(epdlogp_obj, "epdlogp");
+  FloatArray rewards = as_vector(rewards_obj, "rewards");
+  require_shape(dlogps, {steps}, "epdlogp", epdlogp_obj);
+  require_shape(rewards, {steps}, "rewards", rewards_obj);
+  require_finite(eph.data(), eph.size(), "eph");
+  SparseRows x;
+  const float* xd = epx.data();
+  for (int64_t t = 0; t < steps; ++t) {
+    for (int64_t i = 0; i < input_size; ++i) {
+      const float v = xd[t * input_size + i];
+      if (v == 0.0f) continue;
+      if (v != 1.0f && v != -1.0f) {
+        fail("epx must hold only -1, 0 and 1 (differences of binary frames), got " +
+             std::to_string(v) + " at step " + std::to_string(t) + ", pixel " + std::to_string(i));
+      }
+      x.indices.push_back(static_cast<int32_t>(i));
+      x.values.push_back(static_cast<int8_t>(v));
+    }
+    x.offsets.push_back(x.nonzeros());
+  }
+  EpisodeBuffer episode(input_size, hidden);
+  for (int64_t t = 0; t < steps; ++t) {
+    episode.append(x, t, eph.data() + t * hidden, dlogps.data()[t]);
+    episode.set_last_reward(rewards.data()[t]);
+  }
+  return episode;
+}
+
+}  // namespace
+
+void bind_training(py::module_& m) {
+  m.def("discount_rewards", &discount, py::arg("r"), py::arg("gamma"),
+        "Discounted returns, float32, restarting at every nonzero reward (each point in Pong).");
+  m.def("standardize", &standardized, py::arg("values"),
+        "(values - mean) / std as float32; all zeros when std is 0 (the tutorial would give NaN).");
+
+  py::class_<EpisodeBuffer>(
+      m, "EpisodeBuffer",
+      "One episode as the backward pass needs it: each step's input as nonzero pixels and signs, "
+      "its hidden activations, dlogp = y - p, and the reward that followed.")
+      .def(py::init([](int64_t hidden, int64_t input_size) {
+             require_positive(hidden, "hidden");
+             require_positive(input_size, "input_size");
+             return EpisodeBuffer(input_size, hidden);
+           }),
+           py::arg("hidden") = 200, py::arg("input_size") = 6400)
+      .def_static("from_arrays", &episode_from_arrays, py::arg("epx"), py::arg("eph"),
+                  py::arg("epdlogp"), py::arg("rewards"),
+                  "From the tutorial's stacked arrays (epx of -1, 0, 1).")
+      .def(
+          "append",
+          [](EpisodeBuffer& self, const SparseRows& x, const py::handle& h_obj, double dlogp) {
+            check_inputs(x, 1, self.input_size());
+            FloatArray h = as_hidden(h_obj, 1, self.hidden(), /*single=*/true);
+            if (!std::isfinite(dlogp)) fail("dlogp must be finite, got " + std::to_string(dlogp));
+            self.append(x, 0, h.data(), static_cast<float>(dlogp));
+          },
+          py::arg("x"), py::arg("h"), py::arg("dlogp"),
+          "Appends a step: x a one-row SparseFrames, h (H,), dlogp = y - p. Reward starts at 0.")
+      .def(
+          "set_last_reward",
+          [](EpisodeBuffer& self, double reward) {
+            if (self.steps() == 0) fail("set_last_reward needs a step first, the episode is empty");
+            if (!std::isfinite(reward)) fail("reward must be finite, got " + std::to_string(reward));
+            self.set_last_reward(static_cast<float>(reward));
+          },
+          py::arg("reward"))
+      .def("clear", &EpisodeBuffer::clear)
+      .def("__len__", &EpisodeBuffer::steps)
+      .def_property_readonly("hidden", &EpisodeBuffer::hidden)
+      .def_property_readonly("input_size", &EpisodeBuffer::input_size)
+      .def_property_readonly("nbytes", &EpisodeBuffer::nbytes,
+                             "Bytes held by the stored steps.")
+      .def_property_readonly("inputs", [](const EpisodeBuffer& e) { return e.inputs(); })
+      .def_property_readonly("rewards",
+                             [](const EpisodeBuffer& e) {
+                               FloatArray a(e.steps());
+                               std::copy(e.rewards().begin(), e.rewards().end(), a.mutable_data());
+                               return a;
+                             })
+      .def_property_readonly("dlogps",
+                             [](const EpisodeBuffer& e) {
+                               FloatArray a(e.steps());
+                               std::copy(e.dlogps().begin(), e.dlogps().end(), a.mutable_data());
+                               return a;
+                             })
+      .def_property_readonly("hidden_states", [](const EpisodeBuffer& e) {
+        FloatArray a({e.steps(), e.hidden()});
+        std::copy(e.hidden_states().begin(), e.hidden_states().end(), a.mutable_data());
+        return a;
+      });
+
+  py::class_<EpisodeBatch>(m, "EpisodeBatch",
+                           "One EpisodeBuffer per environment, filled a step at a time.")
+      .def(py::init([](int64_t num_envs, int64_t hidden, int64_t input_size) {
+             require_positive(num_envs, "num_envs");
+             require_positive(hidden, "hidden");
+             require_positive(input_size, "input_size");
+             return EpisodeBatch(num_envs, input_size, hidden);
+           }),
+           py::arg("num_envs"), py::arg("hidden") = 200, py::arg("input_size") = 6400)
+      .def("__len__", &EpisodeBatch::num_envs)
+      .def(
+          "append",
+          [](EpisodeBatch& self, const SparseRows& x, const py::handle& h_obj,
+             const py::handle& dlogps_obj) {
+            const int64_t n = self.num_envs();
+            const EpisodeBuffer& first = self.episode(0);
+            check_inputs(x, n, first.input_size());
+            FloatArray h = as_hidden(h_obj, n, first.hidden(), /*single=*/false);
+            FloatArray dlogps = as_vector(dlogps_obj, "dlogps");
+            require_shape(dlogps, {n}, "dlogps", dlogps_obj);
+            self.append(x, h.data(), dlogps.data());
+          },
+          py::arg("x"), py::arg("h"), py::arg("dlogps"),
+          "Appends a step to every environment's episode: x SparseFrames of num_envs rows, "
+          "h (num_envs, H), dlogps (num_envs,).")
+      .def(
+          "set_last_rewards",
+          [](EpisodeBatch& self, const py::handle& rewards_obj) {
+            FloatArray rewards = as_vector(rewards_obj, "rewards");
+            require_shape(rewards, {self.num_envs()}, "rewards", rewards_obj);
+            for (int64_t e = 0; e < self.num_envs(); ++e) {
+              if (self.episode(e).steps() == 0) {
+                fail("set_last_rewards needs a step first, episode " + std::to_string(e) +
+                     " is empty");
+              }
+            }
+            self.set_last_rewards(rewards.data());
+          },
+          py::arg("rewards"))
+      .def(
+          "episode",
+          [](EpisodeBatch& self, int64_t env) -> EpisodeBuffer& {
+            if (env < 0 || env >= self.num_envs()) {
+              fail("env must be in [0, " + std::to_string(self.num_envs()) + "), got " +
+                   std::to_string(env));
+            }
+            return self.episode(env);
+          },
+          py::arg("env"), py::return_value_policy::reference_internal);
+
+  m.def(
+      "rmsprop_step",
+      [](Policy& policy, PolicyTensors& grads, PolicyTensors& cache, double learning_rate,
+         double decay_rate) {
+        for (auto* t : {&grads, &cache}) {
+          if (t->input_size != policy.input_size() || t->hidden != policy.hidden()) {
+            fail(std::string(t == &grads ? "grads" : "cache") +
+                 " must match the policy's shapes (hidden=" + std::to_string(policy.hidden()) +
+                 ", input_size=" + std::to_string(policy.input_size()) + "), got hidden=" +
+                 std::to_string(t->hidden) + ", input_size=" + std::to_string(t->input_size));
+          }
+        }
+        if (!(learning_rate > 0.0) || !std::isfinite(learning_rate)) {
+          fail("learning_rate must be a positive number, got " + std::to_string(learning_rate));
+        }
+        if (!(decay_rate >= 0.0 && decay_rate < 1.0)) {
+          fail("decay_rate must be in [0, 1), got " + std::to_string(decay_rate));
+        }
+        py::gil_scoped_release release;
+        rmsprop_step(policy.weights(), grads, cache, static_cast<float>(learning_rate),
+                     static_cast<float>(decay_rate));
+      },
+      py::arg("policy"), py::arg("grads"), py::arg("cache"), py::arg("learning_rate"),
+      py::arg("decay_rate"),
+      "The tutorial's RMSProp ascent step in place: updates cache and weights, zeroes grads.");
+}
+
+}  // namespace fastpong::bind

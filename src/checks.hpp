@@ -1,0 +1,95 @@
+// Validation shared by the bindings: every bound function checks its arguments with these while
+// holding the GIL, then releases it and calls a core function that assumes valid arguments.
+#pragma once
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace fastpong::bind {
+
+namespace py = pybind11;
+
+// A contiguous float32 array owned by numpy, filled by the core.
+using FloatArray = py::array_t<float, py::array::c_style>;
+
+// "float64 (84, 84)": how an array that came in is described in error messages.
+inline std::string describe(const py::array& a) {
+  std::string s = py::str(a.dtype()).cast<std::string>() + " (";
+  for (py::ssize_t d = 0; d < a.ndim(); ++d) {
+    s += std::to_string(a.shape(d));
+    if (a.ndim() == 1 || d + 1 < a.ndim()) s += d + 1 < a.ndim() ? ", " : ",";
+  }
+  return s + ")";
+}
+
+inline std::string describe_object(const py::handle& obj) {
+  if (py::isinstance<py::array>(obj)) return describe(py::reinterpret_borrow<py::array>(obj));
+  return "an object of type " + py::str(py::type::of(obj).attr("__name__")).cast<std::string>();
+}
+
+[[noreturn]] inline void fail(const std::string& message) { throw py::value_error(message); }
+
+// Any real numeric array-like as C-contiguous float32 (a copy only where needed). Booleans,
+// complex numbers, strings and objects are refused rather than guessed at.
+inline FloatArray as_float32(const py::handle& obj, const std::string& name) {
+  py::array a;
+  try {
+    a = py::array::ensure(obj);
+  } catch (...) {
+  }
+  if (!a) fail(name + " must be a numeric array, got " + describe_object(obj));
+  const char kind = a.dtype().kind();
+  if (kind != 'f' && kind != 'i' && kind != 'u') {
+    fail(name + " must be a real numeric array (float32 preferred), got " + describe(a));
+  }
+  // forcecast: float64 and integer inputs are converted, not refused (kinds checked above).
+  auto converted = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(a);
+  if (!converted) fail(name + " could not be converted to float32, got " + describe(a));
+  return converted;
+}
+
+inline void require_finite(const float* data, int64_t n, const std::string& name) {
+  for (int64_t i = 0; i < n; ++i) {
+    if (!std::isfinite(data[i])) {
+      fail(name + " must be finite, got " + std::to_string(data[i]) + " at flat index " +
+           std::to_string(i));
+    }
+  }
+}
+
+// "(200, 6400)"
+inline std::string shape_text(const std::vector<int64_t>& shape) {
+  std::string s = "(";
+  for (size_t d = 0; d < shape.size(); ++d) {
+    s += std::to_string(shape[d]);
+    if (shape.size() == 1 || d + 1 < shape.size()) s += d + 1 < shape.size() ? ", " : ",";
+  }
+  return s + ")";
+}
+
+inline bool has_shape(const py::array& a, const std::vector<int64_t>& shape) {
+  if (a.ndim() != static_cast<py::ssize_t>(shape.size())) return false;
+  for (size_t d = 0; d < shape.size(); ++d) {
+    if (a.shape(static_cast<py::ssize_t>(d)) != shape[d]) return false;
+  }
+  return true;
+}
+
+// `original` is what the caller passed, so the message names its dtype, not the converted one.
+inline void require_shape(const py::array& a, const std::vector<int64_t>& shape,
+                          const std::string& name, const py::handle& original = py::handle()) {
+  if (!has_shape(a, shape)) {
+    fail(name + " must have shape " + shape_text(shape) + ", got " +
+         (original ? describe_object(original) : describe(a)));
+  }
+}
+
+inline void require_positive(int64_t value, const std::string& name) {
+  if (value <= 0) fail(name + " must be a positive integer, got " + std::to_string(value));
+}
+
+}  // namespace fastpong::bind
