@@ -50,7 +50,7 @@ py::array_t<float> rows_to_dense(const SparseRows& rows, int64_t input_size) {
 SparseRows rows_from_dense(const py::handle& obj) {
   FloatArray x = as_float32(obj, "x");
   if (x.ndim() != 1 && x.ndim() != 2) {
-    fail("x must have shape (D,) or (N, D), got " + describe(x));
+    fail("x must have shape (D,) or (N, D), got " + describe_object(obj));
   }
   const int64_t n = x.ndim() == 2 ? x.shape(0) : 1;
   const int64_t d = x.shape(x.ndim() - 1);

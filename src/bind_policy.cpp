@@ -94,7 +94,7 @@ py::tuple forward_dense(const Policy& self, const py::handle& x_obj) {
   const bool single = x.ndim() == 1;
   if (!(single && x.shape(0) == d) && !(x.ndim() == 2 && x.shape(1) == d)) {
     fail("x must have shape (" + std::to_string(d) + ",) or (N, " + std::to_string(d) +
-         "), got " + describe(x));
+         "), got " + describe_object(x_obj));
   }
   require_finite(x.data(), x.size(), "x");
   const int64_t n = single ? 1 : x.shape(0);

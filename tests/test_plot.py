@@ -189,6 +189,14 @@ def test_plot_checks_output_before_loading(tmp_path):
         plot_runs(tmp_path / "no_such_run", output=tmp_path / "curve.gif")
 
 
+def test_plot_unwritable_output_dir_reported(tmp_path, monkeypatch):
+    # Works as root too, where chmod cannot make a directory unwritable.
+    run = make_run(tmp_path / "run", n=20)
+    monkeypatch.setattr(os, "access", lambda path, mode, **kwargs: False)
+    with pytest.raises(ValueError, match="not writable"):
+        plot_runs(run, output=tmp_path / "curve.png")
+
+
 @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root can write anywhere")
 def test_plot_unwritable_output_dir(tmp_path):
     run = make_run(tmp_path / "run", n=20)

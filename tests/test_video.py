@@ -189,6 +189,17 @@ def test_check_video_path_unwritable_directory(tmp_path):
         locked.chmod(0o700)
 
 
+def test_check_video_path_unwritable_directory_reported(tmp_path, monkeypatch):
+    # Works as root too, where chmod cannot make a directory unwritable.
+    monkeypatch.setattr(os, "access", lambda path, mode, **kwargs: False)
+    with pytest.raises(ValueError, match=r"directory '.*' is not writable"):
+        check_video_path(tmp_path / "x.mp4")
+    with pytest.raises(ValueError, match="not writable"):
+        VideoWriter(tmp_path / "x.gif")
+    monkeypatch.undo()
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_video_writer_checks_path_and_fps(tmp_path):
     with pytest.raises(ValueError, match="unsupported video extension"):
         VideoWriter(tmp_path / "x.avi")
