@@ -1,0 +1,132 @@
+"""Checkpoints: plain .npz files (no pickle), written atomically, validated on load.
+
+A checkpoint holds the weights in the tutorial's layout (``W1`` (H, D), ``W2`` (H,)), so numpy
+alone can load a policy from it, plus everything needed to resume: the RMSProp cache, the gradient
+buffer of the batch in progress, the counters, the running reward, the config and the RNG state.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+FORMAT_VERSION = 1
+TENSOR_KEYS = ("W1", "W2", "cache_W1", "cache_W2", "grad_W1", "grad_W2")
+COUNTER_KEYS = ("episodes", "env_steps", "updates", "episodes_in_batch")
+FLOAT_KEYS = ("running_reward", "wall_seconds")
+TEXT_KEYS = ("config", "rng_state")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, truncated, corrupt or of other shapes."""
+
+
+def write_atomically(path: Path, write) -> None:
+    """Calls write(file) on a temporary file beside `path`, flushes it to disk, then renames it
+    over `path`: a reader sees the old file or the new one, never half of one."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(path, *, tensors: dict, counters: dict, running_reward, wall_seconds: float,
+                    config: dict, rng_state: dict) -> None:
+    arrays = {key: np.asarray(tensors[key]) for key in TENSOR_KEYS}
+    arrays.update({key: np.int64(counters[key]) for key in COUNTER_KEYS})
+    arrays["running_reward"] = np.float64(np.nan if running_reward is None else running_reward)
+    arrays["wall_seconds"] = np.float64(wall_seconds)
+    arrays["config"] = np.array(json.dumps(config, sort_keys=True))
+    arrays["rng_state"] = np.array(json.dumps(rng_state))
+    arrays["format_version"] = np.int64(FORMAT_VERSION)
+    write_atomically(Path(path), lambda f: np.savez(f, **arrays))
+
+
+def load_checkpoint(path, *, hidden: int | None = None, input_size: int | None = None) -> dict:
+    """The checkpoint's contents as a dict; CheckpointError with one line if anything is off.
+
+    hidden / input_size, when given, are the shapes the caller expects."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            data = {key: npz[key] for key in npz.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise CheckpointError(f"checkpoint {path} is truncated or corrupt ({_first_line(exc)})") from None
+
+    missing = [k for k in (*TENSOR_KEYS, *COUNTER_KEYS, *FLOAT_KEYS, *TEXT_KEYS) if k not in data]
+    if missing:
+        raise CheckpointError(f"checkpoint {path} is missing {', '.join(missing)}")
+    w1 = data["W1"]
+    if w1.ndim != 2:
+        raise CheckpointError(f"checkpoint {path}: W1 must have shape (H, D), got {w1.shape}")
+    h, d = w1.shape
+    if (hidden is not None and h != hidden) or (input_size is not None and d != input_size):
+        raise CheckpointError(
+            f"checkpoint {path} holds a network of hidden={h}, input_size={d}; "
+            f"expected hidden={hidden}, input_size={input_size}"
+        )
+    for key in TENSOR_KEYS:
+        expected = (h, d) if key.endswith("W1") else (h,)
+        value = data[key]
+        if value.shape != expected or value.dtype.kind != "f":
+            raise CheckpointError(
+                f"checkpoint {path}: {key} must be float of shape {expected}, got {value.dtype} {value.shape}"
+            )
+        if not np.all(np.isfinite(value)):
+            raise CheckpointError(f"checkpoint {path}: {key} holds non-finite values")
+    result = {key: data[key] for key in TENSOR_KEYS}
+    for key in COUNTER_KEYS:
+        value = data[key]
+        if value.shape != () or value.dtype.kind != "i" or int(value) < 0:
+            raise CheckpointError(f"checkpoint {path}: {key} must be a non-negative integer")
+        result[key] = int(value)
+    running = float(data["running_reward"])
+    result["running_reward"] = None if np.isnan(running) else running
+    result["wall_seconds"] = float(data["wall_seconds"])
+    try:
+        result["config"] = json.loads(str(data["config"]))
+        result["rng_state"] = json.loads(str(data["rng_state"]))
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"checkpoint {path}: config or RNG state is not valid JSON ({exc})") from None
+    return result
+
+
+def load_policy_weights(path) -> dict:
+    """Just {'W1', 'W2'} from a checkpoint or any .npz holding them (e.g. the shipped policy)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            if "W1" not in npz.files or "W2" not in npz.files:
+                raise CheckpointError(f"{path} holds no policy: expected arrays 'W1' and 'W2'")
+            w1, w2 = npz["W1"], npz["W2"]
+    except CheckpointError:
+        raise
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise CheckpointError(f"checkpoint {path} is truncated or corrupt ({_first_line(exc)})") from None
+    if w1.ndim != 2 or w2.shape != (w1.shape[0],) or w1.dtype.kind != "f" or w2.dtype.kind != "f":
+        raise CheckpointError(
+            f"{path}: expected float W1 (H, D) and W2 (H,), got {w1.dtype} {w1.shape} and {w2.dtype} {w2.shape}"
+        )
+    if not (np.all(np.isfinite(w1)) and np.all(np.isfinite(w2))):
+        raise CheckpointError(f"{path}: the weights hold non-finite values")
+    return {"W1": w1, "W2": w2}
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

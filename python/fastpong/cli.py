@@ -1,0 +1,128 @@
+"""The ``fastpong`` command: train, eval and plot.
+
+Every mistake a user can type ends in one readable line on stderr and exit code 2, before any work
+starts; an interrupted training run saves its checkpoint and exits 130 (SIGINT) or 143 (SIGTERM).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+
+from .config import DEFAULT_ENV_ID, ENGINES, TrainConfig
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line, not the usage block plus the error."""
+
+    def error(self, message):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {value}")
+    return value
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+
+
+def _add_train(subparsers) -> None:
+    p = subparsers.add_parser(
+        "train", help="train the agent", description="Train the tutorial's policy-gradient agent.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    # Algorithm flags default to None so that we know which ones the user typed: on --resume only
+    # those must agree with the checkpoint.
+    d = TrainConfig()
+    p.add_argument("--env", dest="env_id", metavar="ID", help=f"gymnasium ALE id (default {d.env_id})")
+    p.add_argument("--num-envs", type=_positive_int, metavar="N",
+                   help="environments stepped together (default: enough to keep every core busy)")
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--episodes", type=_positive_int, metavar="N",
+                        help="stop after N finished episodes in all (default: run until interrupted)")
+    length.add_argument("--steps", type=_positive_int, metavar="N",
+                        help="stop after N environment steps in all")
+    p.add_argument("--batch-size", type=_positive_int, metavar="N",
+                   help=f"finished episodes per RMSProp update (default {d.batch_size})")
+    p.add_argument("--learning-rate", type=_number, metavar="F", help=f"default {d.learning_rate:g}")
+    p.add_argument("--decay-rate", type=_number, metavar="F", help=f"RMSProp decay (default {d.decay_rate})")
+    p.add_argument("--gamma", type=_number, metavar="F", help=f"discount factor (default {d.gamma})")
+    p.add_argument("--hidden", type=_positive_int, metavar="N", help=f"hidden units (default {d.hidden})")
+    p.add_argument("--seed", type=_non_negative_int, metavar="N", help="default: random, recorded in config.json")
+    p.add_argument("--run-dir", metavar="DIR", help="default: runs/<env>-<date>-<time>")
+    p.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its checkpoint")
+    p.add_argument("--threads", type=_positive_int, metavar="N", help="emulator and kernel threads (default: all cores)")
+    p.add_argument("--engine", choices=ENGINES, help="fast (C++ kernels, N envs) or reference (NumPy, 1 env); default fast")
+    p.add_argument("--json", action="store_true", help="print a JSON summary on stdout at the end")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=_run_train)
+
+
+def _run_train(args) -> int:
+    from .train import train
+
+    if args.resume and args.run_dir is None:
+        raise ValueError("--resume needs --run-dir: the run directory to continue")
+    settings = {name: getattr(args, name) for name in (
+        "env_id", "num_envs", "episodes", "steps", "batch_size", "learning_rate", "decay_rate",
+        "gamma", "hidden", "seed", "threads", "engine") if getattr(args, name) is not None}
+    summary = train(run_dir=args.run_dir, resume=args.resume, progress=not args.quiet, **settings)
+    if args.json:
+        print(json.dumps(summary.to_dict()))
+    checkpoint = f"{summary.run_dir}/checkpoint.npz"
+    if summary.interrupted_by is not None:
+        name = signal.Signals(summary.interrupted_by).name
+        print(f"fastpong train: stopped by {name}; checkpoint written to {checkpoint} "
+              f"(continue with: fastpong train --run-dir {summary.run_dir} --resume)", file=sys.stderr)
+        return 128 + summary.interrupted_by
+    if not args.quiet:
+        running = "n/a" if summary.running_reward is None else f"{summary.running_reward:+.2f}"
+        print(f"fastpong train: {summary.episodes} episodes, {summary.steps} steps, {summary.updates} updates; "
+              f"running reward {running}; {summary.steps_per_second:,.0f} steps/s; checkpoint {checkpoint}",
+              file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="fastpong", description="Karpathy's Pong from pixels, fast.")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                       parser_class=_Parser)
+    _add_train(subparsers)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except ValueError as exc:  # bad input found before (or instead of) any work: one line
+        print(f"fastpong {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

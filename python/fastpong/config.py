@@ -1,0 +1,111 @@
+"""Every setting of a training run, checked before any work starts."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from dataclasses import dataclass
+
+DEFAULT_ENV_ID = "ALE/Pong-v5"
+ENGINES = ("fast", "reference")
+
+#: Settings that define what is learned: a resumed run must keep them. The rest (how long to run,
+#: how many envs and threads) may change between sessions of the same run.
+ALGORITHM_FIELDS = (
+    "env_id", "batch_size", "learning_rate", "decay_rate", "gamma", "hidden", "seed", "engine",
+)
+RUN_FIELDS = ("num_envs", "episodes", "steps", "threads", "video_every")
+
+
+@dataclass
+class TrainConfig:
+    """The tutorial's defaults where it has one (H 200, lr 1e-4, gamma 0.99, decay 0.99);
+    batch_size 10 as Karpathy's original (the tutorial used 3)."""
+
+    env_id: str = DEFAULT_ENV_ID
+    num_envs: int | None = None  # None: enough environments to keep every core busy
+    episodes: int | None = None  # stop after this many finished episodes (None: no limit)
+    steps: int | None = None  # stop after this many environment steps (None: no limit)
+    batch_size: int = 10
+    learning_rate: float = 1e-4
+    decay_rate: float = 0.99
+    gamma: float = 0.99
+    hidden: int = 200
+    seed: int | None = None  # None: drawn at random and recorded, so the run can be repeated
+    threads: int | None = None  # None: every core
+    engine: str = "fast"
+    video_every: int | None = None  # record video/update-XXXX.mp4 every this many updates
+
+    def validate(self) -> "TrainConfig":
+        """Raises ValueError naming the first bad setting; returns self."""
+        if not isinstance(self.env_id, str) or not self.env_id:
+            raise ValueError(f"env id must be a non-empty string, got {self.env_id!r}")
+        for name in ("num_envs", "episodes", "steps", "threads", "video_every"):
+            value = getattr(self, name)
+            if value is not None:
+                _positive_int(name, value)
+        for name in ("batch_size", "hidden"):
+            _positive_int(name, getattr(self, name))
+        if self.seed is not None and (not _is_int(self.seed) or self.seed < 0):
+            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
+        if not _is_real(self.learning_rate) or not self.learning_rate > 0 or not math.isfinite(self.learning_rate):
+            raise ValueError(f"learning rate must be a positive number, got {self.learning_rate!r}")
+        if not _is_real(self.decay_rate) or not 0 <= self.decay_rate < 1:
+            raise ValueError(f"decay rate must be in [0, 1), got {self.decay_rate!r}")
+        if not _is_real(self.gamma) or not 0 < self.gamma <= 1:
+            raise ValueError(f"gamma must be in (0, 1], got {self.gamma!r}")
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
+        if self.engine == "reference" and self.num_envs not in (None, 1):
+            raise ValueError(
+                f"the reference engine runs one environment (the tutorial's loop), got num_envs={self.num_envs}"
+            )
+        return self
+
+    def resolved(self) -> "TrainConfig":
+        """A copy with the machine-dependent defaults (num_envs, threads) filled in."""
+        from .envs import default_num_envs
+
+        threads = self.threads or os.cpu_count() or 1
+        if self.engine == "reference":
+            num_envs = 1
+        else:
+            num_envs = self.num_envs or default_num_envs()
+        return dataclasses.replace(self, threads=threads, num_envs=num_envs)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        if not isinstance(data, dict):
+            raise ValueError(f"config must be a JSON object, got {type(data).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"config has unknown settings: {', '.join(unknown)}")
+        return cls(**data).validate()
+
+    def algorithm_differences(self, other: "TrainConfig") -> list[str]:
+        """'learning_rate: 0.001 != 0.0001' for each algorithm setting that differs. A seed of
+        None (not chosen) differs from nothing."""
+        return [
+            f"{name}: {getattr(self, name)!r} != {getattr(other, name)!r}"
+            for name in ALGORITHM_FIELDS
+            if getattr(self, name) != getattr(other, name)
+            and not (name == "seed" and self.seed is None)
+        ]
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_real(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _positive_int(name: str, value) -> None:
+    if not _is_int(value) or value <= 0:
+        raise ValueError(f"{name.replace('_', ' ')} must be a positive integer, got {value!r}")

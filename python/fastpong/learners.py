@@ -1,0 +1,127 @@
+"""The two engines behind ``fastpong train``: the same algorithm, fast and reference.
+
+A learner turns frames into actions, records what the backward pass needs, turns a finished
+episode into gradients and applies RMSProp updates. The training loop (train.py) drives either one
+the same way, so ``--engine reference`` runs the tutorial's code path under the same command line.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _core
+from . import reference as ref
+from .optim import RMSProp
+from .policy import Policy
+
+UP, DOWN = ref.UP, ref.DOWN
+
+
+class FastLearner:
+    """N environments at once on the C++ kernels: a fused frame -> sparse difference kernel, one
+    batched sparse forward pass per step, episode buffers of nonzero pixels, a sparse backward."""
+
+    def __init__(self, config, num_envs: int, rng: np.random.Generator):
+        self.rng = rng
+        self.gamma = config.gamma
+        self.policy = Policy(hidden=config.hidden, seed=config.seed)
+        self.optimizer = RMSProp(config.learning_rate, config.decay_rate)
+        self.optimizer.cache = self.policy.gradient_buffer()
+        self.grads = self.policy.gradient_buffer()
+        self.differencer = _core.FrameDifferencer(num_envs)
+        self.episodes = _core.EpisodeBatch(num_envs, config.hidden, self.policy.input_size)
+        self._x = None
+
+    def observe(self, frames: np.ndarray) -> None:
+        """The frames that follow the last actions (for a finished episode: its next first frame)."""
+        self._x = self.differencer.step(frames)
+
+    def act(self) -> np.ndarray:
+        p, h = self.policy.forward(self._x)
+        up = self.rng.random(p.shape[0]) < p  # sample: up with probability p
+        # dlogp = y - p, the gradient of log p(action) w.r.t. the logit
+        self.episodes.append(self._x, h, up.astype(np.float32) - p)
+        return np.where(up, UP, DOWN)
+
+    def record_rewards(self, rewards: np.ndarray) -> None:
+        self.episodes.set_last_rewards(rewards)
+
+    def finish_episode(self, env: int) -> None:
+        """Backward pass of env's finished episode into the gradient buffer; frees the buffer."""
+        episode = self.episodes.episode(env)
+        returns = _core.standardize(_core.discount_rewards(episode.rewards, self.gamma))
+        self.policy.accumulate_gradient(episode, returns, self.grads)
+        episode.clear()
+        self.differencer.reset(env)
+
+    def update(self) -> None:
+        self.optimizer.step(self.policy, self.grads)
+
+    def tensors(self) -> dict:
+        model, cache, grads = self.policy.to_model(), self.optimizer.cache.to_model(), self.grads.to_model()
+        return {"W1": model["W1"], "W2": model["W2"], "cache_W1": cache["W1"], "cache_W2": cache["W2"],
+                "grad_W1": grads["W1"], "grad_W2": grads["W2"]}
+
+    def load_tensors(self, tensors: dict) -> None:
+        self.policy.load_model({"W1": tensors["W1"], "W2": tensors["W2"]})
+        self.optimizer.cache.load_model({"W1": tensors["cache_W1"], "W2": tensors["cache_W2"]})
+        self.grads.load_model({"W1": tensors["grad_W1"], "W2": tensors["grad_W2"]})
+
+
+class ReferenceLearner:
+    """The tutorial's loop in NumPy float64, one environment: dense inputs stacked per episode."""
+
+    def __init__(self, config, num_envs: int, rng: np.random.Generator):
+        if num_envs != 1:
+            raise ValueError(f"the reference engine runs one environment, got num_envs={num_envs}")
+        self.rng = rng
+        self.config = config
+        self.model = ref.init_model(config.hidden, ref.INPUT_SIZE, config.seed)
+        self.grad_buffer = {k: np.zeros_like(v) for k, v in self.model.items()}
+        self.rmsprop_cache = {k: np.zeros_like(v) for k, v in self.model.items()}
+        self.prev_x = None
+        self._x = None
+        self.xs, self.hs, self.dlogps, self.drs = [], [], [], []
+
+    def observe(self, frames: np.ndarray) -> None:
+        cur_x = ref.frame_preprocessing(frames[0]).ravel()
+        self._x = ref.update_input(self.prev_x, cur_x)
+        self.prev_x = cur_x
+
+    def act(self) -> np.ndarray:
+        aprob, h = ref.policy_forward(self._x, self.model)
+        action = UP if self.rng.random() < aprob else DOWN
+        self.xs.append(self._x)
+        self.hs.append(h)
+        self.dlogps.append((1.0 if action == UP else 0.0) - aprob)
+        return np.array([action])
+
+    def record_rewards(self, rewards: np.ndarray) -> None:
+        self.drs.append(float(rewards[0]))
+
+    def finish_episode(self, env: int) -> None:
+        epx, eph = np.vstack(self.xs), np.vstack(self.hs)
+        epdlogp, epr = np.vstack(self.dlogps), np.vstack(self.drs)
+        self.xs, self.hs, self.dlogps, self.drs = [], [], [], []
+        discounted_epr = ref.standardize_returns(ref.discount_rewards(epr, self.config.gamma))
+        grad = ref.policy_backward(eph, epx, epdlogp * discounted_epr, self.model)
+        for k in self.model:
+            self.grad_buffer[k] += grad[k]
+        self.prev_x = None
+
+    def update(self) -> None:
+        ref.rmsprop_update(self.model, self.grad_buffer, self.rmsprop_cache,
+                           self.config.learning_rate, self.config.decay_rate)
+
+    def tensors(self) -> dict:
+        return {"W1": self.model["W1"], "W2": self.model["W2"],
+                "cache_W1": self.rmsprop_cache["W1"], "cache_W2": self.rmsprop_cache["W2"],
+                "grad_W1": self.grad_buffer["W1"], "grad_W2": self.grad_buffer["W2"]}
+
+    def load_tensors(self, tensors: dict) -> None:
+        for name, target in (("", self.model), ("cache_", self.rmsprop_cache), ("grad_", self.grad_buffer)):
+            for k in ("W1", "W2"):
+                target[k] = np.array(tensors[name + k], dtype=np.float64)
+
+
+LEARNERS = {"fast": FastLearner, "reference": ReferenceLearner}

@@ -1,0 +1,304 @@
+"""``fastpong.train``: the episode/batch loop, the run directory, checkpoints and resuming."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+from . import _core
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint, write_atomically
+from .config import ALGORITHM_FIELDS, RUN_FIELDS, TrainConfig
+from .learners import LEARNERS
+from .metrics import MetricsLog
+
+CONFIG_FILE = "config.json"
+CHECKPOINT_FILE = "checkpoint.npz"
+METRICS_FILE = "metrics.csv"
+#: The tutorial's running reward: an exponential average over roughly the last 100 episodes.
+RUNNING_DECAY = 0.99
+
+
+@dataclass
+class TrainSummary:
+    run_dir: str
+    steps: int
+    episodes: int
+    updates: int
+    seconds: float  # wall-clock of this session
+    steps_per_second: float  # of this session
+    running_reward: float | None
+    interrupted_by: int | None = None  # the signal number that stopped the run, if any
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+class RunError(ValueError):
+    """A run that cannot start: bad run directory, missing or mismatched checkpoint."""
+
+
+def default_run_dir(env_id: str) -> Path:
+    name = env_id.split("/")[-1].replace(":", "-")
+    return Path("runs") / f"{name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+
+
+def prepare_run(config: TrainConfig, run_dir, resume: bool, explicit=ALGORITHM_FIELDS):
+    """Checks everything that can go wrong before any work starts; writes nothing on failure.
+
+    Returns (config, run_dir, checkpoint or None). On resume the algorithm settings come from the
+    checkpoint; those named in `explicit` (the ones the caller actually set) must agree with it.
+    Run length, environments and threads always come from `config`."""
+    from .envs import validate_env_id
+
+    config.validate()
+    run_dir = Path(run_dir) if run_dir is not None else default_run_dir(config.env_id)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunError(f"run directory {run_dir} exists and is not a directory")
+    config_path, checkpoint_path = run_dir / CONFIG_FILE, run_dir / CHECKPOINT_FILE
+    checkpoint = None
+    if resume:
+        if not checkpoint_path.exists():
+            raise RunError(f"--resume: no checkpoint in {run_dir} (expected {checkpoint_path})")
+        checkpoint = load_checkpoint(checkpoint_path, input_size=6400)
+        try:
+            stored = TrainConfig.from_dict(checkpoint["config"])
+        except (TypeError, ValueError) as exc:
+            raise CheckpointError(f"checkpoint {checkpoint_path} holds an invalid config ({exc})") from None
+        if checkpoint["W1"].shape[0] != stored.hidden:
+            raise CheckpointError(f"checkpoint {checkpoint_path}: W1 has {checkpoint['W1'].shape[0]} "
+                                  f"hidden units but its config says {stored.hidden}")
+        differences = [d for d in config.algorithm_differences(stored) if d.split(":")[0] in explicit]
+        if differences:
+            raise RunError(f"--resume: {run_dir} was trained with other settings ({'; '.join(differences)})")
+        run_settings = {name: getattr(config, name) for name in RUN_FIELDS}
+        config = dataclasses.replace(stored, **run_settings)
+    elif config_path.exists() or checkpoint_path.exists():
+        try:
+            stored = TrainConfig.from_dict(json.loads(config_path.read_text()))
+            differences = config.algorithm_differences(stored)
+        except (OSError, ValueError, TypeError):
+            differences = ["unreadable config.json"]
+        what = f"a run with other settings ({'; '.join(differences)})" if differences else "a run"
+        raise RunError(f"run directory {run_dir} already holds {what}: pass --resume to continue it "
+                       "or choose another --run-dir")
+    validate_env_id(config.env_id)
+    _check_writable(run_dir)
+    return config, run_dir, checkpoint
+
+
+def _check_writable(run_dir: Path) -> None:
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise RunError(f"run directory {run_dir} is not writable ({exc.strerror or exc})") from None
+
+
+class _StopSignals:
+    """Turns SIGINT/SIGTERM into a flag the loop checks, so a run stops between steps, with its
+    checkpoint written, instead of dying wherever the signal lands."""
+
+    def __init__(self):
+        self.signum: int | None = None
+        self._previous = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.signum = signum
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def _make_envs(config: TrainConfig, seed: int):
+    from .envs import make_env_batch
+
+    if config.engine == "reference":
+        return _SingleGymEnv(config.env_id, seed)
+    return make_env_batch(config.env_id, config.num_envs, threads=config.threads, seed=seed)
+
+
+class _SingleGymEnv:
+    """gymnasium.make(env_id) behind the batch interface: the tutorial's own environment."""
+
+    def __init__(self, env_id: str, seed: int):
+        import ale_py
+        import gymnasium
+
+        gymnasium.register_envs(ale_py)
+        self.env = gymnasium.make(env_id)
+        self.num_envs = 1
+        self._seed = seed
+
+    def reset(self, seed=None):
+        frame, _ = self.env.reset(seed=seed)
+        return frame[None]
+
+    def step(self, actions):
+        frame, reward, terminated, truncated, _ = self.env.step(int(actions[0]))
+        if terminated or truncated:
+            frame, _ = self.env.reset()
+        return frame[None], np.array([reward], dtype=np.float32), np.array([terminated or truncated])
+
+    def close(self):
+        self.env.close()
+
+
+def train(config: TrainConfig | None = None, *, run_dir=None, resume: bool = False,
+          progress: bool = True, on_episode=None, **settings) -> TrainSummary:
+    """Trains the tutorial's agent and returns a summary; see ``fastpong train --help``.
+
+    ``config`` or keyword settings (``fastpong.train(episodes=20, learning_rate=1e-3)``) give the
+    run's settings. The run directory receives config.json, metrics.csv and checkpoint.npz.
+    ``on_episode(row)`` is called with each metrics row (a dict). With ``resume=True`` the
+    algorithm settings are the checkpoint's; ``episodes`` and ``steps`` count the whole run."""
+    explicit = set(settings) if config is None else set(ALGORITHM_FIELDS)
+    if config is None:
+        config = TrainConfig(**settings)
+    elif settings:
+        config = dataclasses.replace(config, **settings)
+    config, run_dir, checkpoint = prepare_run(config, run_dir, resume, explicit)
+    if config.seed is None:
+        config = dataclasses.replace(config, seed=int(np.random.SeedSequence().entropy % 2**31))
+    config = config.resolved()
+    return _Run(config, run_dir, checkpoint, progress, on_episode).execute()
+
+
+class _Run:
+    def __init__(self, config: TrainConfig, run_dir: Path, checkpoint, progress: bool, on_episode):
+        self.config = config
+        self.run_dir = run_dir
+        self.progress = progress
+        self.on_episode = on_episode
+        _core.set_num_threads(config.threads)
+        self.rng = np.random.default_rng([config.seed, 1])  # actions; weights use the seed itself
+        self.learner = LEARNERS[config.engine](config, config.num_envs, self.rng)
+        self.episodes = self.env_steps = self.updates = self.episodes_in_batch = 0
+        self.running_reward: float | None = None
+        self.wall_offset = 0.0  # wall seconds of earlier sessions of this run
+        if checkpoint is not None:
+            self.learner.load_tensors(checkpoint)
+            self.episodes = checkpoint["episodes"]
+            self.env_steps = checkpoint["env_steps"]
+            self.updates = checkpoint["updates"]
+            self.episodes_in_batch = checkpoint["episodes_in_batch"]
+            self.running_reward = checkpoint["running_reward"]
+            self.wall_offset = checkpoint["wall_seconds"]
+            self.rng.bit_generator.state = checkpoint["rng_state"]
+        self.checkpoint_path = run_dir / CHECKPOINT_FILE
+        write_atomically(run_dir / CONFIG_FILE,
+                         lambda f: f.write(json.dumps(config.to_dict(), indent=2, sort_keys=True).encode()))
+        self.metrics = MetricsLog(run_dir / METRICS_FILE, keep_episodes=self.episodes if checkpoint else 0)
+
+    def _done(self) -> bool:
+        c = self.config
+        return (c.episodes is not None and self.episodes >= c.episodes) or (
+            c.steps is not None and self.env_steps >= c.steps)
+
+    def execute(self) -> TrainSummary:
+        config, learner = self.config, self.learner
+        n = config.num_envs
+        # A resumed run continues on fresh games: the emulators' state is not checkpointed.
+        envs = _make_envs(config, seed=config.seed + self.episodes)
+        start = time.perf_counter()
+        session_steps = 0
+        reward_sums = np.zeros(n)
+        points_won = np.zeros(n, dtype=np.int64)
+        points_lost = np.zeros(n, dtype=np.int64)
+        bar = self._progress_bar()
+        try:
+            with _StopSignals() as stop:
+                learner.observe(envs.reset(seed=config.seed + self.episodes))
+                while not self._done() and stop.signum is None:
+                    actions = learner.act()
+                    frames, rewards, ends = envs.step(actions)
+                    learner.record_rewards(rewards)
+                    reward_sums += rewards
+                    points_won += rewards > 0
+                    points_lost += rewards < 0
+                    self.env_steps += n
+                    session_steps += n
+                    for env in np.flatnonzero(ends):
+                        learner.finish_episode(env)
+                        elapsed = time.perf_counter() - start
+                        self._episode_finished(reward_sums[env], points_won[env], points_lost[env],
+                                               elapsed, session_steps / max(elapsed, 1e-9), bar)
+                        reward_sums[env] = points_won[env] = points_lost[env] = 0
+                        if self._done():
+                            break
+                    learner.observe(frames)
+                    if bar is not None and config.steps is not None:
+                        bar.update(n)
+        finally:
+            elapsed = time.perf_counter() - start
+            self._save(elapsed)
+            self.metrics.close()
+            envs.close()
+            if bar is not None:
+                bar.close()
+        return TrainSummary(
+            run_dir=str(self.run_dir), steps=self.env_steps, episodes=self.episodes,
+            updates=self.updates, seconds=elapsed,
+            steps_per_second=session_steps / elapsed if elapsed > 0 else 0.0,
+            running_reward=self.running_reward, interrupted_by=stop.signum,
+        )
+
+    def _episode_finished(self, reward, won, lost, elapsed, steps_per_second, bar) -> None:
+        self.episodes += 1
+        self.episodes_in_batch += 1
+        self.running_reward = (reward if self.running_reward is None
+                               else self.running_reward * RUNNING_DECAY + reward * (1 - RUNNING_DECAY))
+        row = dict(episode=self.episodes, env_steps=self.env_steps, reward=float(reward),
+                   running_reward=self.running_reward, points_won=int(won), points_lost=int(lost),
+                   wall_seconds=self.wall_offset + elapsed, steps_per_second=steps_per_second)
+        self.metrics.append(**row)
+        if self.episodes_in_batch >= self.config.batch_size:
+            self.learner.update()
+            self.updates += 1
+            self.episodes_in_batch = 0
+            self._save(elapsed)
+        if bar is not None:
+            if self.config.steps is None:
+                bar.update(1)
+            bar.set_postfix(running_reward=f"{self.running_reward:+.2f}", steps_s=f"{steps_per_second:,.0f}",
+                            updates=self.updates, refresh=False)
+        if self.on_episode is not None:
+            self.on_episode(row)
+
+    def _save(self, elapsed: float) -> None:
+        save_checkpoint(
+            self.checkpoint_path, tensors=self.learner.tensors(),
+            counters=dict(episodes=self.episodes, env_steps=self.env_steps, updates=self.updates,
+                          episodes_in_batch=self.episodes_in_batch),
+            running_reward=self.running_reward, wall_seconds=self.wall_offset + elapsed,
+            config=self.config.to_dict(), rng_state=self.rng.bit_generator.state,
+        )
+
+    def _progress_bar(self):
+        if not self.progress:
+            return None
+        from tqdm.auto import tqdm
+
+        by_steps = self.config.steps is not None
+        total = self.config.steps if by_steps else self.config.episodes
+        initial = self.env_steps if by_steps else self.episodes
+        return tqdm(total=total, initial=initial, unit=" steps" if by_steps else " episodes",
+                    unit_scale=by_steps, dynamic_ncols=True, smoothing=0.05)
