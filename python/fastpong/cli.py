@@ -106,11 +106,72 @@ def _run_train(args) -> int:
     return 0
 
 
+def _add_eval(subparsers) -> None:
+    p = subparsers.add_parser(
+        "eval", help="play a trained policy", description="Play full games with a trained policy "
+        "and report the score; optionally record the first game as a video.")
+    p.add_argument("--checkpoint", required=True, metavar="PATH",
+                   help="a checkpoint .npz, a run directory, or 'pretrained' (the policy shipped with fastpong)")
+    p.add_argument("--env", dest="env_id", default=DEFAULT_ENV_ID, metavar="ID", help=f"default {DEFAULT_ENV_ID}")
+    p.add_argument("--episodes", type=_positive_int, default=10, metavar="N", help="games to play (default 10)")
+    p.add_argument("--num-envs", type=_positive_int, metavar="N", help="games played at once (default 4)")
+    p.add_argument("--seed", type=_non_negative_int, default=0, metavar="N", help="default 0")
+    p.add_argument("--greedy", action="store_true", help="move up when p > 0.5 instead of sampling")
+    p.add_argument("--video", metavar="FILE", help="record the first game to FILE.mp4 or FILE.gif")
+    p.add_argument("--max-steps", type=_positive_int, metavar="N",
+                   help="stop after N agent steps; unfinished games count as truncated")
+    p.add_argument("--json", action="store_true", help="print the results as one JSON object on stdout")
+    p.set_defaults(handler=_run_eval)
+
+
+def _run_eval(args) -> int:
+    from .evaluate import evaluate
+
+    result = evaluate(args.checkpoint, env_id=args.env_id, episodes=args.episodes, num_envs=args.num_envs,
+                      seed=args.seed, greedy=args.greedy, video=args.video, max_steps=args.max_steps)
+    summary = result.summary()
+    if args.json:
+        print(json.dumps(summary))
+        return 0
+    print(f"{'episode':>7}  {'won':>3}  {'lost':>4}  {'reward':>6}  {'steps':>6}")
+    for i, e in enumerate(result.episodes, 1):
+        note = "  (truncated)" if e.truncated else ""
+        print(f"{i:>7}  {e.points_won:>3}  {e.points_lost:>4}  {e.reward:>+6d}  {e.steps:>6}{note}")
+    print(f"mean reward {summary['mean_reward']:+.2f} ± {summary['std_reward']:.2f} over {summary['episodes']} "
+          f"episodes; episodes won {summary['episodes_won']}/{summary['episodes']}; points won "
+          f"{summary['points_won']}/{summary['points_won'] + summary['points_lost']} "
+          f"({100 * summary['point_win_rate']:.1f}%)")
+    if args.video:
+        print(f"video of the first episode: {args.video}")
+    return 0
+
+
+def _add_plot(subparsers) -> None:
+    p = subparsers.add_parser("plot", help="plot learning curves",
+                              description="Plot the learning curve of one or more run directories.")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories holding metrics.csv")
+    p.add_argument("-o", "--output", default="learning-curve.png", metavar="FILE",
+                   help="image to write: .png, .svg or .pdf (default learning-curve.png)")
+    p.add_argument("--x", choices=("episode", "env_steps", "wall_seconds"), default="episode",
+                   help="horizontal axis (default episode)")
+    p.set_defaults(handler=_run_plot)
+
+
+def _run_plot(args) -> int:
+    from .plot import plot_runs
+
+    plot_runs(args.run_dirs, output=args.output, x=args.x)
+    print(f"wrote {args.output}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="fastpong", description="Karpathy's Pong from pixels, fast.")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
                                        parser_class=_Parser)
     _add_train(subparsers)
+    _add_eval(subparsers)
+    _add_plot(subparsers)
     return parser
 
 

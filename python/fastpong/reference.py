@@ -81,7 +81,15 @@ def discount_rewards(r: np.ndarray, gamma: float) -> np.ndarray:
 
 
 def standardize_returns(returns: np.ndarray) -> np.ndarray:
-    """(returns - mean) / std; all zeros if std is 0 (the tutorial would divide by zero)."""
+    """(returns - mean) / std; all zeros if std is 0 (the tutorial would divide by zero).
+
+    A constant (or empty) input is caught by comparing the values, not by std == 0: np.std of equal
+    values such as [0.1, 0.1, 0.1] comes out a few ulps above 0 (the mean rounds), and dividing by
+    it would blow that rounding noise up to +-1.
+    """
+    returns = np.asarray(returns, dtype=float)
+    if returns.size == 0 or np.all(returns == returns.flat[0]):
+        return np.zeros_like(returns)
     centered = returns - np.mean(returns)
     std = np.std(returns)
     return centered / std if std > 0 else np.zeros_like(centered)
