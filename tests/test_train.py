@@ -1,0 +1,125 @@
+"""The training loop: run directory, checkpoints, resume, determinism, and the fast engine
+computing the reference engine's algorithm."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+import fastpong
+from fastpong.checkpoint import load_checkpoint
+from fastpong.config import TrainConfig
+from fastpong.learners import FastLearner, ReferenceLearner
+from fastpong.metrics import COLUMNS
+from fastpong.train import RunError, train
+
+# Float32 kernels against float64 NumPy over a few hundred steps: gradients agree to this relative
+# tolerance (sums of ~10^4 terms of magnitude <= 1 in float32 lose ~1e-4 relative at worst).
+GRAD_RTOL = 2e-3
+
+
+def read_metrics(run_dir):
+    with open(run_dir / "metrics.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_run_directory_contents(tmp_path):
+    summary = train(run_dir=tmp_path / "run", episodes=3, num_envs=2, batch_size=2, seed=0, progress=False)
+    run = tmp_path / "run"
+    assert summary.episodes == 3 and summary.updates == 1 and summary.steps > 0
+    config = json.loads((run / "config.json").read_text())
+    assert config["num_envs"] == 2 and config["threads"] >= 1 and config["seed"] == 0
+    assert config["batch_size"] == 2 and config["learning_rate"] == 1e-4
+    rows = read_metrics(run)
+    assert list(rows[0]) == list(COLUMNS)
+    assert [int(r["episode"]) for r in rows] == [1, 2, 3]
+    for r in rows:  # Pong: one side reaches 21, reward = won - lost
+        assert max(int(r["points_won"]), int(r["points_lost"])) == 21
+        assert float(r["reward"]) == int(r["points_won"]) - int(r["points_lost"])
+    assert int(rows[-1]["env_steps"]) == summary.steps
+    ckpt = load_checkpoint(run / "checkpoint.npz", hidden=200, input_size=6400)
+    assert ckpt["episodes"] == 3 and ckpt["updates"] == 1 and ckpt["episodes_in_batch"] == 1
+    assert ckpt["running_reward"] == pytest.approx(float(rows[-1]["running_reward"]), abs=1e-5)
+    assert np.any(ckpt["grad_W1"] != 0)  # the third episode's gradient waits for the next batch
+    assert np.any(ckpt["cache_W1"] != 0)
+
+
+def test_same_seed_same_weights(tmp_path):
+    weights = []
+    for name in ("a", "b"):
+        train(run_dir=tmp_path / name, episodes=2, num_envs=1, batch_size=1, seed=7, progress=False)
+        weights.append(load_checkpoint(tmp_path / name / "checkpoint.npz")["W1"])
+    assert np.array_equal(weights[0], weights[1])
+    assert not np.array_equal(weights[0], fastpong.Policy(seed=7).to_model()["W1"])  # it learned
+
+
+def test_resume_continues_counters_and_metrics(tmp_path):
+    run = tmp_path / "run"
+    first = train(run_dir=run, episodes=2, num_envs=2, batch_size=1, seed=3, progress=False)
+    before = load_checkpoint(run / "checkpoint.npz")
+    second = train(run_dir=run, resume=True, episodes=4, num_envs=2, progress=False)
+    after = load_checkpoint(run / "checkpoint.npz")
+    assert (first.episodes, second.episodes) == (2, 4)
+    assert second.updates == 4 and after["updates"] == 4
+    assert after["env_steps"] > before["env_steps"]
+    assert [int(r["episode"]) for r in read_metrics(run)] == [1, 2, 3, 4]
+    assert after["wall_seconds"] > before["wall_seconds"]
+    assert after["config"]["seed"] == 3 and after["config"]["batch_size"] == 1
+
+
+def test_resume_refuses_other_settings(tmp_path):
+    run = tmp_path / "run"
+    train(run_dir=run, episodes=1, num_envs=1, seed=3, progress=False)
+    with pytest.raises(RunError, match=r"learning_rate: 0\.001 != 0\.0001"):
+        train(run_dir=run, resume=True, episodes=2, learning_rate=1e-3, progress=False)
+    with pytest.raises(RunError, match="already holds a run"):
+        train(run_dir=run, episodes=2, progress=False)
+
+
+def test_reference_engine_runs_the_same_command(tmp_path):
+    summary = train(run_dir=tmp_path / "ref", engine="reference", steps=300, seed=1, progress=False)
+    assert summary.steps == 300 and summary.episodes == 0
+    ckpt = load_checkpoint(tmp_path / "ref" / "checkpoint.npz")
+    assert ckpt["config"]["engine"] == "reference" and ckpt["config"]["num_envs"] == 1
+    with pytest.raises(ValueError, match="reference engine runs one environment"):
+        TrainConfig(engine="reference", num_envs=4).validate()
+
+
+def _play(learner, frames_seq, rewards_seq):
+    """Drives a learner through recorded frames; returns its actions."""
+    actions = []
+    for frames, reward in zip(frames_seq, rewards_seq):
+        learner.observe(frames[None])
+        actions.append(int(learner.act()[0]))
+        learner.record_rewards(np.array([reward], dtype=np.float32))
+    return actions
+
+
+def test_fast_learner_computes_the_reference_algorithm(pong_play):
+    """Same frames, same random stream: the fast engine takes the reference's actions, and its
+    episode gradient, RMSProp update and weights match the tutorial's float64 code. (The frames
+    are replayed from a recording, whatever the learners choose.)"""
+    frames, rewards = pong_play.frames[:-1], pong_play.rewards
+    assert pong_play.starts == (0,)  # one episode segment
+    assert np.count_nonzero(rewards) > 0  # with scored points in it
+    config = TrainConfig(seed=11, learning_rate=1e-3).validate()
+    fast = FastLearner(config, 1, np.random.default_rng(5))
+    reference = ReferenceLearner(config, 1, np.random.default_rng(5))
+    fast_actions = _play(fast, frames, rewards)
+    reference_actions = _play(reference, frames, rewards)
+    # p agrees to ~1e-6, so a uniform draw lands on different sides only by a freak coincidence
+    assert fast_actions == reference_actions
+    fast.finish_episode(0)
+    reference.finish_episode(0)
+    fast_grads, ref_grads = fast.tensors(), reference.tensors()
+    for key in ("grad_W1", "grad_W2"):
+        scale = np.abs(ref_grads[key]).max()
+        np.testing.assert_allclose(fast_grads[key], ref_grads[key], rtol=0, atol=GRAD_RTOL * scale)
+    fast.update()
+    reference.update()
+    fast_w, ref_w = fast.tensors(), reference.tensors()
+    for key in ("W1", "W2"):
+        # one RMSProp step moves each weight by at most ~lr; both sides agree far more closely
+        np.testing.assert_allclose(fast_w[key], ref_w[key], rtol=0, atol=1e-5)
+    assert not np.any(fast.tensors()["grad_W1"])  # the step consumed the batch gradient
