@@ -76,6 +76,8 @@ def _add_train(subparsers) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its checkpoint")
     p.add_argument("--threads", type=_positive_int, metavar="N", help="emulator and kernel threads (default: all cores)")
     p.add_argument("--engine", choices=ENGINES, help="fast (C++ kernels, N envs) or reference (NumPy, 1 env); default fast")
+    p.add_argument("--video-every", type=_positive_int, metavar="K",
+                   help="record RUN_DIR/video/update-XXXX.mp4 every K updates (default: never)")
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout at the end")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=_run_train)
@@ -88,7 +90,7 @@ def _run_train(args) -> int:
         raise ValueError("--resume needs --run-dir: the run directory to continue")
     settings = {name: getattr(args, name) for name in (
         "env_id", "num_envs", "episodes", "steps", "batch_size", "learning_rate", "decay_rate",
-        "gamma", "hidden", "seed", "threads", "engine") if getattr(args, name) is not None}
+        "gamma", "hidden", "seed", "threads", "engine", "video_every") if getattr(args, name) is not None}
     summary = train(run_dir=args.run_dir, resume=args.resume, progress=not args.quiet, **settings)
     if args.json:
         print(json.dumps(summary.to_dict()))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 
 import numpy as np
@@ -19,7 +18,8 @@ class RMSProp:
     """
 
     def __init__(self, learning_rate: float = 1e-4, decay_rate: float = 0.99):
-        if not _is_number(learning_rate) or not learning_rate > 0 or not math.isfinite(learning_rate):
+        # The kernel steps in float32: a rate beyond float32's range would become inf there.
+        if not _is_number(learning_rate) or not 0 < learning_rate <= _FLOAT32_MAX:
             raise ValueError(f"learning_rate must be a positive number, got {learning_rate!r}")
         if not _is_number(decay_rate) or not 0 <= decay_rate < 1:
             raise ValueError(f"decay_rate must be in [0, 1), got {decay_rate!r}")
@@ -32,7 +32,10 @@ class RMSProp:
             self.cache = _core.GradientBuffer(policy.hidden, policy.input_size)
         if isinstance(grads, Mapping):
             buffer = _core.GradientBuffer(policy.hidden, policy.input_size)
-            buffer.load_model(grads)
+            try:
+                buffer.load_model(grads)
+            except ValueError as error:  # the kernel calls its argument "model"; here it is grads
+                raise ValueError(str(error).replace("model", "grads", 1)) from None
             _core.rmsprop_step(policy, buffer, self.cache, self.learning_rate, self.decay_rate)
             for value in grads.values():
                 if isinstance(value, np.ndarray) and value.flags.writeable:
@@ -42,6 +45,9 @@ class RMSProp:
 
     def __repr__(self) -> str:
         return f"RMSProp(learning_rate={self.learning_rate}, decay_rate={self.decay_rate})"
+
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def _is_number(value) -> bool:

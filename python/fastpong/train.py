@@ -20,6 +20,7 @@ from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint, write
 from .config import ALGORITHM_FIELDS, RUN_FIELDS, TrainConfig
 from .learners import LEARNERS
 from .metrics import MetricsLog
+from .periodic_video import PeriodicVideo
 
 CONFIG_FILE = "config.json"
 CHECKPOINT_FILE = "checkpoint.npz"
@@ -207,6 +208,8 @@ class _Run:
         write_atomically(run_dir / CONFIG_FILE,
                          lambda f: f.write(json.dumps(config.to_dict(), indent=2, sort_keys=True).encode()))
         self.metrics = MetricsLog(run_dir / METRICS_FILE, keep_episodes=self.episodes if checkpoint else 0)
+        self.video = (PeriodicVideo(run_dir, config.video_every, config.env_id, config.seed)
+                      if config.video_every else None)
 
     def _done(self) -> bool:
         c = self.config
@@ -224,8 +227,9 @@ class _Run:
         points_won = np.zeros(n, dtype=np.int64)
         points_lost = np.zeros(n, dtype=np.int64)
         bar = self._progress_bar()
+        stop = _StopSignals()
         try:
-            with _StopSignals() as stop:
+            with stop:
                 learner.observe(envs.reset(seed=config.seed + self.episodes))
                 while not self._done() and stop.signum is None:
                     actions = learner.act()
@@ -252,6 +256,8 @@ class _Run:
             self._save(elapsed)
             self.metrics.close()
             envs.close()
+            if self.video is not None:
+                self.video.close(wait=stop.signum is None)
             if bar is not None:
                 bar.close()
         return TrainSummary(
@@ -275,6 +281,9 @@ class _Run:
             self.updates += 1
             self.episodes_in_batch = 0
             self._save(elapsed)
+            if self.video is not None:
+                tensors = self.learner.tensors()
+                self.video.after_update(self.updates, {"W1": tensors["W1"], "W2": tensors["W2"]})
         if bar is not None:
             if self.config.steps is None:
                 bar.update(1)

@@ -1,0 +1,88 @@
+"""Training throughput, side by side in one run: ``fastpong train`` (fast engine), the same command
+with ``--engine reference``, and the same vector environment stepped with random actions and no
+learning. Each runs in its own process so that its peak memory (max RSS) is its own.
+
+    python benches/train_throughput.py [--env ALE/Pong-v5] [--steps 20000] [--reference-steps 3000]
+        [--num-envs N] [--threads N] [--markdown]
+
+The reference engine is slow, so it runs fewer steps (its rate is steady after the first episode's
+warm-up; the fast engine and the random baseline run the same number of steps).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+
+CHILD = r"""
+import json, resource, sys, tempfile, time
+import numpy as np
+kind, env_id, steps, num_envs, threads = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+if kind == "random":
+    from fastpong.envs import make_env_batch
+    rng = np.random.default_rng(0)
+    with make_env_batch(env_id, num_envs, threads=threads, seed=0) as envs:
+        envs.reset(seed=0)
+        start = time.perf_counter()
+        done = 0
+        while done < steps:
+            envs.step(rng.integers(2, 4, size=num_envs))
+            done += num_envs
+        seconds = time.perf_counter() - start
+else:
+    import fastpong.train as t
+    with tempfile.TemporaryDirectory() as run_dir:
+        s = t.train(run_dir=run_dir + "/run", env_id=env_id, steps=steps, engine=kind, seed=0, progress=False,
+                    threads=threads, num_envs=None if kind == "reference" else num_envs)
+        done, seconds = s.steps, s.seconds
+peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"kind": kind, "steps": done, "seconds": seconds, "steps_per_second": done / seconds,
+                  "peak_mib": peak_mib}))
+"""
+
+
+def measure(kind: str, env_id: str, steps: int, num_envs: int, threads: int) -> dict:
+    out = subprocess.run([sys.executable, "-c", CHILD, kind, env_id, str(steps), str(num_envs), str(threads)],
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    from fastpong.envs import default_num_envs
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--env", default="ALE/Pong-v5")
+    parser.add_argument("--steps", type=int, default=20000)
+    parser.add_argument("--reference-steps", type=int, default=3000)
+    parser.add_argument("--num-envs", type=int, default=default_num_envs())
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--markdown", action="store_true", help="print a markdown table")
+    args = parser.parse_args()
+
+    rows = [
+        ("fastpong train (fast engine)", measure("fast", args.env, args.steps, args.num_envs, args.threads)),
+        ("fastpong train --engine reference", measure("reference", args.env, args.reference_steps, 1, args.threads)),
+        ("vector env, random actions, no learning", measure("random", args.env, args.steps, args.num_envs, args.threads)),
+    ]
+    fast, reference, random_actions = (r[1]["steps_per_second"] for r in rows)
+    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    print(f"{args.env}, {args.num_envs} envs, {args.threads} threads, {machine}")
+    if args.markdown:
+        print("| run | env steps | steps/s | peak memory (MiB) |")
+        print("|---|---:|---:|---:|")
+        for name, r in rows:
+            print(f"| {name} | {r['steps']:,} | {r['steps_per_second']:,.0f} | {r['peak_mib']:,.0f} |")
+    else:
+        for name, r in rows:
+            print(f"{name:42s} {r['steps']:>8,} steps {r['steps_per_second']:>9,.0f} steps/s "
+                  f"{r['peak_mib']:>7,.0f} MiB peak")
+    print(f"fast / reference: {fast / reference:.1f}x; fast / random-action env: {fast / random_actions:.2f}")
+
+
+if __name__ == "__main__":
+    main()
