@@ -19,24 +19,38 @@ from fastpong import reference
 # pong_data sits next to this file; make it importable whatever pytest's import mode.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import pong_data  # noqa: E402
+from pong_data import (  # noqa: E402
+    BATCH,
+    DECAY_RATE,
+    EPISODE_STEPS,
+    HIDDEN,
+    INPUT_SIZE,
+    LEARNING_RATE,
+    SEED,
+)
 
-SEED = 0
-HIDDEN = 200
-INPUT_SIZE = reference.INPUT_SIZE
-EPISODE_STEPS = 1000
-BATCH = 8
-LEARNING_RATE = 1e-4
-DECAY_RATE = 0.99
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--fastpong-threads", type=int, default=None,
+        help="threads for fastpong's OpenMP kernels (default: fastpong's own, all cores)")
 
 
-def assert_close(actual, desired, rtol=1e-4, scale_atol=1e-5, what="result"):
-    """Float32 agreement with a float64 result: relative, plus an absolute floor on the array's
-    own scale, so that sums which cancel to near zero are not held to a relative bound."""
-    actual = np.asarray(actual, dtype=np.float64)
-    desired = np.asarray(desired, dtype=np.float64)
-    assert actual.shape == desired.shape, f"{what}: shape {actual.shape} != {desired.shape}"
-    scale = max(float(np.max(np.abs(desired), initial=0.0)), 1e-30)
-    np.testing.assert_allclose(actual, desired, rtol=rtol, atol=scale_atol * scale, err_msg=what)
+def pytest_configure(config):
+    threads = config.getoption("--fastpong-threads", default=None)
+    if threads is not None:
+        fastpong.set_num_threads(threads)
+
+
+def pytest_benchmark_update_machine_info(config, machine_info):
+    # What the table needs to be read right: the kernels' threads and how busy the machine was.
+    machine_info["fastpong"] = {
+        "version": fastpong.__version__,
+        "threads": fastpong.get_num_threads(),
+        "openmp": fastpong.has_openmp(),
+        "numpy": np.__version__,
+        "load_average": list(os.getloadavg()),
+    }
 
 
 @dataclass
@@ -54,7 +68,7 @@ def pong() -> PongData:
     x64 = pong_data.reference_differences(recording)
     differencer = fastpong.FrameDifferencer(1)
     sparse_rows = []
-    for frame, starting in zip(recording.frames, recording.episode_starts):
+    for frame, starting in zip(recording.frames, recording.episode_starts, strict=True):
         if starting:
             differencer.reset(0)
         sparse_rows.append(differencer.step(frame[None]))
@@ -113,18 +127,12 @@ class RMSPropCase:
     expected_fast: dict  # the same after one fast step
 
 
-def rmsprop_reference_step(case_weights, grads, cache):
-    model = {k: v.copy() for k, v in case_weights.items()}
-    cache = dict(cache)
-    reference.rmsprop_update(model, dict(grads), cache, LEARNING_RATE, DECAY_RATE)
-    return model, cache
-
-
 @pytest.fixture(scope="session")
 def rmsprop_case(model, episode) -> RMSPropCase:
     grads = episode.expected
     cache = {k: g * g for k, g in grads.items()}
-    ref_model, ref_cache = rmsprop_reference_step(model, grads, cache)
+    ref_model, ref_cache = {k: v.copy() for k, v in model.items()}, dict(cache)
+    reference.rmsprop_update(ref_model, dict(grads), ref_cache, LEARNING_RATE, DECAY_RATE)
     policy = fastpong.Policy.from_model(model)
     fast_grads = policy.gradient_buffer()
     fast_grads.load_model(grads)

@@ -20,8 +20,16 @@ gymnasium.register_envs(ale_py)
 ENV_ID = "ALE/Pong-v5"
 #: Steps played for the session's data: a 1000-step episode segment plus room to spare.
 DEFAULT_STEPS = 1100
-DEFAULT_SEED = 0
+SEED = 0
+#: The tutorial's network and hyperparameters.
+HIDDEN = 200
+INPUT_SIZE = reference.INPUT_SIZE
 GAMMA = 0.99
+LEARNING_RATE = 1e-4
+DECAY_RATE = 0.99
+#: The backward benchmark's episode length, and the environments of the batched benchmarks.
+EPISODE_STEPS = 1000
+BATCH = 8
 
 
 @dataclass
@@ -41,8 +49,13 @@ class Recording:
     def __len__(self) -> int:
         return len(self.actions)
 
+    def head(self, steps: int) -> Recording:
+        """The first ``steps`` steps."""
+        return Recording(self.frames[:steps], self.actions[:steps], self.rewards[:steps],
+                         self.episode_starts[:steps])
 
-def play(steps: int = DEFAULT_STEPS, seed: int = DEFAULT_SEED) -> Recording:
+
+def play(steps: int = DEFAULT_STEPS, seed: int = SEED) -> Recording:
     """Plays ``steps`` steps of Pong with random up/down actions, restarting finished episodes."""
     env = gymnasium.make(ENV_ID, repeat_action_probability=0.0)
     rng = np.random.default_rng(seed)
@@ -74,7 +87,7 @@ def reference_differences(recording: Recording) -> np.ndarray:
     """(T, 6400) float64: the tutorial's network inputs, cur_x - prev_x, zeros on a first frame."""
     rows = []
     prev_x = None
-    for frame, starting in zip(recording.frames, recording.episode_starts):
+    for frame, starting in zip(recording.frames, recording.episode_starts, strict=True):
         if starting:
             prev_x = None
         cur_x = reference.frame_preprocessing(frame).ravel()
@@ -85,7 +98,7 @@ def reference_differences(recording: Recording) -> np.ndarray:
 
 @dataclass
 class TutorialEpisode:
-    """The tutorial's stacked episode arrays, as ``np.vstack`` leaves them before the backward pass."""
+    """The tutorial's stacked episode arrays, as np.vstack leaves them for the backward pass."""
 
     epx: np.ndarray  # (T, D) float64 frame differences
     eph: np.ndarray  # (T, H) float64 hidden activations
@@ -103,23 +116,19 @@ class TutorialEpisode:
 
 def tutorial_episode(x: np.ndarray, actions: np.ndarray, rewards: np.ndarray,
                      model: dict) -> TutorialEpisode:
-    """Runs the reference forward pass over real inputs and stacks what the tutorial keeps.
+    """The reference forward pass over real inputs, stacked as the tutorial keeps an episode.
 
     The label is the action actually played (y = 1 for up), so dlogp = y - p has the tutorial's
-    distribution of signs and sizes even though the player was random.
+    distribution of signs and sizes even though the player was random. The steps go through
+    policy_forward together (x as a (D, T) matrix), the same arithmetic as one at a time.
     """
-    xs, hs, dlogps = [], [], []
-    for x_t, action in zip(x, actions):
-        aprob, h = reference.policy_forward(x_t, model)
-        y = 1.0 if action == reference.UP else 0.0
-        xs.append(x_t)
-        hs.append(h)
-        dlogps.append(y - aprob)
+    aprob, h = reference.policy_forward(x.T, model)
+    y = (np.asarray(actions) == reference.UP).astype(np.float64)
     return TutorialEpisode(
-        epx=np.vstack(xs),
-        eph=np.vstack(hs),
-        epdlogp=np.vstack(dlogps),
-        epr=np.vstack(list(rewards)),
+        epx=np.array(x, dtype=np.float64),
+        eph=np.ascontiguousarray(h.T),
+        epdlogp=(y - aprob).reshape(-1, 1),
+        epr=np.asarray(rewards, dtype=np.float64).reshape(-1, 1),
     )
 
 

@@ -10,9 +10,11 @@ namespace {
 
 FASTPONG_SIMD_CLONES
 void rmsprop_range(float* w, float* g, float* cache, int64_t n, float learning_rate,
-                   float decay_rate) {
-  const float keep = decay_rate;
-  const float mix = 1.0f - decay_rate;
+                   double decay_rate) {
+  // 1 - decay in double: in float32 it would inherit decay's rounding magnified 1 / (1 - decay)
+  // times (1 - 0.99f is 0.0099999905, off by 8 ulps).
+  const float keep = static_cast<float>(decay_rate);
+  const float mix = static_cast<float>(1.0 - decay_rate);
   // cache = decay * cache + (1 - decay) g^2;  w += lr g / (sqrt(cache) + eps);  g = 0
 #pragma omp simd
   for (int64_t i = 0; i < n; ++i) {
@@ -27,7 +29,7 @@ void rmsprop_range(float* w, float* g, float* cache, int64_t n, float learning_r
 }  // namespace
 
 void rmsprop_step(float* weights, float* grads, float* cache, int64_t n, float learning_rate,
-                  float decay_rate) {
+                  double decay_rate) {
   const int threads = n >= FASTPONG_PARALLEL_MIN_WORK ? num_threads() : 1;
   // Contiguous chunks, one per thread, each a multiple of 16 floats so no two threads share a
   // cache line.
@@ -42,7 +44,7 @@ void rmsprop_step(float* weights, float* grads, float* cache, int64_t n, float l
 }
 
 void rmsprop_step(PolicyTensors& weights, PolicyTensors& grads, PolicyTensors& cache,
-                  float learning_rate, float decay_rate) {
+                  float learning_rate, double decay_rate) {
   rmsprop_step(weights.w1t.data(), grads.w1t.data(), cache.w1t.data(),
                static_cast<int64_t>(weights.w1t.size()), learning_rate, decay_rate);
   rmsprop_step(weights.w2.data(), grads.w2.data(), cache.w2.data(),

@@ -9,7 +9,12 @@ void bind_runtime(py::module_& m) {
   m.def(
       "set_num_threads",
       [](int64_t n) {
-        require_positive(n, "threads");
+        // An absurd count would make OpenMP abort the process trying to start the threads.
+        constexpr int64_t kMaxThreads = 1024;
+        if (n <= 0 || n > kMaxThreads) {
+          fail("threads must be an integer in [1, " + std::to_string(kMaxThreads) + "], got " +
+               std::to_string(n));
+        }
         set_num_threads(static_cast<int>(n));
       },
       py::arg("threads"), "Sets the threads the batched kernels use (1 without OpenMP).");

@@ -19,7 +19,7 @@ FloatArray as_vector(const py::handle& obj, const std::string& name) {
 
 FloatArray discount(const py::handle& rewards_obj, double gamma) {
   if (!(gamma > 0.0 && gamma <= 1.0)) {
-    fail("gamma must be in (0, 1], got " + std::to_string(gamma));
+    fail("gamma must be in (0, 1], got " + py::repr(py::float_(gamma)).cast<std::string>());
   }
   FloatArray rewards = as_vector(rewards_obj, "r");
   const int64_t n = rewards.shape(0);
@@ -128,7 +128,11 @@ void bind_training(py::module_& m) {
           [](EpisodeBuffer& self, const SparseRows& x, const py::handle& h_obj, double dlogp) {
             check_inputs(x, 1, self.input_size());
             FloatArray h = as_hidden(h_obj, 1, self.hidden(), /*single=*/true);
-            if (!std::isfinite(dlogp)) fail("dlogp must be finite, got " + std::to_string(dlogp));
+            // Checked as stored, in float32: 1e300 is finite in double but inf in float32.
+            if (!std::isfinite(static_cast<float>(dlogp))) {
+              fail("dlogp must be finite in float32, got " +
+                   py::repr(py::float_(dlogp)).cast<std::string>());
+            }
             self.append(x, 0, h.data(), static_cast<float>(dlogp));
           },
           py::arg("x"), py::arg("h"), py::arg("dlogp"),
@@ -137,7 +141,10 @@ void bind_training(py::module_& m) {
           "set_last_reward",
           [](EpisodeBuffer& self, double reward) {
             if (self.steps() == 0) fail("set_last_reward needs a step first, the episode is empty");
-            if (!std::isfinite(reward)) fail("reward must be finite, got " + std::to_string(reward));
+            if (!std::isfinite(static_cast<float>(reward))) {
+              fail("reward must be finite in float32, got " +
+                   py::repr(py::float_(reward)).cast<std::string>());
+            }
             self.set_last_reward(static_cast<float>(reward));
           },
           py::arg("reward"))
@@ -228,7 +235,7 @@ void bind_training(py::module_& m) {
                  std::to_string(t->hidden) + ", input_size=" + std::to_string(t->input_size));
           }
         }
-        if (!(learning_rate > 0.0) || !std::isfinite(learning_rate)) {
+        if (!(learning_rate > 0.0) || !std::isfinite(static_cast<float>(learning_rate))) {
           fail("learning_rate must be a positive number, got " + std::to_string(learning_rate));
         }
         if (!(decay_rate >= 0.0 && decay_rate < 1.0)) {
@@ -236,7 +243,7 @@ void bind_training(py::module_& m) {
         }
         py::gil_scoped_release release;
         rmsprop_step(policy.weights(), grads, cache, static_cast<float>(learning_rate),
-                     static_cast<float>(decay_rate));
+                     decay_rate);
       },
       py::arg("policy"), py::arg("grads"), py::arg("cache"), py::arg("learning_rate"),
       py::arg("decay_rate"),

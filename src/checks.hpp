@@ -26,9 +26,18 @@ inline std::string describe(const py::array& a) {
   return s + ")";
 }
 
+// "an object of type list of shape (3,)": a list or tuple that numpy reads as an array gets its
+// shape too, so a shape error says what came.
 inline std::string describe_object(const py::handle& obj) {
   if (py::isinstance<py::array>(obj)) return describe(py::reinterpret_borrow<py::array>(obj));
-  return "an object of type " + py::str(py::type::of(obj).attr("__name__")).cast<std::string>();
+  std::string s =
+      "an object of type " + py::str(py::type::of(obj).attr("__name__")).cast<std::string>();
+  const py::array a = py::array::ensure(obj);  // null (error cleared) when numpy cannot read it
+  if (a && a.ndim() > 0) {
+    const std::string d = describe(a);
+    s += " of shape " + d.substr(d.find('('));
+  }
+  return s;
 }
 
 [[noreturn]] inline void fail(const std::string& message) { throw py::value_error(message); }

@@ -21,7 +21,7 @@ UP, DOWN = 2, 3
 
 @dataclass(frozen=True)
 class PongPlay:
-    """frames[0] is the observation from reset(); frames[t + 1] follows actions[t] and rewards[t]."""
+    """frames[0] is the observation from reset(); frames[t + 1] follows actions[t], rewards[t]."""
 
     frames: np.ndarray  # (PONG_STEPS + 1, 210, 160, 3) uint8
     actions: np.ndarray  # (PONG_STEPS,) in {2, 3}
@@ -31,8 +31,9 @@ class PongPlay:
 
 @pytest.fixture(scope="session")
 def pong_play() -> PongPlay:
-    gymnasium = pytest.importorskip("gymnasium")
-    ale_py = pytest.importorskip("ale_py")
+    import ale_py  # dependencies of fastpong: a missing one should fail loudly, not skip
+    import gymnasium
+
     gymnasium.register_envs(ale_py)
     env = gymnasium.make("ALE/Pong-v5", repeat_action_probability=0.0)
     try:

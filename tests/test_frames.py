@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -132,7 +132,9 @@ def strided_views(frames: np.ndarray):
     spaced = np.zeros((2 * n, *FRAME_SHAPE), dtype=np.uint8)  # every second frame
     spaced[::2] = frames
     yield "every-second-frame", spaced[::2]
-    yield "reversed-rows", frames[:, ::-1][:, ::-1]
+    yield "negative-row-stride", np.ascontiguousarray(frames[:, ::-1])[:, ::-1]
+    yield "negative-frame-stride", np.ascontiguousarray(frames[::-1])[::-1]
+    yield "negative-channel-stride", np.ascontiguousarray(frames[..., ::-1])[..., ::-1]
     yield "fortran-order", np.asfortranarray(frames)
     raw = np.zeros(frames.nbytes + 1, dtype=np.uint8)  # starts at an odd address
     misaligned = raw[1:].reshape(frames.shape)
@@ -193,13 +195,13 @@ def test_differencer_matches_reference_on_real_play(pong_play, pong_inputs):
             assert rows.nonzeros == 0, "an episode's first input is all zeros"
         else:
             nonzeros.append(rows.nonzeros)
-    # Real play with a random agent: about 29 nonzero pixels per step on average (28.95 with
-    # PONG_SEED 0; between 0 and 66), i.e. under half a percent of the 6400 inputs. Steps where
-    # nothing moved (zero nonzeros) occur too.
+    # Real play with a random agent: about 28 nonzero pixels per step on average (27.65 over the
+    # 400 steps of PONG_SEED 0, from 0 to 66; two steps had none), i.e. under half a percent of
+    # the 6400 inputs. test_differencer_same_frame_twice_is_all_zero covers the all-zero case
+    # without depending on the emulator.
     mean = float(np.mean(nonzeros))
     assert 5 < mean < 100, mean
     assert max(nonzeros) < 6400 * 0.02
-    assert min(nonzeros) == 0, "real play has steps whose difference is all zeros"
 
 
 def test_differencer_first_frame_and_reset_give_empty_rows(pong_play):
@@ -278,8 +280,8 @@ def test_differencer_with_threads_is_bitwise_the_same(pong_play, restore_threads
         differencer = fastpong.FrameDifferencer(40)
         rows = [differencer.step(frames[t:t + 40]) for t in range(3)]
         results[threads] = [(r.offsets, r.indices, r.values) for r in rows]
-    for a, b in zip(results[1], results[2]):
-        for x, y in zip(a, b):
+    for a, b in zip(results[1], results[2], strict=True):
+        for x, y in zip(a, b, strict=True):
             np.testing.assert_array_equal(x, y)
 
 
@@ -315,6 +317,8 @@ def test_sparse_frames_round_trip():
 
 # --- property tests -----------------------------------------------------------------------------
 
+#: Frames are 100 KB each; hypothesis should not flag that as a problem.
+BIG_DATA = [HealthCheck.too_slow, HealthCheck.data_too_large]
 palette_values = st.sampled_from(PALETTE)
 #: A frame of palette colors: the background everywhere (one drawn color, with some scattered
 #: others) and an independently drawn 80x80 grid of the pixels preprocessing samples.
@@ -331,7 +335,7 @@ def _with_sampled(base: np.ndarray, sampled: np.ndarray) -> np.ndarray:
     return frame
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40, deadline=None, suppress_health_check=BIG_DATA)
 @given(frame=frames_strategy)
 def test_property_preprocessing_equals_reference(frame):
     before = frame.copy()
@@ -340,7 +344,7 @@ def test_property_preprocessing_equals_reference(frame):
     np.testing.assert_array_equal(frame, before)
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=30, deadline=None, suppress_health_check=BIG_DATA)
 @given(prev=frames_strategy, cur=frames_strategy)
 def test_property_differencer_equals_reference(prev, cur):
     pair = np.stack([prev, cur])
