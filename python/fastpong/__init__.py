@@ -23,19 +23,46 @@ from .policy import Policy
 
 __version__ = "0.1.0"
 
+# The driver functions pull in gymnasium, matplotlib or imageio: loaded on first use, so that
+# `import fastpong` stays quick for kernel work.
+_LAZY = {
+    "train": ("train", "train"),
+    "TrainConfig": ("config", "TrainConfig"),
+    "evaluate": ("evaluate", "evaluate"),
+    "record_video": ("evaluate", "record_video"),
+    "plot_runs": ("plot", "plot_runs"),
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        module, attribute = _LAZY[name]
+        value = getattr(importlib.import_module(f".{module}", __name__), attribute)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'fastpong' has no attribute {name!r}")
+
+
 __all__ = [
     "EpisodeBatch",
     "EpisodeBuffer",
     "FrameDifferencer",
     "GradientBuffer",
     "Policy",
+    "TrainConfig",
     "RMSProp",
     "SparseFrames",
     "discount_rewards",
+    "evaluate",
     "frame_preprocessing",
     "get_num_threads",
     "has_openmp",
+    "plot_runs",
+    "record_video",
     "reference",
     "set_num_threads",
     "standardize",
+    "train",
 ]
