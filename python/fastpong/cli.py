@@ -11,7 +11,7 @@ import json
 import signal
 import sys
 
-from .config import DEFAULT_ENV_ID, ENGINES, TrainConfig
+from .config import DEFAULT_ENV_ID, ENGINES, PRESETS, TrainConfig
 
 EXIT_USAGE = 2
 
@@ -57,6 +57,9 @@ def _add_train(subparsers) -> None:
     # Algorithm flags default to None so that we know which ones the user typed: on --resume only
     # those must agree with the checkpoint.
     d = TrainConfig()
+    p.add_argument("--preset", choices=sorted(PRESETS),
+                   help="karpathy or tutorial: the originals' settings; fast: see experiments/README.md "
+                        "(flags given with it still win)")
     p.add_argument("--env", dest="env_id", metavar="ID", help=f"gymnasium ALE id (default {d.env_id})")
     p.add_argument("--num-envs", type=_positive_int, metavar="N",
                    help="environments stepped together (default: enough to keep every core busy)")
@@ -88,9 +91,10 @@ def _run_train(args) -> int:
 
     if args.resume and args.run_dir is None:
         raise ValueError("--resume needs --run-dir: the run directory to continue")
-    settings = {name: getattr(args, name) for name in (
+    settings = dict(PRESETS[args.preset]) if args.preset else {}
+    settings.update({name: getattr(args, name) for name in (
         "env_id", "num_envs", "episodes", "steps", "batch_size", "learning_rate", "decay_rate",
-        "gamma", "hidden", "seed", "threads", "engine", "video_every") if getattr(args, name) is not None}
+        "gamma", "hidden", "seed", "threads", "engine", "video_every") if getattr(args, name) is not None})
     summary = train(run_dir=args.run_dir, resume=args.resume, progress=not args.quiet, **settings)
     if args.json:
         print(json.dumps(summary.to_dict()))

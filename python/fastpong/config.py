@@ -17,6 +17,17 @@ ALGORITHM_FIELDS = (
 )
 RUN_FIELDS = ("num_envs", "episodes", "steps", "threads", "video_every")
 
+#: Named starting points for `--preset`; flags typed after them still win.
+PRESETS = {
+    # Karpathy's pg-pong.py: H 200, batch 10, learning rate 1e-4, gamma 0.99, RMSProp decay 0.99.
+    "karpathy": dict(hidden=200, batch_size=10, learning_rate=1e-4, gamma=0.99, decay_rate=0.99),
+    # The NumPy tutorial: the same, with an update every 3 games.
+    "tutorial": dict(hidden=200, batch_size=3, learning_rate=1e-4, gamma=0.99, decay_rate=0.99),
+    # Least wall-clock to running reward 0 on 2 cores among the runs in experiments/README.md:
+    # Karpathy's settings with a 10x learning rate.
+    "fast": dict(hidden=200, batch_size=10, learning_rate=1e-3, gamma=0.99, decay_rate=0.99),
+}
+
 
 @dataclass
 class TrainConfig:
