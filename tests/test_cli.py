@@ -156,3 +156,12 @@ def test_signal_stops_cleanly_and_resume_continues(tmp_path, sig, code):
 def test_main_returns_exit_codes_in_process(tmp_path, capsys):
     assert main(["train", "--run-dir", str(tmp_path / "r"), "--gamma", "2"]) == 2
     assert "gamma must be in (0, 1]" in capsys.readouterr().err
+
+
+def test_preset_sets_defaults_and_flags_win(tmp_path):
+    result = run_cli("train", "--preset", "tutorial", "--learning-rate", "3e-4", "--run-dir", str(tmp_path / "run"),
+                     "--steps", "100", "--num-envs", "1", "--quiet")
+    assert result.returncode == 0, result.stderr
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["batch_size"] == 3 and config["learning_rate"] == 3e-4 and config["hidden"] == 200
+    assert_one_line_error(run_cli("train", "--preset", "turbo"), "invalid choice: 'turbo'")

@@ -104,3 +104,14 @@ def test_plot_command_writes_png(tmp_path):
     missing = run_cli("plot", str(tmp_path / "nothing"), "-o", str(tmp_path / "c.png"))
     assert missing.returncode == 2 and "does not exist" in missing.stderr
     assert not (tmp_path / "c.png").exists()
+
+
+def test_train_video_every_writes_update_videos(tmp_path):
+    from fastpong.train import train
+
+    run = tmp_path / "run"
+    train(run_dir=run, episodes=1, num_envs=1, batch_size=1, video_every=1, seed=0, progress=False)
+    video = run / "video" / "update-0001.mp4"
+    frames = iio.imread(video, index=None)  # train waits for the recorder of a finished run
+    assert frames.shape[1:] == (FRAME_HEIGHT, FRAME_WIDTH, 3) and len(frames) > 100
+    assert not list((run / "video").glob(".*"))  # the weights snapshot was consumed
