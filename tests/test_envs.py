@@ -41,6 +41,7 @@ def lockstep(
     stop_after_episode_ends=0,
     steps_after_end=0,
     action_seed=0,
+    expect_native=None,
 ):
     """Step an EnvBatch and n gym.make envs with the same seeds and random actions,
     asserting identical frames, rewards and episode ends on every step. After an
@@ -57,6 +58,8 @@ def lockstep(
     with make_env_batch(
         env_id, n, seed=seed, repeat_action_probability=repeat_action_probability
     ) as batch:
+        if expect_native is not None:
+            assert batch.native is expect_native
         frames = batch.reset()
         assert np.array_equal(frames, first)
         rng = np.random.default_rng(action_seed)
@@ -81,7 +84,9 @@ def lockstep(
                 points += reward != 0
                 assert rewards[i] == reward, f"env {i} step {t}: reward {rewards[i]} != {reward}"
                 assert dones[i] == done, f"env {i} step {t}: episode end {dones[i]} != {done}"
-                assert np.array_equal(frames[i], obs), f"env {i} step {t}: frames differ (end={done})"
+                assert np.array_equal(frames[i], obs), (
+                    f"env {i} step {t}: frames differ (episode end: {done})"
+                )
     for env in refs:
         env.close()
     pytest.fail(
@@ -94,7 +99,9 @@ def lockstep(
 # ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("env_id", ["ALE/Pong-v5", "PongNoFrameskip-v4", "Pong-v0", "ALE/Breakout-v5"])
+@pytest.mark.parametrize(
+    "env_id", ["ALE/Pong-v5", "PongNoFrameskip-v4", "Pong-v0", "ALE/Breakout-v5"]
+)
 def test_validate_env_id_accepts_ale_ids(env_id):
     validate_env_id(env_id)
 
@@ -118,6 +125,19 @@ def test_validate_env_id_errors(env_id, expected):
     assert expected in message
     assert "\n" not in message
     assert "ALE/Pong-v5" in message  # says what is expected
+
+
+def test_validate_env_id_creates_no_emulator(monkeypatch):
+    import ale_py
+
+    def no_emulator(*args, **kwargs):
+        raise AssertionError("validate_env_id created an emulator")
+
+    monkeypatch.setattr(ale_py.env.AtariEnv, "__init__", no_emulator)
+    monkeypatch.setattr(ale_py, "ALEInterface", no_emulator)
+    validate_env_id("ALE/Pong-v5")
+    with pytest.raises(ValueError):
+        validate_env_id("ALE/Pnog-v5")
 
 
 def test_make_env_batch_rejects_bad_ids_and_arguments():
@@ -188,6 +208,19 @@ def test_bad_actions_raise_value_error(pong3, actions, expected):
     pong3.step(np.array([2, 3, 2]))  # still usable
 
 
+@pytest.mark.parametrize("env_id", ["ALE/Pong-v5", "Pong-v0"])
+def test_returned_frames_are_not_reused(env_id):
+    with make_env_batch(env_id, 2, repeat_action_probability=0.0) as batch:
+        kept = [batch.reset(seed=0)]
+        for _ in range(20):
+            kept.append(batch.step(np.array([2, 3]))[0])
+        copies = [k.copy() for k in kept]
+        for _ in range(5):
+            batch.step(np.array([3, 2]))
+        assert all(np.array_equal(k, c) for k, c in zip(kept, copies))
+        assert not np.array_equal(kept[0], kept[-1])
+
+
 def test_step_before_reset_and_after_close():
     batch = make_env_batch("ALE/Pong-v5", 2)
     with pytest.raises(RuntimeError, match="reset"):
@@ -209,7 +242,9 @@ def test_step_before_reset_and_after_close():
 @pytest.mark.parametrize("env_id", ["ALE/Pong-v5", "PongNoFrameskip-v4"])
 def test_native_lockstep_matches_gym_make(env_id):
     # Up to the first points of both envs (and at least 100 steps).
-    _, points, _ = lockstep(env_id, n=2, seed=0, min_steps=100, stop_after_points=2)
+    _, points, _ = lockstep(
+        env_id, n=2, seed=0, min_steps=100, stop_after_points=2, expect_native=True
+    )
     assert points >= 2
 
 
@@ -231,7 +266,9 @@ def test_fallback_pong_v0_matches_gym_make():
     with make_env_batch("Pong-v0", 2) as batch:
         assert batch.native is False
         assert batch.frame_shape == FRAME_SHAPE
-    lockstep("Pong-v0", n=2, seed=5, repeat_action_probability=None, min_steps=150)
+    lockstep(
+        "Pong-v0", n=2, seed=5, repeat_action_probability=None, min_steps=150, expect_native=False
+    )
 
 
 def test_fallback_full_episode():
@@ -280,14 +317,20 @@ def test_time_limits_match_gym_make():
     # a frameskip) and gymnasium's TimeLimit (max_episode_steps), both truncation.
     _register_once(
         "FastpongTest/PongFrameLimit-v0",
-        kwargs=dict(game="pong", frameskip=4, repeat_action_probability=0.0, max_num_frames_per_episode=1001),
+        kwargs=dict(
+            game="pong", frameskip=4, repeat_action_probability=0.0, max_num_frames_per_episode=1001
+        ),
     )
     _register_once(
         "FastpongTest/PongStepLimit-v0",
         kwargs=dict(game="pong", frameskip=4, repeat_action_probability=0.0),
         max_episode_steps=60,
     )
-    for env_id, period in [("FastpongTest/PongFrameLimit-v0", 251), ("FastpongTest/PongStepLimit-v0", 60)]:
+    # 1001 frames end on agent step 251 (frames 1001-1004); TimeLimit after 60 steps.
+    for env_id, period in [
+        ("FastpongTest/PongFrameLimit-v0", 251),
+        ("FastpongTest/PongStepLimit-v0", 60),
+    ]:
         with make_env_batch(env_id, 2) as batch:
             assert batch.native
         _, _, ends = lockstep(env_id, n=2, stop_after_episode_ends=4, stop_after_points=0)

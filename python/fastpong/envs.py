@@ -20,6 +20,19 @@ Two implementations sit behind the same API:
   envs, for everything else (e.g. ``Pong-v0``/``Pong-v4``, whose frameskip is
   drawn at random from (2, 5) on every step).
 
+Known differences of the native path from gymnasium.make, both only with
+sticky actions (repeat_action_probability > 0):
+
+* seeds: see ``_native_ale_seed``; about half of all seeds can't be passed on
+  to AtariVectorEnv the way gym.make passes them to ALE;
+* after an episode ends in the middle of a frameskip, gym.make's AtariEnv
+  still calls ``ale.act()`` for the remaining frames (the game is over, so
+  nothing is emulated, but ALE draws a sticky-action random number on each
+  call) while AtariVectorEnv stops at once: from the next episode on, the
+  sticky-action random streams are offset, and play differs.
+With repeat_action_probability=0 the native path is identical to gym.make,
+episode ends and resets included.
+
 This module is standalone: it imports only the standard library, NumPy,
 gymnasium and ale_py (not the rest of fastpong).
 """
@@ -121,18 +134,25 @@ def _cpu_count() -> int:
 
 
 def default_num_envs() -> int:
-    """Number of environments that keeps this machine's cores busy.
+    """Number of environments that keeps this machine's cores busy: 4 per core,
+    at least 2 and at most 16.
 
-    Two envs per core. Measured with AtariVectorEnv on ALE/Pong-v5 (RGB
-    210x160, frameskip 4, sticky actions, random actions, num_threads=0) on a
-    2-core machine, env-steps/s:
-        N=1: ~2.4k, N=2: ~3.7k, N=4: ~5.0k, N=8: ~4.6k, N=16: ~1.7-1.9k
-    Throughput peaks at 2 envs per core: one env per core leaves the cores idle
-    while Python copies frames and submits the next actions, and beyond ~2 per
-    core the per-env emulator state plus the 100 KB RGB frames stop fitting in
-    the caches and the rate falls again. Capped at 64.
+    Measured with EnvBatch/AtariVectorEnv on ALE/Pong-v5 (RGB 210x160,
+    frameskip 4, sticky actions, random up/down actions, num_threads=0) on a
+    2-core machine that other jobs shared (so +-15% noise; medians of runs
+    taken while the machine was otherwise idle), env-steps/s:
+        N=1: 2.2k  N=2: 3.2-4.5k  N=4: 3.9-4.8k  N=8: 5.0-5.3k  N=16: 5.3-5.5k
+        N=32: 5.1-6.1k  N=64: 4.6k
+    With one env per core the workers wait on each other and on the Python
+    side (copying frames, submitting actions) every step; from ~4 per core on,
+    that overhead is amortised and the rate is within noise of its plateau.
+    Far beyond it, per-step frame buffers (100 KB per env, freshly allocated)
+    and emulator state stop fitting in the caches and it falls again. We stay
+    at the low end of the plateau because every env also holds an episode in
+    flight in the learner (memory, and with Karpathy's 10-episode batches,
+    episodes started under an older policy).
     """
-    return max(2, min(64, 2 * _cpu_count()))
+    return max(2, min(16, 4 * _cpu_count()))
 
 
 # --------------------------------------------------------------------------
@@ -235,7 +255,8 @@ def _native_ale_seed(seed: int) -> int:
     a negative one can't be expressed and is replaced by its low 31 bits
     (deterministic, but a different sticky-action sequence from gym.make(seed=s));
     0 becomes 1 to stay reproducible. Without sticky actions
-    (repeat_action_probability=0) the seed has no effect on ALE games.
+    (repeat_action_probability=0) the emulator doesn't use this RNG (checked
+    for Pong: any seeds give identical play), so the seed doesn't matter there.
     """
     word = int(np.random.SeedSequence(seed).generate_state(n_words=2)[1])
     as_int32 = word - 2**32 if word >= 2**31 else word
@@ -330,9 +351,11 @@ class EnvBatch:
         def make():
             return gymnasium.make(env_id, **kwargs)
 
+        # copy=True: hand out a fresh frames array per step (SyncVectorEnv would
+        # otherwise reuse one buffer), as the native path does.
         return gymnasium.vector.SyncVectorEnv(
             [make] * num_envs,
-            copy=False,
+            copy=True,
             autoreset_mode=gymnasium.vector.AutoresetMode.SAME_STEP,
         )
 
