@@ -96,19 +96,28 @@ py::tuple forward_dense(const Policy& self, const py::handle& x_obj) {
     fail("x must have shape (" + std::to_string(d) + ",) or (N, " + std::to_string(d) +
          "), got " + describe_object(x_obj));
   }
-  require_finite(x.data(), x.size(), "x");
   const int64_t n = single ? 1 : x.shape(0);
   FloatArray p(n);
   FloatArray h = single ? FloatArray(self.hidden()) : FloatArray({n, self.hidden()});
   const float* x_in = x.data();
   float* p_out = p.mutable_data();
   float* h_out = h.mutable_data();
+  int64_t first_not_finite;
   {
-    py::gil_scoped_release release;
-    self.forward_dense(x_in, n, p_out, h_out);
+    ReleaseGilIf release(!single);  // one frame difference takes about a microsecond
+    // The kernel checks x for NaN and infinity in the same pass that finds its nonzeros.
+    first_not_finite = self.forward_dense(x_in, n, p_out, h_out);
   }
+  if (first_not_finite >= 0) fail_not_finite(x_in, first_not_finite, "x");
   if (single) return py::make_tuple(py::float_(p_out[0]), h);
   return py::make_tuple(p, h);
+}
+
+// One function rather than two overloads: pybind11 would try the SparseFrames overload first and
+// fail on every array, which took a third of a single-frame forward pass.
+py::tuple forward(const Policy& self, const py::handle& x) {
+  if (py::isinstance<SparseRows>(x)) return forward_sparse(self, x.cast<const SparseRows&>());
+  return forward_dense(self, x);
 }
 
 py::dict backward(const Policy& self, const py::handle& eph_obj, const py::handle& epx_obj,
@@ -192,8 +201,7 @@ void bind_policy(py::module_& m) {
           "load_model",
           [](Policy& self, const py::handle& model) { load_model(self.weights(), model, "model"); },
           py::arg("model"), "Overwrites the weights from {'W1': (H, D), 'W2': (H,)}.")
-      .def("forward", &forward_sparse, py::arg("x"))
-      .def("forward", &forward_dense, py::arg("x"),
+      .def("forward", &forward, py::arg("x"),
            "x (D,) -> (p, h (H,)); x (N, D) or SparseFrames -> (p (N,), h (N, H)).")
       .def("backward", &backward, py::arg("eph"), py::arg("epx"), py::arg("epdlogp"),
            "The tutorial's policy_backward: {'W1': (H, D), 'W2': (H,)} for one episode.")

@@ -1,5 +1,6 @@
 // Validation shared by the bindings: every bound function checks its arguments with these while
-// holding the GIL, then releases it and calls a core function that assumes valid arguments.
+// holding the GIL, then calls a core function that assumes valid arguments (releasing the GIL for
+// it unless it takes only microseconds; see ReleaseGilIf).
 #pragma once
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
@@ -42,6 +43,24 @@ inline std::string describe_object(const py::handle& obj) {
 
 [[noreturn]] inline void fail(const std::string& message) { throw py::value_error(message); }
 
+// Releases the GIL for the scope when `release` is true. Calls of a few microseconds keep it:
+// dropping and re-taking it costs a few percent of such a call, and once another Python thread
+// has taken it, getting it back can take that thread's whole switch interval (5 ms).
+class ReleaseGilIf {
+ public:
+  explicit ReleaseGilIf(bool release) {
+    if (release) state_ = PyEval_SaveThread();
+  }
+  ~ReleaseGilIf() {
+    if (state_ != nullptr) PyEval_RestoreThread(state_);
+  }
+  ReleaseGilIf(const ReleaseGilIf&) = delete;
+  ReleaseGilIf& operator=(const ReleaseGilIf&) = delete;
+
+ private:
+  PyThreadState* state_ = nullptr;
+};
+
 // Any real numeric array-like as C-contiguous float32 (a copy only where needed). Booleans,
 // complex numbers, strings and objects are refused rather than guessed at.
 inline FloatArray as_float32(const py::handle& obj, const std::string& name) {
@@ -61,12 +80,15 @@ inline FloatArray as_float32(const py::handle& obj, const std::string& name) {
   return converted;
 }
 
+// The error for data[i], the first NaN or infinity of an array.
+[[noreturn]] inline void fail_not_finite(const float* data, int64_t i, const std::string& name) {
+  fail(name + " must be finite, got " + std::to_string(data[i]) + " at flat index " +
+       std::to_string(i));
+}
+
 inline void require_finite(const float* data, int64_t n, const std::string& name) {
   for (int64_t i = 0; i < n; ++i) {
-    if (!std::isfinite(data[i])) {
-      fail(name + " must be finite, got " + std::to_string(data[i]) + " at flat index " +
-           std::to_string(i));
-    }
+    if (!std::isfinite(data[i])) fail_not_finite(data, i, name);
   }
 }
 

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import fastpong
-from fastpong import reference
+from fastpong import _core, reference
 
 FRAME_SHAPE = (210, 160, 3)
 #: Red-channel values that occur in Pong (background 144 and 109, black, paddles 92/213/147, ball
@@ -355,3 +355,63 @@ def test_property_differencer_equals_reference(prev, cur):
     check_rows_well_formed(rows)
     np.testing.assert_array_equal(rows.to_dense()[0], ref_diff(prev, cur))
     np.testing.assert_array_equal(pair, before)
+
+
+# --- every SIMD kernel --------------------------------------------------------------------------
+# Preprocessing runs the best kernel the CPU has (AVX-512 VBMI, AVX2, or the portable loop); the
+# tests above see only that one. These run each kernel this CPU can, so a machine with AVX-512
+# checks the AVX2 and portable kernels too.
+
+KERNELS = _core._preprocess_kernels()
+
+
+@pytest.fixture(params=KERNELS)
+def kernel(request):
+    before = _core._preprocess_kernel()
+    _core._use_preprocess_kernel(request.param)
+    yield request.param
+    _core._use_preprocess_kernel(before)
+
+
+def test_kernels_listed_best_first():
+    assert KERNELS[-1] == "scalar" and len(set(KERNELS)) == len(KERNELS)
+    assert set(KERNELS) <= {"avx512vbmi", "avx2", "scalar"}
+    assert _core._preprocess_kernel() == KERNELS[0]
+    with pytest.raises(ValueError, match="kernel must be one of"):
+        _core._use_preprocess_kernel("sse9")
+
+
+def test_kernel_preprocessing_and_differencing(kernel, pong_play, pong_inputs):
+    rng = np.random.default_rng(4)
+    frames = np.concatenate([pong_play.frames[:60], palette_frames(rng, 4)])
+    all_bytes = np.zeros(FRAME_SHAPE, dtype=np.uint8)
+    all_bytes[35:195:2, ::2, 0].flat[:256] = np.arange(256, dtype=np.uint8)
+    frames = np.concatenate([frames, all_bytes[None]])
+    expected = np.stack([ref_image(f) for f in frames])
+    np.testing.assert_array_equal(fastpong.frame_preprocessing(frames), expected)
+    for t in range(len(frames)):
+        np.testing.assert_array_equal(fastpong.frame_preprocessing(frames[t]), expected[t])
+    differencer = fastpong.FrameDifferencer(1)
+    for t, frame in enumerate(pong_play.frames[:60]):
+        if t in pong_play.starts:
+            differencer.reset(0)
+        np.testing.assert_array_equal(differencer.step(frame[None]).to_dense()[0], pong_inputs[t])
+    pair = fastpong.FrameDifferencer(1)
+    pair.step(frames[-2][None])
+    np.testing.assert_array_equal(pair.step(frames[-1][None]).to_dense()[0],
+                                  ref_diff(frames[-2], frames[-1]))
+
+
+#: Any byte value among the sampled pixels, not only Pong's colors.
+any_byte_frames = st.builds(
+    lambda base, sampled: _with_sampled(base, sampled),
+    hnp.arrays(np.uint8, FRAME_SHAPE, elements=palette_values, fill=palette_values),
+    hnp.arrays(np.uint8, (80, 80), elements=st.one_of(palette_values, st.integers(0, 255))),
+)
+
+
+@settings(max_examples=20, deadline=None,
+          suppress_health_check=[*BIG_DATA, HealthCheck.function_scoped_fixture])
+@given(frame=any_byte_frames)
+def test_property_kernel_equals_reference(kernel, frame):
+    np.testing.assert_array_equal(fastpong.frame_preprocessing(frame), ref_image(frame))

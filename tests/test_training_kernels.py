@@ -336,13 +336,13 @@ def test_rmsprop_defaults_and_zero_gradient():
 
 
 def test_rmsprop_with_threads_is_bitwise_the_same(restore_threads):
-    # 200 x 6400 weights: above the parallel threshold
+    # 64 x 65536 = 2^22 weights: the parallel threshold (the tutorial's 200 x 6400 stays serial)
     rng = np.random.default_rng(3)
-    g = random_grads(rng, 200, 6400)
+    g = random_grads(rng, 64, 65536)
     results = []
     for threads in (1, 2):
         fastpong.set_num_threads(threads)
-        policy = fastpong.Policy(seed=3)
+        policy = fastpong.Policy(hidden=64, input_size=65536, seed=3)
         optimizer = fastpong.RMSProp(learning_rate=1e-3)
         for _ in range(2):
             grads = policy.gradient_buffer()

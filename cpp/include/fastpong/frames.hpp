@@ -1,6 +1,7 @@
 // Atari frame -> the 80x80 binary image of the tutorial, and the sparse frame difference.
 #pragma once
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "fastpong/sparse.hpp"
@@ -23,6 +24,13 @@ constexpr uint8_t kBackgroundB = 109;
 void preprocess_frame(const uint8_t* frame, float* image);
 // The same for n frames stored back to back, spread over threads.
 void preprocess_frames(const uint8_t* frames, int64_t n, float* images);
+
+// Preprocessing (here and in FrameDifferencer) runs the best SIMD kernel the CPU has. For tests:
+// the kernels this CPU runs, best first ("avx512vbmi", "avx2", "scalar"), the one in use, and a
+// switch to another for all later calls (false, and no change, for a name not in the list).
+std::vector<std::string> preprocess_kernels();
+std::string preprocess_kernel();
+bool use_preprocess_kernel(const std::string& name);
 
 // Keeps the previous binary image of each of n environments and turns the next frames into the
 // network's input, cur - prev, as sparse rows of +-1. The first frame after construction or

@@ -1,5 +1,6 @@
 // Thread control and the portable SIMD dispatch used by every kernel.
 #pragma once
+#include <cstdint>
 
 namespace fastpong {
 
@@ -9,6 +10,30 @@ int num_threads();
 void set_num_threads(int n);
 // True when the library was compiled with OpenMP.
 bool has_openmp();
+
+// How many parts run_in_parts should cut a kernel's work into: one per thread, or 1.
+inline int parts_for(bool parallel) { return parallel ? num_threads() : 1; }
+
+// Calls body(part, parts) for every part in [0, parts), one part per thread; a single part runs
+// as the call body(0, 1) on this thread without entering OpenMP at all. (A region whose if()
+// clause is false still sets up a team: ~0.6 us, as long as preprocessing a whole frame takes.)
+template <typename Body>
+void run_in_parts(int parts, const Body& body) {
+  if (parts <= 1) {
+    body(0, 1);
+    return;
+  }
+#pragma omp parallel for num_threads(parts) schedule(static)
+  for (int part = 0; part < parts; ++part) body(part, parts);
+}
+
+// Calls body(i) for every i in [0, n), each part taking a contiguous range.
+template <typename Body>
+void parallel_for(int64_t n, bool parallel, const Body& body) {
+  run_in_parts(parts_for(parallel && n > 1), [&](int part, int parts) {
+    for (int64_t i = n * part / parts; i < n * (part + 1) / parts; ++i) body(i);
+  });
+}
 
 }  // namespace fastpong
 

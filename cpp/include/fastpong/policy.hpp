@@ -29,8 +29,9 @@ class Policy {
   const PolicyTensors& weights() const { return weights_; }
 
   // n dense inputs x[n * input_size] -> p[n], h[n * hidden]. Zero pixels are skipped, so the
-  // tutorial's mostly-zero frame differences cost what their nonzeros cost.
-  void forward_dense(const float* x, int64_t n, float* p, float* h) const;
+  // tutorial's mostly-zero frame differences cost what their nonzeros cost. Returns -1, or the
+  // flat index of x's first NaN or infinity (p and h are then unspecified).
+  int64_t forward_dense(const float* x, int64_t n, float* p, float* h) const;
   // One output row per input row.
   void forward_sparse(const SparseRows& x, float* p, float* h) const;
 
