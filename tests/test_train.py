@@ -90,9 +90,9 @@ def _play(learner, frames_seq, rewards_seq):
     """Drives a learner through recorded frames; returns its actions."""
     actions = []
     for frames, reward in zip(frames_seq, rewards_seq):
-        learner.observe(frames[None])
-        actions.append(int(learner.act()[0]))
-        learner.record_rewards(np.array([reward], dtype=np.float32))
+        learner.observe(0, frames[None])
+        actions.append(int(learner.act(0)[0]))
+        learner.record_rewards(0, np.array([reward], dtype=np.float32))
     return actions
 
 
@@ -104,14 +104,14 @@ def test_fast_learner_computes_the_reference_algorithm(pong_play):
     assert pong_play.starts == (0,)  # one episode segment
     assert np.count_nonzero(rewards) > 0  # with scored points in it
     config = TrainConfig(seed=11, learning_rate=1e-3).validate()
-    fast = FastLearner(config, 1, np.random.default_rng(5))
-    reference = ReferenceLearner(config, 1, np.random.default_rng(5))
+    fast = FastLearner(config, [1], np.random.default_rng(5))
+    reference = ReferenceLearner(config, [1], np.random.default_rng(5))
     fast_actions = _play(fast, frames, rewards)
     reference_actions = _play(reference, frames, rewards)
     # p agrees to ~1e-6, so a uniform draw lands on different sides only by a freak coincidence
     assert fast_actions == reference_actions
-    fast.finish_episode(0)
-    reference.finish_episode(0)
+    fast.finish_episode(0, 0)
+    reference.finish_episode(0, 0)
     fast_grads, ref_grads = fast.tensors(), reference.tensors()
     for key in ("grad_W1", "grad_W2"):
         scale = np.abs(ref_grads[key]).max()

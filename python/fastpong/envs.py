@@ -302,6 +302,7 @@ class EnvBatch:
         self._closed = False
         self._max_episode_steps = config.max_episode_steps
         self._elapsed = np.zeros(num_envs, dtype=np.int64)
+        self._in_flight = None  # actions sent and not yet received
 
         if self.native:
             self._venv = self._make_native(config, num_envs, threads)
@@ -378,6 +379,8 @@ class EnvBatch:
         env's random state, like ``env.reset()`` without a seed.
         """
         self._check_open()
+        if self._in_flight is not None:
+            self.recv()  # finish the step in flight; its results belong to the old episodes
         seed = _check_seed(seed)
         if seed is None and not self._started:
             seed = self._pending_seed
@@ -403,12 +406,33 @@ class EnvBatch:
         episode ends on this step is reset within it: its frame is the first
         frame of the next episode, its reward the final step's reward.
         """
+        self.send(actions)
+        return self.recv()
+
+    def send(self, actions) -> None:
+        """First half of :meth:`step`: the native path starts emulating in its
+        worker threads and returns at once, so the caller can work meanwhile
+        (e.g. on another batch) until :meth:`recv`. One send, then one recv."""
         self._check_open()
         if not self._started:
             raise RuntimeError("EnvBatch.step() called before reset()")
+        if self._in_flight is not None:
+            raise RuntimeError("EnvBatch.send() called twice without recv()")
         acts = self._check_actions(actions)
         if self.native:
-            obs, rew, term, trunc, _ = self._venv.step(acts)
+            self._venv.send(acts)
+            self._in_flight = True
+        else:
+            self._in_flight = acts  # the fallback steps synchronously, in recv()
+
+    def recv(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Second half of :meth:`step`: waits for the step sent last; same results."""
+        self._check_open()
+        if self._in_flight is None:
+            raise RuntimeError("EnvBatch.recv() called without send()")
+        acts, self._in_flight = self._in_flight, None
+        if self.native:
+            obs, rew, term, trunc, _ = self._venv.recv()
             frames = self._native_frames(obs)
             ends = np.logical_or(term, trunc)
             if self._max_episode_steps is not None:
@@ -426,6 +450,8 @@ class EnvBatch:
         self._closed = True
         venv, self._venv = self._venv, None
         if venv is not None:
+            if self.native and self._in_flight is not None:
+                venv.recv()  # let the workers finish the step they are on
             venv.close()
             if self.native:
                 # VectorEnv.close() does not free AtariVectorEnv's C++ workers;
@@ -456,7 +482,7 @@ class EnvBatch:
                 f"actions: expected an integer array of shape ({n},), got shape "
                 f"{arr.shape} (dtype {arr.dtype})"
             )
-        if not (np.issubdtype(arr.dtype, np.integer) and arr.dtype != np.bool_):
+        if arr.dtype.kind not in "iu":  # signed or unsigned integers; bool is kind "b"
             raise ValueError(
                 f"actions: expected integer action indices in [0, {k}), got dtype {arr.dtype}"
             )

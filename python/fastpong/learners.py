@@ -18,41 +18,45 @@ UP, DOWN = ref.UP, ref.DOWN
 
 
 class FastLearner:
-    """N environments at once on the C++ kernels: a fused frame -> sparse difference kernel, one
-    batched sparse forward pass per step, episode buffers of nonzero pixels, a sparse backward."""
+    """Environments in lanes on the C++ kernels: a fused frame -> sparse difference kernel, one
+    batched sparse forward pass per lane step, episode buffers of nonzero pixels, a sparse
+    backward. The lanes share the policy, the gradient buffer, the optimizer and the random
+    stream; each has its own frame differencer and episode buffers (see train.py for why)."""
 
-    def __init__(self, config, num_envs: int, rng: np.random.Generator):
+    def __init__(self, config, lane_sizes: list[int], rng: np.random.Generator):
         self.rng = rng
         self.gamma = config.gamma
         self.policy = Policy(hidden=config.hidden, seed=config.seed)
         self.optimizer = RMSProp(config.learning_rate, config.decay_rate)
         self.optimizer.cache = self.policy.gradient_buffer()
         self.grads = self.policy.gradient_buffer()
-        self.differencer = _core.FrameDifferencer(num_envs)
-        self.episodes = _core.EpisodeBatch(num_envs, config.hidden, self.policy.input_size)
-        self._x = None
+        self.lanes = [_Lane(n, config.hidden, self.policy.input_size) for n in lane_sizes]
 
-    def observe(self, frames: np.ndarray) -> None:
-        """The frames that follow the last actions (for a finished episode: its next first frame)."""
-        self._x = self.differencer.step(frames)
+    def observe(self, lane: int, frames: np.ndarray) -> None:
+        """The frames that follow the lane's last actions (for a finished episode: its next
+        first frame)."""
+        state = self.lanes[lane]
+        state.x = state.differencer.step(frames)
 
-    def act(self) -> np.ndarray:
-        p, h = self.policy.forward(self._x)
+    def act(self, lane: int) -> np.ndarray:
+        state = self.lanes[lane]
+        p, h = self.policy.forward(state.x)
         up = self.rng.random(p.shape[0]) < p  # sample: up with probability p
         # dlogp = y - p, the gradient of log p(action) w.r.t. the logit
-        self.episodes.append(self._x, h, up.astype(np.float32) - p)
-        return np.where(up, UP, DOWN)
+        state.episodes.append(state.x, h, up.astype(np.float32) - p)
+        return np.where(up, UP, DOWN).astype(np.int32)  # int32: what the emulator takes
 
-    def record_rewards(self, rewards: np.ndarray) -> None:
-        self.episodes.set_last_rewards(rewards)
+    def record_rewards(self, lane: int, rewards: np.ndarray) -> None:
+        self.lanes[lane].episodes.set_last_rewards(rewards)
 
-    def finish_episode(self, env: int) -> None:
-        """Backward pass of env's finished episode into the gradient buffer; frees the buffer."""
-        episode = self.episodes.episode(env)
+    def finish_episode(self, lane: int, env: int) -> None:
+        """Backward pass of a finished episode into the gradient buffer; frees its buffer."""
+        state = self.lanes[lane]
+        episode = state.episodes.episode(env)
         returns = _core.standardize(_core.discount_rewards(episode.rewards, self.gamma))
         self.policy.accumulate_gradient(episode, returns, self.grads)
         episode.clear()
-        self.differencer.reset(env)
+        state.differencer.reset(env)
 
     def update(self) -> None:
         self.optimizer.step(self.policy, self.grads)
@@ -68,12 +72,21 @@ class FastLearner:
         self.grads.load_model({"W1": tensors["grad_W1"], "W2": tensors["grad_W2"]})
 
 
+class _Lane:
+    """What a lane of environments keeps between steps."""
+
+    def __init__(self, num_envs: int, hidden: int, input_size: int):
+        self.differencer = _core.FrameDifferencer(num_envs)
+        self.episodes = _core.EpisodeBatch(num_envs, hidden, input_size)
+        self.x = None
+
+
 class ReferenceLearner:
     """The tutorial's loop in NumPy float64, one environment: dense inputs stacked per episode."""
 
-    def __init__(self, config, num_envs: int, rng: np.random.Generator):
-        if num_envs != 1:
-            raise ValueError(f"the reference engine runs one environment, got num_envs={num_envs}")
+    def __init__(self, config, lane_sizes: list[int], rng: np.random.Generator):
+        if list(lane_sizes) != [1]:
+            raise ValueError(f"the reference engine runs one environment, got lanes of {lane_sizes}")
         self.rng = rng
         self.config = config
         self.model = ref.init_model(config.hidden, ref.INPUT_SIZE, config.seed)
@@ -83,12 +96,12 @@ class ReferenceLearner:
         self._x = None
         self.xs, self.hs, self.dlogps, self.drs = [], [], [], []
 
-    def observe(self, frames: np.ndarray) -> None:
+    def observe(self, lane: int, frames: np.ndarray) -> None:
         cur_x = ref.frame_preprocessing(frames[0]).ravel()
         self._x = ref.update_input(self.prev_x, cur_x)
         self.prev_x = cur_x
 
-    def act(self) -> np.ndarray:
+    def act(self, lane: int) -> np.ndarray:
         aprob, h = ref.policy_forward(self._x, self.model)
         action = UP if self.rng.random() < aprob else DOWN
         self.xs.append(self._x)
@@ -96,10 +109,10 @@ class ReferenceLearner:
         self.dlogps.append((1.0 if action == UP else 0.0) - aprob)
         return np.array([action])
 
-    def record_rewards(self, rewards: np.ndarray) -> None:
+    def record_rewards(self, lane: int, rewards: np.ndarray) -> None:
         self.drs.append(float(rewards[0]))
 
-    def finish_episode(self, env: int) -> None:
+    def finish_episode(self, lane: int, env: int) -> None:
         epx, eph = np.vstack(self.xs), np.vstack(self.hs)
         epdlogp, epr = np.vstack(self.dlogps), np.vstack(self.drs)
         self.xs, self.hs, self.dlogps, self.drs = [], [], [], []

@@ -129,32 +129,47 @@ class _StopSignals:
             signal.signal(sig, handler)
 
 
-def _make_envs(config: TrainConfig, seed: int):
+def lane_sizes(config: TrainConfig) -> list[int]:
+    """How the environments are split into lanes that take turns: two lanes (when there are two
+    environments or more) let the emulator step one lane while the network works on the other,
+    so neither the cores nor the emulator wait. The order is fixed, so runs stay reproducible."""
+    n = config.num_envs
+    if config.engine == "reference" or n < 2:
+        return [n]
+    return [n - n // 2, n // 2]
+
+
+def _make_lanes(config: TrainConfig, sizes: list[int], seed: int) -> list:
     from .envs import make_env_batch
 
     if config.engine == "reference":
-        return _SingleGymEnv(config.env_id, seed)
-    return make_env_batch(config.env_id, config.num_envs, threads=config.threads, seed=seed)
+        return [_SingleGymEnv(config.env_id)]
+    threads = max(1, config.threads // len(sizes))
+    return [make_env_batch(config.env_id, size, threads=threads, seed=seed + sum(sizes[:i]))
+            for i, size in enumerate(sizes)]
 
 
 class _SingleGymEnv:
     """gymnasium.make(env_id) behind the batch interface: the tutorial's own environment."""
 
-    def __init__(self, env_id: str, seed: int):
+    def __init__(self, env_id: str):
         import ale_py
         import gymnasium
 
         gymnasium.register_envs(ale_py)
         self.env = gymnasium.make(env_id)
         self.num_envs = 1
-        self._seed = seed
+        self._actions = None
 
     def reset(self, seed=None):
         frame, _ = self.env.reset(seed=seed)
         return frame[None]
 
-    def step(self, actions):
-        frame, reward, terminated, truncated, _ = self.env.step(int(actions[0]))
+    def send(self, actions):
+        self._actions = actions
+
+    def recv(self):
+        frame, reward, terminated, truncated, _ = self.env.step(int(self._actions[0]))
         if terminated or truncated:
             frame, _ = self.env.reset()
         return frame[None], np.array([reward], dtype=np.float32), np.array([terminated or truncated])
@@ -191,7 +206,8 @@ class _Run:
         self.on_episode = on_episode
         _core.set_num_threads(config.threads)
         self.rng = np.random.default_rng([config.seed, 1])  # actions; weights use the seed itself
-        self.learner = LEARNERS[config.engine](config, config.num_envs, self.rng)
+        self.lane_sizes = lane_sizes(config)
+        self.learner = LEARNERS[config.engine](config, self.lane_sizes, self.rng)
         self.episodes = self.env_steps = self.updates = self.episodes_in_batch = 0
         self.running_reward: float | None = None
         self.wall_offset = 0.0  # wall seconds of earlier sessions of this run
@@ -218,44 +234,59 @@ class _Run:
 
     def execute(self) -> TrainSummary:
         config, learner = self.config, self.learner
-        n = config.num_envs
         # A resumed run continues on fresh games: the emulators' state is not checkpointed.
-        envs = _make_envs(config, seed=config.seed + self.episodes)
-        start = time.perf_counter()
-        session_steps = 0
+        first_seed = config.seed + self.episodes
+        lanes = _make_lanes(config, self.lane_sizes, first_seed)
+        offsets = np.cumsum([0, *self.lane_sizes])  # lane i holds envs offsets[i]:offsets[i + 1]
+        n = config.num_envs
         reward_sums = np.zeros(n)
         points_won = np.zeros(n, dtype=np.int64)
         points_lost = np.zeros(n, dtype=np.int64)
+        start = time.perf_counter()
+        session_steps = 0
         bar = self._progress_bar()
         stop = _StopSignals()
         try:
             with stop:
-                learner.observe(envs.reset(seed=config.seed + self.episodes))
-                while not self._done() and stop.signum is None:
-                    actions = learner.act()
-                    frames, rewards, ends = envs.step(actions)
-                    learner.record_rewards(rewards)
-                    reward_sums += rewards
-                    points_won += rewards > 0
-                    points_lost += rewards < 0
-                    self.env_steps += n
-                    session_steps += n
-                    for env in np.flatnonzero(ends):
-                        learner.finish_episode(env)
-                        elapsed = time.perf_counter() - start
-                        self._episode_finished(reward_sums[env], points_won[env], points_lost[env],
-                                               elapsed, session_steps / max(elapsed, 1e-9), bar)
-                        reward_sums[env] = points_won[env] = points_lost[env] = 0
-                        if self._done():
+                running = not self._done()
+                for i, envs in enumerate(lanes if running else []):
+                    learner.observe(i, envs.reset(seed=first_seed + int(offsets[i])))
+                    envs.send(learner.act(i))
+                # While one lane's games are emulated in ale-py's threads, the other lane's
+                # frames go through the network here.
+                while running:
+                    for i, envs in enumerate(lanes):
+                        frames, rewards, ends = envs.recv()
+                        learner.record_rewards(i, rewards)
+                        if rewards.any():  # a point was scored (most steps: nothing to count)
+                            lane = slice(offsets[i], offsets[i + 1])
+                            reward_sums[lane] += rewards
+                            points_won[lane] += rewards > 0
+                            points_lost[lane] += rewards < 0
+                        self.env_steps += envs.num_envs
+                        session_steps += envs.num_envs
+                        for env in np.flatnonzero(ends) if ends.any() else ():
+                            learner.finish_episode(i, env)
+                            g = offsets[i] + env
+                            elapsed = time.perf_counter() - start
+                            self._episode_finished(reward_sums[g], points_won[g], points_lost[g],
+                                                   elapsed, session_steps / max(elapsed, 1e-9), bar)
+                            reward_sums[g] = points_won[g] = points_lost[g] = 0
+                            if self._done():
+                                break
+                        if bar is not None and config.steps is not None:
+                            bar.update(envs.num_envs)
+                        if self._done() or stop.signum is not None:
+                            running = False
                             break
-                    learner.observe(frames)
-                    if bar is not None and config.steps is not None:
-                        bar.update(n)
+                        learner.observe(i, frames)
+                        envs.send(learner.act(i))
         finally:
             elapsed = time.perf_counter() - start
             self._save(elapsed)
             self.metrics.close()
-            envs.close()
+            for envs in lanes:
+                envs.close()
             if self.video is not None:
                 self.video.close(wait=stop.signum is None)
             if bar is not None:
