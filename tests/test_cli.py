@@ -77,7 +77,7 @@ def test_resume_without_checkpoint(tmp_path):
     assert_one_line_error(run_cli("train", "--run-dir", str(tmp_path), "--resume"), "no checkpoint in")
 
 
-@pytest.mark.parametrize("damage", ["truncated", "garbage", "other_shapes", "non_finite"])
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "other_shapes", "non_finite", "rng_state"])
 def test_resume_bad_checkpoint_changes_nothing(tmp_path, trained_run, damage):
     run = tmp_path / "run"
     run.mkdir()
@@ -94,6 +94,8 @@ def test_resume_bad_checkpoint_changes_nothing(tmp_path, trained_run, damage):
             arrays = dict(npz)
         if damage == "other_shapes":
             arrays["cache_W1"] = arrays["cache_W1"][:, :100]
+        elif damage == "rng_state":
+            arrays["rng_state"] = np.array(json.dumps({"bit_generator": "PCG64", "state": "nonsense"}))
         else:
             arrays["W2"] = np.full_like(arrays["W2"], np.nan)
         with open(checkpoint, "wb") as f:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import signal
 import threading
@@ -78,6 +77,10 @@ def prepare_run(config: TrainConfig, run_dir, resume: bool, explicit=ALGORITHM_F
         if checkpoint["W1"].shape[0] != stored.hidden:
             raise CheckpointError(f"checkpoint {checkpoint_path}: W1 has {checkpoint['W1'].shape[0]} "
                                   f"hidden units but its config says {stored.hidden}")
+        try:
+            np.random.default_rng().bit_generator.state = checkpoint["rng_state"]
+        except (TypeError, ValueError, KeyError) as exc:
+            raise CheckpointError(f"checkpoint {checkpoint_path} holds an invalid RNG state ({exc})") from None
         differences = [d for d in config.algorithm_differences(stored) if d.split(":")[0] in explicit]
         if differences:
             raise RunError(f"--resume: {run_dir} was trained with other settings ({'; '.join(differences)})")
