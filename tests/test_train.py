@@ -54,6 +54,15 @@ def test_same_seed_same_weights(tmp_path):
     assert not np.array_equal(weights[0], fastpong.Policy(seed=7).to_model()["W1"])  # it learned
 
 
+def test_two_lanes_are_reproducible_too(tmp_path):
+    """Two environments run in two lanes that take turns in a fixed order: still repeatable."""
+    weights = []
+    for name in ("a", "b"):
+        train(run_dir=tmp_path / name, episodes=2, num_envs=2, batch_size=1, seed=9, progress=False)
+        weights.append(load_checkpoint(tmp_path / name / "checkpoint.npz")["W1"])
+    assert np.array_equal(weights[0], weights[1])
+
+
 def test_resume_continues_counters_and_metrics(tmp_path):
     run = tmp_path / "run"
     first = train(run_dir=run, episodes=2, num_envs=2, batch_size=1, seed=3, progress=False)
