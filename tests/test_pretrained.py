@@ -1,0 +1,31 @@
+"""The policy shipped inside the package: loads, has the documented layout, plays."""
+
+import numpy as np
+
+from fastpong import reference
+from fastpong.evaluate import evaluate, resolve_checkpoint
+
+
+def test_shipped_policy_has_the_tutorials_layout():
+    path = resolve_checkpoint("pretrained")
+    with np.load(path, allow_pickle=False) as npz:  # numpy alone opens it
+        assert sorted(npz.files) == ["W1", "W2"]
+        w1, w2 = npz["W1"], npz["W2"]
+    assert w1.shape == (200, 6400) and w2.shape == (200,)
+    assert w1.dtype == np.float16 and w2.dtype == np.float16
+    assert np.all(np.isfinite(w1)) and np.all(np.isfinite(w2))
+    # the tutorial's own forward pass can play it
+    model = {"W1": w1.astype(np.float64), "W2": w2.astype(np.float64)}
+    x = np.zeros(6400)
+    x[[1000, 1080]] = [1, -1]
+    p, h = reference.policy_forward(x, model)
+    assert 0 < p < 1 and h.shape == (200,)
+
+
+def test_shipped_policy_plays_a_short_evaluation():
+    result = evaluate("pretrained", episodes=2, num_envs=2, seed=0, max_steps=400)
+    summary = result.summary()
+    assert summary["episodes"] == 2
+    assert summary["points_won"] + summary["points_lost"] > 0  # a handful of points were played
+    for episode in result.episodes:
+        assert episode.steps == 400 or max(episode.points_won, episode.points_lost) == 21
