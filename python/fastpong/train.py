@@ -249,8 +249,10 @@ class _Run:
         session_steps = 0
         bar = self._progress_bar()
         stop = _StopSignals()
-        try:
-            with stop:
+        # The handlers stay installed until the final checkpoint is written: a second Ctrl-C
+        # (or a signal sent twice, as `timeout` does) must not cut the save short.
+        with stop:
+            try:
                 running = not self._done()
                 for i, envs in enumerate(lanes if running else []):
                     learner.observe(i, envs.reset(seed=first_seed + int(offsets[i])))
@@ -284,16 +286,16 @@ class _Run:
                             break
                         learner.observe(i, frames)
                         envs.send(learner.act(i))
-        finally:
-            elapsed = time.perf_counter() - start
-            self._save(elapsed)
-            self.metrics.close()
-            for envs in lanes:
-                envs.close()
-            if self.video is not None:
-                self.video.close(wait=stop.signum is None)
-            if bar is not None:
-                bar.close()
+            finally:
+                elapsed = time.perf_counter() - start
+                self._save(elapsed)
+                self.metrics.close()
+                for envs in lanes:
+                    envs.close()
+                if self.video is not None:
+                    self.video.close(wait=stop.signum is None)
+                if bar is not None:
+                    bar.close()
         return TrainSummary(
             run_dir=str(self.run_dir), steps=self.env_steps, episodes=self.episodes,
             updates=self.updates, seconds=elapsed,
