@@ -45,22 +45,16 @@ def test_run_directory_contents(tmp_path):
     assert np.any(ckpt["cache_W1"] != 0)
 
 
-def test_same_seed_same_weights(tmp_path):
+@pytest.mark.parametrize("num_envs", [1, 2])
+def test_same_seed_same_weights(tmp_path, num_envs):
+    """Reproducible with one environment, and with two (two lanes that take turns in a fixed
+    order)."""
     weights = []
     for name in ("a", "b"):
-        train(run_dir=tmp_path / name, episodes=2, num_envs=1, batch_size=1, seed=7, progress=False)
+        train(run_dir=tmp_path / name, episodes=2, num_envs=num_envs, batch_size=1, seed=7, progress=False)
         weights.append(load_checkpoint(tmp_path / name / "checkpoint.npz")["W1"])
     assert np.array_equal(weights[0], weights[1])
     assert not np.array_equal(weights[0], fastpong.Policy(seed=7).to_model()["W1"])  # it learned
-
-
-def test_two_lanes_are_reproducible_too(tmp_path):
-    """Two environments run in two lanes that take turns in a fixed order: still repeatable."""
-    weights = []
-    for name in ("a", "b"):
-        train(run_dir=tmp_path / name, episodes=2, num_envs=2, batch_size=1, seed=9, progress=False)
-        weights.append(load_checkpoint(tmp_path / name / "checkpoint.npz")["W1"])
-    assert np.array_equal(weights[0], weights[1])
 
 
 def test_resume_continues_counters_and_metrics(tmp_path):
