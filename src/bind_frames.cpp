@@ -89,22 +89,7 @@ SparseRows rows_from_dense(const py::handle& obj) {
   const int64_t n = x.ndim() == 2 ? x.shape(0) : 1;
   const int64_t d = x.shape(x.ndim() - 1);
   if (d > INT32_MAX) fail("x rows must have at most 2^31 - 1 entries, got " + std::to_string(d));
-  const float* data = x.data();
-  SparseRows rows;
-  for (int64_t r = 0; r < n; ++r) {
-    for (int64_t i = 0; i < d; ++i) {
-      const float v = data[r * d + i];
-      if (v == 0.0f) continue;
-      if (v != 1.0f && v != -1.0f) {
-        fail("x must hold only -1, 0 and 1 (a difference of binary frames), got " +
-             std::to_string(v) + " at row " + std::to_string(r) + ", column " + std::to_string(i));
-      }
-      rows.indices.push_back(static_cast<int32_t>(i));
-      rows.values.push_back(static_cast<int8_t>(v));
-    }
-    rows.offsets.push_back(rows.nonzeros());
-  }
-  return rows;
+  return sparse_rows_from_dense(x.data(), n, d, "x", "row", "column");
 }
 
 template <typename T>

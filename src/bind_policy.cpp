@@ -57,23 +57,6 @@ void load_model(PolicyTensors& t, const py::handle& model, const std::string& wh
   std::copy(w2.data(), w2.data() + t.hidden, t.w2.begin());
 }
 
-void require_same_shape(const PolicyTensors& t, const Policy& policy, const std::string& name) {
-  if (t.input_size != policy.input_size() || t.hidden != policy.hidden()) {
-    fail(name + " must match the policy's shapes (hidden=" + std::to_string(policy.hidden()) +
-         ", input_size=" + std::to_string(policy.input_size()) + "), got hidden=" +
-         std::to_string(t.hidden) + ", input_size=" + std::to_string(t.input_size));
-  }
-}
-
-void require_indices_below(const SparseRows& rows, int64_t input_size, const std::string& name) {
-  for (int32_t i : rows.indices) {
-    if (i < 0 || i >= input_size) {
-      fail(name + " pixel indices must be in [0, " + std::to_string(input_size) + "), got " +
-           std::to_string(i));
-    }
-  }
-}
-
 py::tuple forward_sparse(const Policy& self, const SparseRows& x) {
   require_indices_below(x, self.input_size(), "x");
   const int64_t n = x.rows();
@@ -149,12 +132,8 @@ py::dict backward(const Policy& self, const py::handle& eph_obj, const py::handl
 
 void accumulate_gradient(const Policy& self, const EpisodeBuffer& episode,
                          const py::handle& advantages_obj, PolicyTensors& grads) {
-  if (episode.input_size() != self.input_size() || episode.hidden() != self.hidden()) {
-    fail("episode must match the policy's shapes (hidden=" + std::to_string(self.hidden()) +
-         ", input_size=" + std::to_string(self.input_size()) + "), got hidden=" +
-         std::to_string(episode.hidden()) + ", input_size=" + std::to_string(episode.input_size()));
-  }
-  require_same_shape(grads, self, "grads");
+  require_policy_shapes(episode.hidden(), episode.input_size(), self, "episode");
+  require_policy_shapes(grads.hidden, grads.input_size, self, "grads");
   FloatArray advantages = as_float32(advantages_obj, "advantages");
   require_shape(advantages, {episode.steps()}, "advantages", advantages_obj);
   require_finite(advantages.data(), advantages.size(), "advantages");

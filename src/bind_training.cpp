@@ -56,12 +56,7 @@ void check_inputs(const SparseRows& x, int64_t rows, int64_t input_size) {
   if (x.rows() != rows) {
     fail("x must have " + std::to_string(rows) + " row(s), got " + std::to_string(x.rows()));
   }
-  for (int32_t i : x.indices) {
-    if (i < 0 || i >= input_size) {
-      fail("x pixel indices must be in [0, " + std::to_string(input_size) + "), got " +
-           std::to_string(i));
-    }
-  }
+  require_indices_below(x, input_size, "x");
 }
 
 EpisodeBuffer episode_from_arrays(const py::handle& epx_obj, const py::handle& eph_obj,
@@ -79,21 +74,8 @@ EpisodeBuffer episode_from_arrays(const py::handle& epx_obj, const py::handle& e
   require_shape(dlogps, {steps}, "epdlogp", epdlogp_obj);
   require_shape(rewards, {steps}, "rewards", rewards_obj);
   require_finite(eph.data(), eph.size(), "eph");
-  SparseRows x;
-  const float* xd = epx.data();
-  for (int64_t t = 0; t < steps; ++t) {
-    for (int64_t i = 0; i < input_size; ++i) {
-      const float v = xd[t * input_size + i];
-      if (v == 0.0f) continue;
-      if (v != 1.0f && v != -1.0f) {
-        fail("epx must hold only -1, 0 and 1 (differences of binary frames), got " +
-             std::to_string(v) + " at step " + std::to_string(t) + ", pixel " + std::to_string(i));
-      }
-      x.indices.push_back(static_cast<int32_t>(i));
-      x.values.push_back(static_cast<int8_t>(v));
-    }
-    x.offsets.push_back(x.nonzeros());
-  }
+  const SparseRows x =
+      sparse_rows_from_dense(epx.data(), steps, input_size, "epx", "step", "pixel");
   EpisodeBuffer episode(input_size, hidden);
   for (int64_t t = 0; t < steps; ++t) {
     episode.append(x, t, eph.data() + t * hidden, dlogps.data()[t]);
@@ -227,14 +209,8 @@ void bind_training(py::module_& m) {
       "rmsprop_step",
       [](Policy& policy, PolicyTensors& grads, PolicyTensors& cache, double learning_rate,
          double decay_rate) {
-        for (auto* t : {&grads, &cache}) {
-          if (t->input_size != policy.input_size() || t->hidden != policy.hidden()) {
-            fail(std::string(t == &grads ? "grads" : "cache") +
-                 " must match the policy's shapes (hidden=" + std::to_string(policy.hidden()) +
-                 ", input_size=" + std::to_string(policy.input_size()) + "), got hidden=" +
-                 std::to_string(t->hidden) + ", input_size=" + std::to_string(t->input_size));
-          }
-        }
+        require_policy_shapes(grads.hidden, grads.input_size, policy, "grads");
+        require_policy_shapes(cache.hidden, cache.input_size, policy, "cache");
         if (!(learning_rate > 0.0) || !std::isfinite(static_cast<float>(learning_rate))) {
           fail("learning_rate must be a positive number, got " + std::to_string(learning_rate));
         }

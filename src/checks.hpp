@@ -10,6 +10,9 @@
 #include <string>
 #include <vector>
 
+#include "fastpong/policy.hpp"
+#include "fastpong/sparse.hpp"
+
 namespace fastpong::bind {
 
 namespace py = pybind11;
@@ -121,6 +124,49 @@ inline void require_shape(const py::array& a, const std::vector<int64_t>& shape,
 
 inline void require_positive(int64_t value, const std::string& name) {
   if (value <= 0) fail(name + " must be a positive integer, got " + std::to_string(value));
+}
+
+// Tensors or an episode of (hidden, input_size) must fit the policy they are used with.
+inline void require_policy_shapes(int64_t hidden, int64_t input_size, const Policy& policy,
+                                  const std::string& name) {
+  if (input_size != policy.input_size() || hidden != policy.hidden()) {
+    fail(name + " must match the policy's shapes (hidden=" + std::to_string(policy.hidden()) +
+         ", input_size=" + std::to_string(policy.input_size()) + "), got hidden=" +
+         std::to_string(hidden) + ", input_size=" + std::to_string(input_size));
+  }
+}
+
+inline void require_indices_below(const SparseRows& rows, int64_t input_size,
+                                  const std::string& name) {
+  for (int32_t i : rows.indices) {
+    if (i < 0 || i >= input_size) {
+      fail(name + " pixel indices must be in [0, " + std::to_string(input_size) + "), got " +
+           std::to_string(i));
+    }
+  }
+}
+
+// `rows` dense rows of `columns` floats, all -1, 0 or 1, as SparseRows. A bad value is reported
+// as "<name> ... at <row_word> r, <column_word> c" (row/column for inputs, step/pixel for episodes).
+inline SparseRows sparse_rows_from_dense(const float* data, int64_t rows, int64_t columns,
+                                         const std::string& name, const char* row_word,
+                                         const char* column_word) {
+  SparseRows sparse;
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t i = 0; i < columns; ++i) {
+      const float v = data[r * columns + i];
+      if (v == 0.0f) continue;
+      if (v != 1.0f && v != -1.0f) {
+        fail(name + " must hold only -1, 0 and 1 (differences of binary frames), got " +
+             std::to_string(v) + " at " + row_word + " " + std::to_string(r) + ", " + column_word +
+             " " + std::to_string(i));
+      }
+      sparse.indices.push_back(static_cast<int32_t>(i));
+      sparse.values.push_back(static_cast<int8_t>(v));
+    }
+    sparse.offsets.push_back(sparse.nonzeros());
+  }
+  return sparse;
 }
 
 }  // namespace fastpong::bind
