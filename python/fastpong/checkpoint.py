@@ -58,14 +58,7 @@ def load_checkpoint(path, *, hidden: int | None = None, input_size: int | None =
 
     hidden / input_size, when given, are the shapes the caller expects."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"no checkpoint at {path}")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            data = {key: npz[key] for key in npz.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise CheckpointError(f"checkpoint {path} is truncated or corrupt ({_first_line(exc)})") from None
-
+    data = _read_arrays(path)
     missing = [k for k in (*TENSOR_KEYS, *COUNTER_KEYS, *FLOAT_KEYS, *TEXT_KEYS) if k not in data]
     if missing:
         raise CheckpointError(f"checkpoint {path} is missing {', '.join(missing)}")
@@ -107,17 +100,10 @@ def load_checkpoint(path, *, hidden: int | None = None, input_size: int | None =
 def load_policy_weights(path) -> dict:
     """Just {'W1', 'W2'} from a checkpoint or any .npz holding them (e.g. the shipped policy)."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"no checkpoint at {path}")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            if "W1" not in npz.files or "W2" not in npz.files:
-                raise CheckpointError(f"{path} holds no policy: expected arrays 'W1' and 'W2'")
-            w1, w2 = npz["W1"], npz["W2"]
-    except CheckpointError:
-        raise
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise CheckpointError(f"checkpoint {path} is truncated or corrupt ({_first_line(exc)})") from None
+    data = _read_arrays(path, keys=("W1", "W2"))
+    if len(data) < 2:
+        raise CheckpointError(f"{path} holds no policy: expected arrays 'W1' and 'W2'")
+    w1, w2 = data["W1"], data["W2"]
     if w1.ndim != 2 or w2.shape != (w1.shape[0],) or w1.dtype.kind != "f" or w2.dtype.kind != "f":
         raise CheckpointError(
             f"{path}: expected float W1 (H, D) and W2 (H,), got {w1.dtype} {w1.shape} and {w2.dtype} {w2.shape}"
@@ -125,6 +111,19 @@ def load_policy_weights(path) -> dict:
     if not (np.all(np.isfinite(w1)) and np.all(np.isfinite(w2))):
         raise CheckpointError(f"{path}: the weights hold non-finite values")
     return {"W1": w1, "W2": w2}
+
+
+def _read_arrays(path: Path, keys=None) -> dict:
+    """The arrays of an .npz file: all of them, or those of `keys` it holds (only those are read).
+    CheckpointError with one line if the file is missing, truncated or not an .npz."""
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            names = npz.files if keys is None else [key for key in keys if key in npz.files]
+            return {key: npz[key] for key in names}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise CheckpointError(f"checkpoint {path} is truncated or corrupt ({_first_line(exc)})") from None
 
 
 def _first_line(exc: BaseException) -> str:

@@ -55,9 +55,9 @@ class TrainConfig:
         for name in ("num_envs", "episodes", "steps", "threads", "video_every"):
             value = getattr(self, name)
             if value is not None:
-                _positive_int(name, value)
+                check_positive_int(name.replace("_", " "), value)
         for name in ("batch_size", "hidden"):
-            _positive_int(name, getattr(self, name))
+            check_positive_int(name.replace("_", " "), getattr(self, name))
         if self.seed is not None and (not _is_int(self.seed) or self.seed < 0):
             raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
         if not _is_real(self.learning_rate) or not self.learning_rate > 0 or not math.isfinite(self.learning_rate):
@@ -117,6 +117,7 @@ def _is_real(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _positive_int(name: str, value) -> None:
+def check_positive_int(label: str, value) -> None:
+    """ValueError '<label> must be a positive integer, got ...' unless value is an int > 0."""
     if not _is_int(value) or value <= 0:
-        raise ValueError(f"{name.replace('_', ' ')} must be a positive integer, got {value!r}")
+        raise ValueError(f"{label} must be a positive integer, got {value!r}")

@@ -11,7 +11,7 @@ import numpy as np
 
 from . import _core
 from .checkpoint import CheckpointError, load_policy_weights
-from .config import DEFAULT_ENV_ID
+from .config import DEFAULT_ENV_ID, check_positive_int
 from .policy import Policy
 from .reference import DOWN, UP
 
@@ -90,12 +90,10 @@ def evaluate(checkpoint=PRETRAINED, *, env_id: str = DEFAULT_ENV_ID, episodes: i
     from .video import VideoWriter, check_video_path
 
     policy = checkpoint if isinstance(checkpoint, Policy) else load_policy(checkpoint)
-    if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes <= 0:
-        raise ValueError(f"episodes must be a positive integer, got {episodes!r}")
-    if num_envs is not None and (isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs <= 0):
-        raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
-    if max_steps is not None and (not isinstance(max_steps, int) or max_steps <= 0):
-        raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}")
+    check_positive_int("episodes", episodes)
+    for label, value in (("num_envs", num_envs), ("max_steps", max_steps)):
+        if value is not None:
+            check_positive_int(label, value)
     validate_env_id(env_id)
     video_path = check_video_path(video) if video is not None else None
     num_envs = min(num_envs or 4, episodes)

@@ -59,12 +59,12 @@ class PeriodicVideo:
 def _record(snapshot: str, target: str, env_id: str, seed: str) -> None:
     import os
 
+    from .checkpoint import load_policy_weights
     from .evaluate import record_video
     from .policy import Policy
 
     os.nice(NICENESS)
-    with np.load(snapshot, allow_pickle=False) as npz:
-        policy = Policy.from_model({"W1": npz["W1"], "W2": npz["W2"]})
+    policy = Policy.from_model(load_policy_weights(snapshot))
     Path(snapshot).unlink()
     record_video(target, policy, env_id=env_id, seed=int(seed))
 
