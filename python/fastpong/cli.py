@@ -87,15 +87,20 @@ def _add_train(subparsers) -> None:
 
 
 def _run_train(args) -> int:
-    from .train import train
+    from .train import StopSignals, train
 
+    # Installed for good, before any work: from here to exit a stop signal (even a second one)
+    # lets the run write its checkpoint and this command report it, instead of killing either.
+    stop = StopSignals().install()
     if args.resume and args.run_dir is None:
         raise ValueError("--resume needs --run-dir: the run directory to continue")
     settings = dict(PRESETS[args.preset]) if args.preset else {}
     settings.update({name: getattr(args, name) for name in (
         "env_id", "num_envs", "episodes", "steps", "batch_size", "learning_rate", "decay_rate",
         "gamma", "hidden", "seed", "threads", "engine", "video_every") if getattr(args, name) is not None})
-    summary = train(run_dir=args.run_dir, resume=args.resume, progress=not args.quiet, **settings)
+    summary = train(run_dir=args.run_dir, resume=args.resume, progress=not args.quiet,
+                    stop_signals=stop, **settings)
+    stop.ignore()  # the checkpoint is written: from here on, only report and exit
     if args.json:
         print(json.dumps(summary.to_dict()))
     checkpoint = f"{summary.run_dir}/checkpoint.npz"

@@ -110,26 +110,47 @@ def _check_writable(run_dir: Path) -> None:
         raise RunError(f"run directory {run_dir} is not writable ({exc.strerror or exc})") from None
 
 
-class _StopSignals:
+class StopSignals:
     """Turns SIGINT/SIGTERM into a flag the loop checks, so a run stops between steps, with its
-    checkpoint written, instead of dying wherever the signal lands."""
+    checkpoint written, instead of dying wherever the signal lands; a second signal only sets the
+    flag again.
+
+    ``train()`` installs one for the duration of the run and restores the previous handlers
+    after its final checkpoint. A program that owns its process (the CLI) installs one itself,
+    before any work, and never restores it: a signal that arrives after the run, while the program
+    reports and exits, must not kill it either."""
 
     def __init__(self):
         self.signum: int | None = None
         self._previous = {}
 
-    def __enter__(self):
+    def install(self) -> "StopSignals":
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self._previous[sig] = signal.signal(sig, self._handle)
         return self
 
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+    def ignore(self) -> None:
+        """Ignores the stop signals from now on, for a process that has only to report and exit:
+        at interpreter shutdown Python resets handlers written in Python (ours) to the default,
+        which would let a late second signal kill the process, but it leaves ignored ones be."""
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, signal.SIG_IGN)
+
     def _handle(self, signum, frame):
         self.signum = signum
 
+    def __enter__(self):
+        return self.install()
+
     def __exit__(self, *exc):
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
+        self.restore()
 
 
 def lane_sizes(config: TrainConfig) -> list[int]:
@@ -182,13 +203,16 @@ class _SingleGymEnv:
 
 
 def train(config: TrainConfig | None = None, *, run_dir=None, resume: bool = False,
-          progress: bool = True, on_episode=None, **settings) -> TrainSummary:
+          progress: bool = True, on_episode=None, stop_signals: StopSignals | None = None,
+          **settings) -> TrainSummary:
     """Trains the tutorial's agent and returns a summary; see ``fastpong train --help``.
 
     ``config`` or keyword settings (``fastpong.train(episodes=20, learning_rate=1e-3)``) give the
     run's settings. The run directory receives config.json, metrics.csv and checkpoint.npz.
     ``on_episode(row)`` is called with each metrics row (a dict). With ``resume=True`` the
-    algorithm settings are the checkpoint's; ``episodes`` and ``steps`` count the whole run."""
+    algorithm settings are the checkpoint's; ``episodes`` and ``steps`` count the whole run.
+    ``stop_signals``: an installed StopSignals of the caller's (by default the run installs its
+    own and restores the previous handlers at the end)."""
     explicit = set(settings) if config is None else set(ALGORITHM_FIELDS)
     if config is None:
         config = TrainConfig(**settings)
@@ -198,7 +222,10 @@ def train(config: TrainConfig | None = None, *, run_dir=None, resume: bool = Fal
     if config.seed is None:
         config = dataclasses.replace(config, seed=int(np.random.SeedSequence().entropy % 2**31))
     config = config.resolved()
-    return _Run(config, run_dir, checkpoint, progress, on_episode).execute()
+    if stop_signals is not None:
+        return _Run(config, run_dir, checkpoint, progress, on_episode).execute(stop_signals)
+    with StopSignals() as stop:
+        return _Run(config, run_dir, checkpoint, progress, on_episode).execute(stop)
 
 
 class _Run:
@@ -235,7 +262,7 @@ class _Run:
         return (c.episodes is not None and self.episodes >= c.episodes) or (
             c.steps is not None and self.env_steps >= c.steps)
 
-    def execute(self) -> TrainSummary:
+    def execute(self, stop: StopSignals) -> TrainSummary:
         config, learner = self.config, self.learner
         # A resumed run continues on fresh games: the emulators' state is not checkpointed.
         first_seed = config.seed + self.episodes
@@ -248,54 +275,50 @@ class _Run:
         start = time.perf_counter()
         session_steps = 0
         bar = self._progress_bar()
-        stop = _StopSignals()
-        # The handlers stay installed until the final checkpoint is written: a second Ctrl-C
-        # (or a signal sent twice, as `timeout` does) must not cut the save short.
-        with stop:
-            try:
-                running = not self._done()
-                for i, envs in enumerate(lanes if running else []):
-                    learner.observe(i, envs.reset(seed=first_seed + int(offsets[i])))
-                    envs.send(learner.act(i))
-                # While one lane's games are emulated in ale-py's threads, the other lane's
-                # frames go through the network here.
-                while running:
-                    for i, envs in enumerate(lanes):
-                        frames, rewards, ends = envs.recv()
-                        learner.record_rewards(i, rewards)
-                        if rewards.any():  # a point was scored (most steps: nothing to count)
-                            lane = slice(offsets[i], offsets[i + 1])
-                            reward_sums[lane] += rewards
-                            points_won[lane] += rewards > 0
-                            points_lost[lane] += rewards < 0
-                        self.env_steps += envs.num_envs
-                        session_steps += envs.num_envs
-                        for env in np.flatnonzero(ends) if ends.any() else ():
-                            learner.finish_episode(i, env)
-                            g = offsets[i] + env
-                            elapsed = time.perf_counter() - start
-                            self._episode_finished(reward_sums[g], points_won[g], points_lost[g],
-                                                   elapsed, session_steps / max(elapsed, 1e-9), bar)
-                            reward_sums[g] = points_won[g] = points_lost[g] = 0
-                            if self._done():
-                                break
-                        if bar is not None and config.steps is not None:
-                            bar.update(envs.num_envs)
-                        if self._done() or stop.signum is not None:
-                            running = False
+        try:
+            running = not self._done() and stop.signum is None
+            for i, envs in enumerate(lanes if running else []):
+                learner.observe(i, envs.reset(seed=first_seed + int(offsets[i])))
+                envs.send(learner.act(i))
+            # While one lane's games are emulated in ale-py's threads, the other lane's
+            # frames go through the network here.
+            while running:
+                for i, envs in enumerate(lanes):
+                    frames, rewards, ends = envs.recv()
+                    learner.record_rewards(i, rewards)
+                    if rewards.any():  # a point was scored (most steps: nothing to count)
+                        lane = slice(offsets[i], offsets[i + 1])
+                        reward_sums[lane] += rewards
+                        points_won[lane] += rewards > 0
+                        points_lost[lane] += rewards < 0
+                    self.env_steps += envs.num_envs
+                    session_steps += envs.num_envs
+                    for env in np.flatnonzero(ends) if ends.any() else ():
+                        learner.finish_episode(i, env)
+                        g = offsets[i] + env
+                        elapsed = time.perf_counter() - start
+                        self._episode_finished(reward_sums[g], points_won[g], points_lost[g],
+                                               elapsed, session_steps / max(elapsed, 1e-9), bar)
+                        reward_sums[g] = points_won[g] = points_lost[g] = 0
+                        if self._done():
                             break
-                        learner.observe(i, frames)
-                        envs.send(learner.act(i))
-            finally:
-                elapsed = time.perf_counter() - start
-                self._save(elapsed)
-                self.metrics.close()
-                for envs in lanes:
-                    envs.close()
-                if self.video is not None:
-                    self.video.close(wait=stop.signum is None)
-                if bar is not None:
-                    bar.close()
+                    if bar is not None and config.steps is not None:
+                        bar.update(envs.num_envs)
+                    if self._done() or stop.signum is not None:
+                        running = False
+                        break
+                    learner.observe(i, frames)
+                    envs.send(learner.act(i))
+        finally:
+            elapsed = time.perf_counter() - start
+            self._save(elapsed)
+            self.metrics.close()
+            for envs in lanes:
+                envs.close()
+            if self.video is not None:
+                self.video.close(wait=stop.signum is None)
+            if bar is not None:
+                bar.close()
         return TrainSummary(
             run_dir=str(self.run_dir), steps=self.env_steps, episodes=self.episodes,
             updates=self.updates, seconds=elapsed,
