@@ -11,6 +11,12 @@ from __future__ import annotations
 
 import numpy as np
 
+__all__ = [
+    "BACKGROUND_VALUES", "CROP_ROWS", "DOWN", "INPUT_SIZE", "RMSPROP_EPSILON", "UP",
+    "discount_rewards", "frame_preprocessing", "init_model", "policy_backward", "policy_forward",
+    "rmsprop_update", "sigmoid", "standardize_returns", "update_input",
+]
+
 #: Rows of the frame kept by the crop: the score board is above, the bottom border below.
 CROP_ROWS = slice(35, 195)
 #: The two shades of Pong's background in the red channel.

@@ -1,0 +1,11 @@
+"""The algorithms in plain NumPy (float64): the specs that the fast kernels are tested against.
+
+``fastpong.reference`` itself is the NumPy tutorial's agent (``reference.tutorial``, re-exported
+here so that ``reference.policy_forward`` and friends keep their names). The MIT lab's agents get
+modules of their own beside it.
+"""
+
+from .tutorial import *  # noqa: F401,F403
+from .tutorial import __all__ as _tutorial_names
+
+__all__ = list(_tutorial_names)
