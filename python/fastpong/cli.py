@@ -83,6 +83,13 @@ def _add_train(subparsers) -> None:
                    help="record RUN_DIR/video/update-XXXX.mp4 every K updates (default: never)")
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout at the end")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    # Ray: rollout workers on a cluster, the learner here (needs fastpong[ray]).
+    p.add_argument("--ray", metavar="ADDRESS|auto|local",
+                   help="play on Ray rollout workers: a cluster's head host:port, auto (the cluster "
+                        "this machine joined with `ray start`) or local (a Ray instance of this machine)")
+    p.add_argument("--workers", type=_positive_int, metavar="N",
+                   help="with --ray: rollout workers of one CPU and --num-envs games each "
+                        "(default: the cluster's CPUs less one)")
     p.set_defaults(handler=_run_train)
 
 
@@ -98,8 +105,14 @@ def _run_train(args) -> int:
     settings.update({name: getattr(args, name) for name in (
         "env_id", "num_envs", "episodes", "steps", "batch_size", "learning_rate", "decay_rate",
         "gamma", "hidden", "seed", "threads", "engine", "video_every") if getattr(args, name) is not None})
-    summary = train(run_dir=args.run_dir, resume=args.resume, progress=not args.quiet,
-                    stop_signals=stop, **settings)
+    try:
+        summary = train(run_dir=args.run_dir, resume=args.resume, progress=not args.quiet,
+                        stop_signals=stop, ray=args.ray, workers=args.workers, **settings)
+    except RuntimeError as exc:  # a Ray run that lost every worker (its checkpoint is written)
+        if args.ray is None:
+            raise
+        print(f"fastpong train: {exc}", file=sys.stderr)
+        return 1
     stop.ignore()  # the checkpoint is written: from here on, only report and exit
     if args.json:
         print(json.dumps(summary.to_dict()))

@@ -30,6 +30,9 @@ class FastLearner:
         self.optimizer = RMSProp(config.learning_rate, config.decay_rate)
         self.optimizer.cache = self.policy.gradient_buffer()
         self.grads = self.policy.gradient_buffer()
+        # Gradients handed in by add_gradient, summed in the tutorial's layout: folding them into
+        # the kernel's transposed buffer once per update costs one transpose, not one per game.
+        self._added: dict | None = None
         self.lanes = [_Lane(n, config.hidden, self.policy.input_size) for n in lane_sizes]
 
     def observe(self, lane: int, frames: np.ndarray) -> None:
@@ -59,9 +62,43 @@ class FastLearner:
         state.differencer.reset(env)
 
     def update(self) -> None:
+        self._fold_added()
         self.optimizer.step(self.policy, self.grads)
 
+    def weights(self) -> dict:
+        """Copies of the policy's weights, {'W1': (H, D), 'W2': (H,)} float32."""
+        return self.policy.to_model()
+
+    def load_weights(self, weights: dict) -> None:
+        self.policy.load_model(weights)
+
+    def take_gradient(self) -> dict:
+        """The gradient summed over the episodes finished (and added) since the last update or
+        take, {'W1', 'W2'}; the batch's buffer is zeroed."""
+        self._fold_added()
+        gradient = self.grads.to_model()
+        self.grads.zero()
+        return gradient
+
+    def add_gradient(self, gradient: dict) -> None:
+        """Adds a gradient taken elsewhere (a rollout worker's) into the batch before update()."""
+        _check_like(gradient, self.policy)
+        if self._added is None:
+            self._added = {k: np.array(gradient[k], dtype=np.float32) for k in ("W1", "W2")}
+        else:
+            for k in ("W1", "W2"):
+                self._added[k] += gradient[k]
+
+    def _fold_added(self) -> None:
+        if self._added is not None:
+            total = self.grads.to_model()
+            for k in ("W1", "W2"):
+                total[k] += self._added[k]
+            self.grads.load_model(total)
+            self._added = None
+
     def tensors(self) -> dict:
+        self._fold_added()
         model, cache, grads = self.policy.to_model(), self.optimizer.cache.to_model(), self.grads.to_model()
         return {"W1": model["W1"], "W2": model["W2"], "cache_W1": cache["W1"], "cache_W2": cache["W2"],
                 "grad_W1": grads["W1"], "grad_W2": grads["W2"]}
@@ -70,6 +107,20 @@ class FastLearner:
         self.policy.load_model({"W1": tensors["W1"], "W2": tensors["W2"]})
         self.optimizer.cache.load_model({"W1": tensors["cache_W1"], "W2": tensors["cache_W2"]})
         self.grads.load_model({"W1": tensors["grad_W1"], "W2": tensors["grad_W2"]})
+        self._added = None
+
+
+def _check_like(gradient, policy) -> None:
+    """ValueError unless gradient is {'W1': (H, D), 'W2': (H,)} shaped like the policy."""
+    expected = {"W1": (policy.hidden, policy.input_size), "W2": (policy.hidden,)}
+    try:
+        shapes = {k: np.shape(gradient[k]) for k in expected}
+    except (KeyError, TypeError, IndexError):
+        raise ValueError(f"gradient must be a mapping with 'W1' {expected['W1']} and 'W2' {expected['W2']}, "
+                         f"got {type(gradient).__name__}") from None
+    if shapes != expected:
+        raise ValueError(f"gradient must have W1 {expected['W1']} and W2 {expected['W2']}, "
+                         f"got W1 {shapes['W1']} and W2 {shapes['W2']}")
 
 
 class _Lane:

@@ -204,7 +204,7 @@ class _SingleGymEnv:
 
 def train(config: TrainConfig | None = None, *, run_dir=None, resume: bool = False,
           progress: bool = True, on_episode=None, stop_signals: StopSignals | None = None,
-          **settings) -> TrainSummary:
+          ray: str | None = None, workers: int | None = None, **settings) -> TrainSummary:
     """Trains the tutorial's agent and returns a summary; see ``fastpong train --help``.
 
     ``config`` or keyword settings (``fastpong.train(episodes=20, learning_rate=1e-3)``) give the
@@ -212,7 +212,13 @@ def train(config: TrainConfig | None = None, *, run_dir=None, resume: bool = Fal
     ``on_episode(row)`` is called with each metrics row (a dict). With ``resume=True`` the
     algorithm settings are the checkpoint's; ``episodes`` and ``steps`` count the whole run.
     ``stop_signals``: an installed StopSignals of the caller's (by default the run installs its
-    own and restores the previous handlers at the end)."""
+    own and restores the previous handlers at the end).
+    ``ray`` ('local', 'auto' or a cluster's host:port) and ``workers``: play on Ray rollout workers,
+    ``num_envs`` games each, with the learner here (fastpong.distributed; needs fastpong[ray])."""
+    if ray is not None or workers is not None:
+        from .distributed import check_ray_args
+
+        check_ray_args(ray, workers)
     explicit = set(settings) if config is None else set(ALGORITHM_FIELDS)
     if config is None:
         config = TrainConfig(**settings)
@@ -222,10 +228,16 @@ def train(config: TrainConfig | None = None, *, run_dir=None, resume: bool = Fal
     if config.seed is None:
         config = dataclasses.replace(config, seed=int(np.random.SeedSequence().entropy % 2**31))
     config = config.resolved()
+    if ray is None:
+        run = _Run(config, run_dir, checkpoint, progress, on_episode)
+    else:
+        from .distributed.ray_train import RayRun
+
+        run = RayRun(config, run_dir, checkpoint, progress, on_episode, address=ray, workers=workers)
     if stop_signals is not None:
-        return _Run(config, run_dir, checkpoint, progress, on_episode).execute(stop_signals)
+        return run.execute(stop_signals)
     with StopSignals() as stop:
-        return _Run(config, run_dir, checkpoint, progress, on_episode).execute(stop)
+        return run.execute(stop)
 
 
 class _Run:

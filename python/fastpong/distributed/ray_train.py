@@ -1,0 +1,280 @@
+"""``fastpong train --ray``: rollout workers as Ray actors, the learner on the driver.
+
+The driver is the local run (train.py's ``_Run``: run directory, config.json, metrics.csv, the
+checkpoint after every update, the progress bar, signals, resume) with its stepping loop replaced:
+N actors play the games (rollout_worker.py), each finished game comes back as its gradient, the
+driver adds it to the batch through the learner's seam (``add_gradient``) and counts it exactly as
+the local loop counts a game; every ``batch_size`` games it updates and puts the new weights into
+Ray's object store once (``ray.put``), and every worker's next chunk takes that one object.
+
+Order: each worker has ``PIPELINE`` calls in flight and the driver takes their results in a fixed
+round-robin order, so a run is reproducible for any number of workers as long as none fails
+(what a worker plays depends only on its seeds and the weights it was handed, and which weights
+those are depends only on the order in which the driver took results).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import signal
+import socket
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass
+
+from ..train import TrainSummary, _Run
+
+#: Env steps a worker plays per call: about a quarter of a second of a core, so that a call's
+#: round trip (about a millisecond) costs well under 1% and new weights reach the workers soon.
+CHUNK_STEPS = 512
+#: Calls queued on each worker: while the driver handles one result the worker plays the next.
+PIPELINE = 2
+#: Ray restarts a killed worker this many times before the run goes on without it.
+MAX_RESTARTS = 3
+INSTALL_HINT = 'Ray is not installed: pip install "fastpong[ray]"'
+
+
+class RayRunError(RuntimeError):
+    """The run could not go on: every worker is lost."""
+
+
+@dataclass
+class RaySummary(TrainSummary):
+    workers: int = 0
+    worker_restarts: int = 0  # workers that died and were restarted (or dropped) during the session
+    workers_dropped: int = 0  # workers given up on after MAX_RESTARTS restarts
+    max_staleness: int = 0  # updates between the weights that computed a game's gradient and its update
+    mean_staleness: float = 0.0
+    bytes_per_game: float = 0.0  # gradient bytes received per game
+
+
+def check_ray_args(address, workers) -> None:
+    """One-line ValueErrors, before any work: --workers without --ray, Ray not installed."""
+    if address is None:
+        if workers is not None:
+            raise ValueError("--workers needs --ray (ADDRESS, auto or local): the local loop has no workers")
+        return
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers <= 0):
+        raise ValueError(f"workers must be a positive integer, got {workers!r}")
+    if not isinstance(address, str) or not address:
+        raise ValueError(f"ray address must be host:port, auto or local, got {address!r}")
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        raise ValueError(INSTALL_HINT) from None
+    if address not in ("auto", "local"):
+        _check_reachable(address)
+
+
+def _check_reachable(address: str) -> None:
+    """Ray retries a wrong address for minutes; a plain TCP connect says at once."""
+    host, _, port = address.rpartition(":")
+    if address.startswith("ray://"):
+        return
+    if not host or not port.isdigit():
+        raise ValueError(f"ray address must be host:port (the head node's GCS, port 6379 by default), "
+                         f"auto or local, got {address!r}")
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as exc:
+        raise ValueError(f"no Ray cluster at {address} ({exc.strerror or exc}): start one with "
+                         "`ray start --head`, or use --ray local") from None
+
+
+def connect(address: str):
+    """ray.init for 'local' (a Ray instance of this machine's cores, stopped at the end), 'auto'
+    (the cluster this machine is part of) or host:port; returns (ray, whether we must shut it down).
+    Keeps the caller's SIGINT/SIGTERM handlers: ray.init replaces SIGTERM's with sys.exit."""
+    import logging
+
+    import ray
+
+    if ray.is_initialized():  # the caller's own Ray session (Python API)
+        return ray, False
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    options = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+    try:
+        if address == "local":
+            ray.init(**options)
+        else:
+            ray.init(address=address, **options)
+    except ConnectionError as exc:
+        raise ValueError(f"cannot connect to Ray at {address!r}: {str(exc).splitlines()[0]}") from None
+    finally:
+        for sig, handler in handlers.items():
+            if handler is not None:
+                signal.signal(sig, handler)
+    return ray, True
+
+
+class RayRun(_Run):
+    """_Run with the stepping done by Ray actors; everything else is _Run's."""
+
+    def __init__(self, config, run_dir, checkpoint, progress, on_episode, *, address: str, workers: int | None):
+        if config.engine != "fast":
+            raise ValueError("--ray runs the fast engine (the reference engine is the tutorial's one-env loop)")
+        self.ray, self._owns_ray = connect(address)
+        try:
+            cpus = int(self.ray.cluster_resources().get("CPU", 0))
+            self.num_workers = workers or max(1, cpus - 1)  # one core stays with the driver
+            if self.num_workers > cpus:
+                print(f"fastpong train: {self.num_workers} workers of one CPU each but the Ray cluster has "
+                      f"{cpus} CPUs: the others wait for CPUs to join", file=sys.stderr)
+            super().__init__(config, run_dir, checkpoint, progress, on_episode)
+        except BaseException:
+            self._disconnect()
+            raise
+
+    def _disconnect(self) -> None:
+        if self._owns_ray:
+            self.ray.shutdown()
+
+    def execute(self, stop) -> RaySummary:
+        start = time.perf_counter()
+        self.session_steps = 0
+        self.staleness = []
+        self.gradient_bytes = 0
+        bar = self._progress_bar()
+        pool = None
+        try:
+            if not self._done() and stop.signum is None:
+                pool = _WorkerPool(self.ray, self.config, self.num_workers, self.episodes)
+                self._broadcast()
+                pool.start(self.updates, self.weights_ref)
+                self._drive(pool, stop, start, bar)
+        finally:
+            elapsed = time.perf_counter() - start
+            if pool is not None:
+                pool.close()
+            self._save(elapsed)
+            self.metrics.close()
+            if self.video is not None:
+                self.video.close(wait=stop.signum is None)
+            if bar is not None:
+                bar.close()
+            self._disconnect()
+        games = len(self.staleness)
+        return RaySummary(
+            run_dir=str(self.run_dir), steps=self.env_steps, episodes=self.episodes, updates=self.updates,
+            seconds=elapsed, steps_per_second=self.session_steps / elapsed if elapsed > 0 else 0.0,
+            running_reward=self.running_reward, interrupted_by=stop.signum, workers=self.num_workers,
+            worker_restarts=pool.restarts if pool else 0, workers_dropped=pool.dropped if pool else 0,
+            max_staleness=max(self.staleness, default=0),
+            mean_staleness=sum(self.staleness) / games if games else 0.0,
+            bytes_per_game=self.gradient_bytes / games if games else 0.0)
+
+    def _broadcast(self) -> None:
+        # One object in the store for all workers; the previous one is freed once no call holds it.
+        self.weights_ref = self.ray.put(self.learner.weights())
+
+    def _drive(self, pool: "_WorkerPool", stop, start: float, bar) -> None:
+        while not self._done() and stop.signum is None:
+            taken = pool.next_result(stop)
+            if taken is None:  # stopped while waiting
+                return
+            worker, result = taken
+            self.env_steps += result["steps"]
+            self.session_steps += result["steps"]
+            if bar is not None and self.config.steps is not None:
+                bar.update(result["steps"])
+            elapsed = time.perf_counter() - start
+            rate = self.session_steps / max(elapsed, 1e-9)
+            for game in result["games"]:
+                if self._done():
+                    break
+                self.learner.add_gradient(game["gradient"])
+                self.gradient_bytes += sum(g.nbytes for g in game["gradient"].values())
+                self.staleness.append(self.updates - game["version"])
+                updates = self.updates
+                self._episode_finished(game["reward"], game["won"], game["lost"], elapsed, rate, bar)
+                if self.updates != updates:
+                    self._broadcast()
+            pool.submit(worker, self.updates, self.weights_ref)
+
+
+class _WorkerPool:
+    """The actors, their calls in flight in round-robin order, and what happens when one dies."""
+
+    def __init__(self, ray, config, workers: int, episodes: int):
+        from .rollout_worker import RolloutWorker
+
+        self.ray = ray
+        self.episodes = episodes  # the session's start: seeds every worker's games
+        actor = ray.remote(num_cpus=1, max_restarts=MAX_RESTARTS, max_task_retries=0)(RolloutWorker)
+        self.actors = [actor.remote(config.to_dict(), w) for w in range(workers)]
+        self.incarnation = [0] * workers
+        self.inflight: deque = deque()  # (worker, ref), the order in which results are taken
+        self.rejoining: dict = {}  # worker -> ping ref of a restarting actor
+        self.restarts = self.dropped = 0
+        self._latest = (0, None)
+
+    def start(self, version: int, weights_ref) -> None:
+        for _ in range(PIPELINE):
+            for w in range(len(self.actors)):
+                self.submit(w, version, weights_ref)
+
+    def submit(self, worker: int, version: int, weights_ref) -> None:
+        self._latest = (version, weights_ref)
+        start = (self.episodes, self.incarnation[worker])
+        ref = self.actors[worker].play.remote(start, version, weights_ref, CHUNK_STEPS)
+        self.inflight.append((worker, ref))
+
+    def next_result(self, stop):
+        """(worker, result) of the oldest call in flight, or None once a stop signal came."""
+        ray = self.ray
+        while stop.signum is None:
+            self._rejoin_ready()
+            if not self.inflight:
+                if not self.rejoining:
+                    raise RayRunError("every Ray worker died and could not be restarted")
+                ray.wait(list(self.rejoining.values()), num_returns=1, timeout=0.5)
+                continue
+            worker, ref = self.inflight[0]
+            try:
+                result = ray.get(ref, timeout=0.5)
+            except ray.exceptions.GetTimeoutError:
+                continue
+            except ray.exceptions.RayActorError as exc:
+                self._lost(worker, exc)
+                continue
+            self.inflight.popleft()
+            return worker, result
+        return None
+
+    def _lost(self, worker: int, exc) -> None:
+        """A dead worker's calls in flight are dropped with the games they held (never counted, so
+        never counted twice); Ray restarts the actor, and it rejoins once it answers."""
+        self.inflight = deque(item for item in self.inflight if item[0] != worker)
+        self.restarts += 1
+        self.incarnation[worker] += 1
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if self.incarnation[worker] > MAX_RESTARTS:
+            self.dropped += 1
+            print(f"fastpong train: Ray worker {worker} died ({reason[:120]}); restarted {MAX_RESTARTS} times "
+                  "already, going on without it", file=sys.stderr)
+            return
+        print(f"fastpong train: Ray worker {worker} died ({reason[:120]}); restarting it, its games in "
+              "progress are lost", file=sys.stderr)
+        self.rejoining[worker] = self.actors[worker].ping.remote()
+
+    def _rejoin_ready(self) -> None:
+        if not self.rejoining:
+            return
+        ready, _ = self.ray.wait(list(self.rejoining.values()), num_returns=len(self.rejoining), timeout=0)
+        for worker, ref in list(self.rejoining.items()):
+            if ref not in ready:
+                continue
+            del self.rejoining[worker]
+            try:
+                self.ray.get(ref)
+            except self.ray.exceptions.RayActorError as exc:
+                self._lost(worker, exc)
+                continue
+            version, weights_ref = self._latest
+            for _ in range(PIPELINE):
+                self.submit(worker, version, weights_ref)
+
+    def close(self) -> None:
+        for actor in self.actors:
+            self.ray.kill(actor, no_restart=True)
