@@ -1,0 +1,206 @@
+"""Training on a Ray cluster: a real two-node ``ray.cluster_utils.Cluster`` on loopback.
+
+Each node has one CPU (one rollout worker each), a small object store and no dashboard. The
+cluster tests are skipped when Ray is not installed; the tests of what happens without Ray, and
+of the CLI's one-line errors, run either way.
+"""
+
+import csv
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fastpong.checkpoint import load_checkpoint
+from fastpong.train import train
+
+HAS_RAY = importlib.util.find_spec("ray") is not None
+needs_ray = pytest.mark.skipif(not HAS_RAY, reason="Ray is not installed (pip install 'fastpong[ray]')")
+OBJECT_STORE_BYTES = 80 * 2**20
+GRADIENT_BYTES = (200 * 6400 + 200) * 4  # one game's gradient, float32
+# Small, fast games: one env per worker, an update every two games.
+SMALL = dict(num_envs=1, batch_size=2, progress=False)
+
+
+def cli(*args, env=None, **kwargs):
+    return subprocess.run([sys.executable, "-m", "fastpong", *args], capture_output=True, text=True,
+                          env=env, timeout=120, **kwargs)
+
+
+def read_metrics(run_dir):
+    with open(Path(run_dir) / "metrics.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def descendants(pid: int) -> dict[int, str]:
+    """{pid: command line} of every process below `pid` (from /proc; no psutil needed)."""
+    children: dict[int, list[int]] = {}
+    commands: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            commands[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = {}, [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found[child] = commands.get(child, "")
+            todo.append(child)
+    return found
+
+
+def rollout_worker_pids() -> list[int]:
+    return sorted(pid for pid, command in descendants(os.getpid()).items()
+                  if command.startswith("ray::RolloutWorker"))
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """Two nodes of one CPU each, bound to 127.0.0.1, every process it starts gone afterwards."""
+    from ray.cluster_utils import Cluster
+
+    previous = os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # on Linux: advertise 127.0.0.1
+    node = dict(num_cpus=1, object_store_memory=OBJECT_STORE_BYTES)
+    cluster = Cluster(initialize_head=True, head_node_args=dict(node, include_dashboard=False))
+    try:
+        cluster.add_node(**node)
+        cluster.wait_for_nodes()
+        yield cluster
+    finally:
+        import ray
+
+        started = descendants(os.getpid())
+        ray.shutdown()
+        cluster.shutdown()
+        if previous is None:
+            os.environ.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)
+        else:
+            os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = previous
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and set(started) & set(descendants(os.getpid())):
+            time.sleep(0.2)
+        left = {pid: cmd for pid, cmd in descendants(os.getpid()).items() if pid in started}
+        assert not left, f"Ray processes left running: {left}"
+
+
+def check_counts(summary, run_dir, episodes, batch_size):
+    """Every game counted once, an update every batch_size games, metrics = checkpoint."""
+    rows = read_metrics(run_dir)
+    assert [int(r["episode"]) for r in rows] == list(range(1, episodes + 1))
+    for r in rows:  # whole Pong games: one side reached 21
+        assert max(int(r["points_won"]), int(r["points_lost"])) == 21
+    assert summary.episodes == episodes and summary.updates == episodes // batch_size
+    ckpt = load_checkpoint(Path(run_dir) / "checkpoint.npz", hidden=200, input_size=6400)
+    assert ckpt["episodes"] == episodes and ckpt["updates"] == episodes // batch_size
+    assert ckpt["episodes_in_batch"] == episodes % batch_size
+    assert ckpt["env_steps"] == summary.steps >= int(rows[-1]["env_steps"])
+    return ckpt
+
+
+@needs_ray
+def test_two_workers_count_every_game_once_and_repeat_with_the_same_seed(cluster, tmp_path):
+    runs = []
+    for name in ("a", "b"):
+        summary = train(run_dir=tmp_path / name, episodes=5, seed=3, ray=cluster.address, workers=2, **SMALL)
+        ckpt = check_counts(summary, tmp_path / name, episodes=5, batch_size=2)
+        assert summary.workers == 2 and summary.worker_restarts == 0 and summary.interrupted_by is None
+        assert summary.bytes_per_game == GRADIENT_BYTES
+        assert np.any(ckpt["grad_W1"] != 0)  # the fifth game waits in the batch
+        runs.append((ckpt, read_metrics(tmp_path / name)))
+    (a, rows_a), (b, rows_b) = runs
+    # Results are taken in a fixed round-robin order: the same seed gives the same run.
+    assert np.array_equal(a["W1"], b["W1"]) and np.array_equal(a["grad_W1"], b["grad_W1"])
+    assert [r["reward"] for r in rows_a] == [r["reward"] for r in rows_b]
+
+
+@needs_ray
+def test_killed_worker_is_restarted_and_no_game_counted_twice(cluster, tmp_path, capfd):
+    killed = []
+
+    def kill_a_worker(row):
+        if not killed:
+            pids = rollout_worker_pids()
+            assert len(pids) == 2
+            os.kill(pids[0], signal.SIGKILL)
+            killed.append(pids[0])
+
+    summary = train(run_dir=tmp_path / "run", episodes=6, seed=4, ray=cluster.address, workers=2,
+                    on_episode=kill_a_worker, **SMALL)
+    check_counts(summary, tmp_path / "run", episodes=6, batch_size=2)
+    assert summary.worker_restarts == 1 and summary.workers_dropped == 0
+    assert killed and killed[0] not in rollout_worker_pids()
+    assert "restarting it" in capfd.readouterr().err
+
+
+@needs_ray
+def test_ctrl_c_stops_the_workers_and_resume_continues(cluster, tmp_path):
+    run = tmp_path / "run"
+    env = dict(os.environ, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "fastpong", "train", "--ray", cluster.address, "--workers", "2", "--num-envs", "1",
+         "--batch-size", "1", "--seed", "5", "--run-dir", str(run), "--quiet"],
+        stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 90
+        while not ((run / "metrics.csv").exists() and len(read_metrics(run)) >= 2):
+            assert driver.poll() is None and time.monotonic() < deadline, "the run ended or made no progress"
+            time.sleep(0.2)
+        driver.send_signal(signal.SIGINT)
+        _, err = driver.communicate(timeout=60)
+    finally:
+        driver.kill()
+    assert driver.returncode == 128 + signal.SIGINT, err
+    assert "stopped by SIGINT" in err and "--resume" in err
+    stopped = load_checkpoint(run / "checkpoint.npz")
+    assert stopped["episodes"] >= 2 and stopped["updates"] == stopped["episodes"]
+    assert len(read_metrics(run)) == stopped["episodes"]
+    summary = train(run_dir=run, resume=True, episodes=stopped["episodes"] + 2, ray=cluster.address,
+                    workers=2, num_envs=1, progress=False)
+    check_counts(summary, run, episodes=stopped["episodes"] + 2, batch_size=1)
+
+
+@pytest.mark.parametrize("address, words", [
+    ("127.0.0.1:1", "no Ray cluster at 127.0.0.1:1"),
+    ("127.0.0.1", "must be host:port"),
+])
+@needs_ray
+def test_bad_address_is_one_line_and_exit_2(tmp_path, address, words):
+    result = cli("train", "--ray", address, "--episodes", "1", "--run-dir", str(tmp_path / "run"))
+    assert result.returncode == 2
+    assert words in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_workers_without_ray_is_an_error(tmp_path):
+    result = cli("train", "--workers", "2", "--episodes", "1", "--run-dir", str(tmp_path / "run"))
+    assert result.returncode == 2 and "--workers needs --ray" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
+
+
+def test_without_ray_the_flag_says_how_to_get_it(tmp_path):
+    # ray made unimportable in the child, whether or not it is installed here
+    code = ("import sys; sys.modules['ray'] = None; from fastpong.cli import main; "
+            f"sys.exit(main(['train', '--ray', 'local', '--episodes', '1', '--run-dir', {str(tmp_path / 'r')!r}]))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip() == 'fastpong train: error: Ray is not installed: pip install "fastpong[ray]"'
+
+
+def test_importing_fastpong_never_imports_ray():
+    code = ("import sys, fastpong, fastpong.train, fastpong.cli, fastpong.distributed, "
+            "fastpong.distributed.ray_train, fastpong.distributed.rollout_worker; "
+            "fastpong.train; print('ray' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip() == "False", result.stderr
