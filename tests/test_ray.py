@@ -68,10 +68,14 @@ def rollout_worker_pids() -> list[int]:
 @pytest.fixture(scope="module")
 def cluster():
     """Two nodes of one CPU each, bound to 127.0.0.1, every process it starts gone afterwards."""
+    previous = os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")
+    # On Linux this makes Ray take 127.0.0.1 as the node's address. Ray reads it once, when it is
+    # first imported: hence before the import, and the check that it took.
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    from ray._private import ray_constants
     from ray.cluster_utils import Cluster
 
-    previous = os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # on Linux: advertise 127.0.0.1
+    assert not ray_constants.ENABLE_RAY_CLUSTER, "ray was imported before the loopback setting"
     node = dict(num_cpus=1, object_store_memory=OBJECT_STORE_BYTES)
     cluster = Cluster(initialize_head=True, head_node_args=dict(node, include_dashboard=False))
     try:
