@@ -102,7 +102,12 @@ def measure_game(ray, policy, episode) -> dict:
     dense = episode.inputs.to_dense(6400)
     _, rebuild = timed(lambda: _core.EpisodeBuffer.from_arrays(dense, message["hidden"], message["dlogps"],
                                                                message["rewards"]), repeat=3)
+    # An update's broadcast: the driver puts its weights once; each worker gets and loads them.
+    _, put = timed(lambda: ray.put(learner.weights()))
+    ref = ray.put(learner.weights())
+    _, get_load = timed(lambda: learner.load_weights(ray.get(ref)))
     return dict(steps=len(episode), gradient=(bytes_g, worker_g, store_g, driver_g), fold=fold,
+                broadcast=(put, get_load),
                 episode=(bytes_e, worker_e, store_e, driver_e), rebuild_dense=rebuild)
 
 
@@ -134,6 +139,9 @@ def main() -> None:
           f"{1e3 * np.median([r['fold'] for r in results]):.2f} ms per update; "
           f"episode: rebuilding a buffer from dense inputs (the API there is): "
           f"{1e3 * np.median([r['rebuild_dense'] for r in results]):.1f} ms per game")
+    put, get_load = np.median([r["broadcast"] for r in results], axis=0)
+    print(f"an update's broadcast: weights() + ray.put on the driver {1e3 * put:.2f} ms, "
+          f"ray.get + load_weights on each worker {1e3 * get_load:.2f} ms")
 
 
 if __name__ == "__main__":

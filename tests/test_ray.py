@@ -22,7 +22,7 @@ from fastpong.train import train
 
 HAS_RAY = importlib.util.find_spec("ray") is not None
 needs_ray = pytest.mark.skipif(not HAS_RAY, reason="Ray is not installed (pip install 'fastpong[ray]')")
-OBJECT_STORE_BYTES = 80 * 2**20
+NODE = dict(num_cpus=1, object_store_memory=80 * 2**20)  # each of the two nodes
 GRADIENT_BYTES = (200 * 6400 + 200) * 4  # one game's gradient, float32
 # Small, fast games: one env per worker, an update every two games.
 SMALL = dict(num_envs=1, batch_size=2, progress=False)
@@ -76,10 +76,9 @@ def cluster():
     from ray.cluster_utils import Cluster
 
     assert not ray_constants.ENABLE_RAY_CLUSTER, "ray was imported before the loopback setting"
-    node = dict(num_cpus=1, object_store_memory=OBJECT_STORE_BYTES)
-    cluster = Cluster(initialize_head=True, head_node_args=dict(node, include_dashboard=False))
+    cluster = Cluster(initialize_head=True, head_node_args=dict(NODE, include_dashboard=False))
     try:
-        cluster.add_node(**node)
+        cluster.add_node(**NODE)
         cluster.wait_for_nodes()
         yield cluster
     finally:
@@ -131,11 +130,11 @@ def test_two_workers_count_every_game_once_and_repeat_with_the_same_seed(cluster
 
 @needs_ray
 def test_killed_worker_is_restarted_and_no_game_counted_twice(cluster, tmp_path, capfd):
-    killed = []
+    killed, earlier = [], set(rollout_worker_pids())  # earlier runs' workers may still be exiting
 
     def kill_a_worker(row):
         if not killed:
-            pids = rollout_worker_pids()
+            pids = [pid for pid in rollout_worker_pids() if pid not in earlier]
             assert len(pids) == 2
             os.kill(pids[0], signal.SIGKILL)
             killed.append(pids[0])
@@ -145,6 +144,29 @@ def test_killed_worker_is_restarted_and_no_game_counted_twice(cluster, tmp_path,
     check_counts(summary, tmp_path / "run", episodes=6, batch_size=2)
     assert summary.worker_restarts == 1 and summary.workers_dropped == 0
     assert killed and killed[0] not in rollout_worker_pids()
+    assert "restarting it" in capfd.readouterr().err
+
+
+@needs_ray
+def test_lost_node_the_run_goes_on_with_the_other_worker(cluster, tmp_path, capfd):
+    """The second node goes away mid-run: its worker cannot be restarted anywhere (the head's one
+    CPU is taken), so the run finishes on the head's worker, every game counted once."""
+    lost = []
+
+    def remove_node(row):
+        if not lost:
+            lost.append(cluster.list_all_nodes()[1])
+            cluster.remove_node(lost[0], allow_graceful=False)
+
+    try:
+        summary = train(run_dir=tmp_path / "run", episodes=5, seed=6, ray=cluster.address, workers=2,
+                        on_episode=remove_node, **SMALL)
+    finally:
+        if lost:
+            cluster.add_node(**NODE)  # the cluster as the other tests expect it
+            cluster.wait_for_nodes()
+    check_counts(summary, tmp_path / "run", episodes=5, batch_size=2)
+    assert summary.worker_restarts == 1
     assert "restarting it" in capfd.readouterr().err
 
 

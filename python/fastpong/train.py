@@ -227,6 +227,10 @@ def train(config: TrainConfig | None = None, *, run_dir=None, resume: bool = Fal
     config, run_dir, checkpoint = prepare_run(config, run_dir, resume, explicit)
     if config.seed is None:
         config = dataclasses.replace(config, seed=int(np.random.SeedSequence().entropy % 2**31))
+    if ray is not None and config.num_envs is None:  # a worker has one core: 4 games per core
+        from .distributed.ray_train import WORKER_NUM_ENVS
+
+        config = dataclasses.replace(config, num_envs=WORKER_NUM_ENVS)
     config = config.resolved()
     if ray is None:
         run = _Run(config, run_dir, checkpoint, progress, on_episode)

@@ -30,6 +30,8 @@ from ..train import TrainSummary, _Run
 CHUNK_STEPS = 512
 #: Calls queued on each worker: while the driver handles one result the worker plays the next.
 PIPELINE = 2
+#: Games per worker unless --num-envs says: what keeps one core's emulator busy (envs.default_num_envs).
+WORKER_NUM_ENVS = 4
 #: Ray restarts a killed worker this many times before the run goes on without it.
 MAX_RESTARTS = 3
 INSTALL_HINT = 'Ray is not installed: pip install "fastpong[ray]"'
@@ -235,7 +237,8 @@ class _WorkerPool:
                 result = ray.get(ref, timeout=0.5)
             except ray.exceptions.GetTimeoutError:
                 continue
-            except ray.exceptions.RayActorError as exc:
+            except (ray.exceptions.RayActorError, ray.exceptions.ObjectLostError) as exc:
+                # the actor died, or its node did with the result in its object store
                 self._lost(worker, exc)
                 continue
             self.inflight.popleft()
