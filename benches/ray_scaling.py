@@ -3,10 +3,12 @@ same cores, each run in its own process, interleaved, repeated.
 
     python benches/ray_scaling.py [--steps 30000] [--num-envs 4] [--workers 1 2] [--repeat 2] [--markdown]
 
-Rows: the local loop on one core (``--threads 1 --num-envs E``), on every core
+Rows: the local loop on one core (pinned with taskset, ``--threads 1 --num-envs E``), on every core
 (``--num-envs E*cores``), and Ray with N workers of E games each. Throughput is the steady rate:
 env steps per second from the first finished game to the last (metrics.csv), so neither start-up
-(Ray's, the workers' imports, the emulators') nor the final checkpoint counts. Each row is the
+(Ray's, the workers' imports, the emulators') nor the final checkpoint counts; over the same
+stretch, the CPU time of the run's whole process tree (driver, Ray's processes, workers) per env
+step, which a busy machine does not inflate the way it slows the wall clock. Each row is the
 median over its repeats. Set RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 to keep Ray on 127.0.0.1.
 """
 
@@ -21,6 +23,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 
@@ -34,14 +37,64 @@ def steady_rate(run_dir: Path) -> float:
         float(last["wall_seconds"]) - float(first["wall_seconds"]))
 
 
+def tree_cpu_seconds(pid: int) -> tuple[float, float]:
+    """User + system CPU seconds of a process and all its descendants now alive (from /proc), and
+    of the process alone: for `--ray local` the driver, Ray's own processes and the workers, and
+    the driver."""
+    parents, cpu = {}, {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(fields[1])
+            cpu[int(entry.name)] = (int(fields[11]) + int(fields[12])) / tick
+    tree, todo = {pid}, [pid]
+    while todo:
+        parent = todo.pop()
+        for child, p in parents.items():
+            if p == parent and child not in tree:
+                tree.add(child)
+                todo.append(child)
+    return sum(cpu.get(p, 0.0) for p in tree), cpu.get(pid, 0.0)
+
+
+def metric_rows(run_dir: Path) -> int:
+    try:
+        with open(run_dir / "metrics.csv", newline="") as f:
+            return sum(1 for _ in f) - 1
+    except OSError:
+        return 0
+
+
 def run(args: list[str], steps: int) -> dict:
+    """Runs one `fastpong train`, sampling its process tree's CPU time each time a game finishes,
+    so that CPU per step is measured over the same stretch as the steady rate."""
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(tmp) / "run"
-        out = subprocess.run([sys.executable, "-m", "fastpong", "train", "--steps", str(steps), "--seed", "0",
-                              "--run-dir", str(run_dir), "--quiet", "--json", *args],
-                             capture_output=True, text=True, check=True)
-        summary = json.loads(out.stdout.strip().splitlines()[-1])
+        pin = ["taskset", "-c", "0"] if args[:2] == ["--threads", "1"] else []  # the local loop on one core
+        child = subprocess.Popen([*pin, sys.executable, "-m", "fastpong", "train", "--steps", str(steps), "--seed", "0",
+                                  "--run-dir", str(run_dir), "--quiet", "--json", *args],
+                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        seen, samples = 0, []  # (rows seen, CPU seconds) whenever a new row appears
+        while child.poll() is None:
+            rows = metric_rows(run_dir)
+            if rows > seen:
+                seen = rows
+                samples.append((rows, tree_cpu_seconds(child.pid)))
+            time.sleep(0.05)
+        if child.returncode != 0:
+            raise SystemExit(f"fastpong train {' '.join(args)} failed with {child.returncode}")
+        summary = json.loads(child.stdout.read().strip().splitlines()[-1])
         summary["steady_steps_per_second"] = steady_rate(run_dir)
+        with open(run_dir / "metrics.csv", newline="") as f:
+            steps_at = [0] + [int(r["env_steps"]) for r in csv.DictReader(f)]
+        (first, cpu_first), (last, cpu_last) = samples[0], samples[-2]  # the final sample may miss exited workers
+        steps_between = steps_at[last] - steps_at[first]
+        summary["cpu_us_per_step"] = 1e6 * (cpu_last[0] - cpu_first[0]) / steps_between
+        summary["driver_us_per_step"] = 1e6 * (cpu_last[1] - cpu_first[1]) / steps_between
         return summary
 
 
@@ -55,7 +108,7 @@ def main() -> None:
     args = parser.parse_args()
     cores, e = os.cpu_count() or 1, args.num_envs
     configs = {
-        f"local loop, 1 core (`--threads 1 --num-envs {e}`)": ["--threads", "1", "--num-envs", str(e)],
+        f"local loop, 1 core (`taskset -c 0 ... --threads 1 --num-envs {e}`)": ["--threads", "1", "--num-envs", str(e)],
         f"local loop, {cores} cores (`--num-envs {e * cores}`)": ["--num-envs", str(e * cores)],
     }
     for n in args.workers:
@@ -68,16 +121,20 @@ def main() -> None:
     one_core = statistics.median(r["steady_steps_per_second"] for r in next(iter(results.values())))
     print(f"ALE/Pong-v5, {args.steps:,} steps per run, median of {args.repeat}; "
           f"{platform.processor() or platform.machine()}, {cores} cores")
-    print("| run | steps/s | per 1-core local | staleness (max / mean updates) | bytes per game |")
-    print("|---|---:|---:|---:|---:|")
+    print("| run | steps/s | per 1-core local | CPU µs per step (all processes) | of which the driver "
+          "| staleness (max / mean updates) | bytes per game |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for name, rs in results.items():
         rate = statistics.median(r["steady_steps_per_second"] for r in rs)
+        cpu = statistics.median(r["cpu_us_per_step"] for r in rs)
+        driver = f"{statistics.median(r['driver_us_per_step'] for r in rs):,.0f}" if "workers" in rs[0] else ""
         ray = "workers" in rs[0]
         stale = f"{max(r['max_staleness'] for r in rs)} / {statistics.mean(r['mean_staleness'] for r in rs):.2f}" if ray else ""
         nbytes = f"{rs[0]['bytes_per_game']:,.0f}" if ray else ""
-        print(f"| {name} | {rate:,.0f} | {rate / one_core:.2f} | {stale} | {nbytes} |")
-    print("all runs:", json.dumps({name: [round(r["steady_steps_per_second"]) for r in rs]
-                                    for name, rs in results.items()}))
+        print(f"| {name} | {rate:,.0f} | {rate / one_core:.2f} | {cpu:,.0f} | {driver} | {stale} | {nbytes} |")
+    print("all runs (steps/s, CPU µs/step):", json.dumps(
+        {name: [(round(r["steady_steps_per_second"]), round(r["cpu_us_per_step"])) for r in rs]
+         for name, rs in results.items()}))
 
 
 if __name__ == "__main__":

@@ -197,6 +197,13 @@ def test_ctrl_c_stops_the_workers_and_resume_continues(cluster, tmp_path):
     check_counts(summary, run, episodes=stopped["episodes"] + 2, batch_size=1)
 
 
+@needs_ray
+def test_more_workers_than_cpus_is_refused(cluster, tmp_path):
+    with pytest.raises(ValueError, match="a worker takes one CPU and the Ray cluster .* has 2"):
+        train(run_dir=tmp_path / "run", episodes=1, ray=cluster.address, workers=3, **SMALL)
+    assert not (tmp_path / "run" / "config.json").exists()
+
+
 @pytest.mark.parametrize("address, words", [
     ("127.0.0.1:1", "no Ray cluster at 127.0.0.1:1"),
     ("127.0.0.1", "must be host:port"),

@@ -120,9 +120,9 @@ class RayRun(_Run):
         try:
             cpus = int(self.ray.cluster_resources().get("CPU", 0))
             self.num_workers = workers or max(1, cpus - 1)  # one core stays with the driver
-            if self.num_workers > cpus:
-                print(f"fastpong train: {self.num_workers} workers of one CPU each but the Ray cluster has "
-                      f"{cpus} CPUs: the others wait for CPUs to join", file=sys.stderr)
+            if self.num_workers > cpus:  # the round robin would wait for ever on a worker with no CPU
+                raise ValueError(f"--workers {self.num_workers}: a worker takes one CPU and the Ray cluster "
+                                 f"at {address!r} has {cpus}")
             super().__init__(config, run_dir, checkpoint, progress, on_episode)
         except BaseException:
             self._disconnect()
@@ -192,7 +192,8 @@ class RayRun(_Run):
                 self._episode_finished(game["reward"], game["won"], game["lost"], elapsed, rate, bar)
                 if self.updates != updates:
                     self._broadcast()
-            pool.submit(worker, self.updates, self.weights_ref)
+            if not self._done():
+                pool.submit(worker, self.updates, self.weights_ref)
 
 
 class _WorkerPool:
