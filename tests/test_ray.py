@@ -68,10 +68,16 @@ def rollout_worker_pids() -> list[int]:
 @pytest.fixture(scope="module")
 def cluster():
     """Two nodes of one CPU each, bound to 127.0.0.1, every process it starts gone afterwards."""
-    previous = os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")
-    # On Linux this makes Ray take 127.0.0.1 as the node's address. Ray reads it once, when it is
-    # first imported: hence before the import, and the check that it took.
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    settings = {
+        # On Linux this makes Ray take 127.0.0.1 as the node's address. Ray reads it once, when it
+        # is first imported: hence before the import, and the check that it took.
+        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+        # Ray's memory monitor kills workers while the *machine* is above 95% of its memory, which
+        # on a shared CI machine may be anyone's doing; the kernel's OOM killer still applies.
+        "RAY_memory_monitor_refresh_ms": "0",
+    }
+    previous = {name: os.environ.get(name) for name in settings}
+    os.environ.update(settings)
     from ray._private import ray_constants
     from ray.cluster_utils import Cluster
 
@@ -87,10 +93,11 @@ def cluster():
         started = descendants(os.getpid())
         ray.shutdown()
         cluster.shutdown()
-        if previous is None:
-            os.environ.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)
-        else:
-            os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = previous
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and set(started) & set(descendants(os.getpid())):
             time.sleep(0.2)

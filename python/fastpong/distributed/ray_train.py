@@ -265,14 +265,19 @@ class _WorkerPool:
     def _rejoin_ready(self) -> None:
         if not self.rejoining:
             return
-        ready, _ = self.ray.wait(list(self.rejoining.values()), num_returns=len(self.rejoining), timeout=0)
+        ray = self.ray
+        ready, _ = ray.wait(list(self.rejoining.values()), num_returns=len(self.rejoining), timeout=0)
         for worker, ref in list(self.rejoining.items()):
             if ref not in ready:
                 continue
             del self.rejoining[worker]
             try:
-                self.ray.get(ref)
-            except self.ray.exceptions.RayActorError as exc:
+                ray.get(ref)
+            except ray.exceptions.ActorUnavailableError:  # still restarting: ask again shortly
+                time.sleep(0.1)
+                self.rejoining[worker] = self.actors[worker].ping.remote()
+                continue
+            except ray.exceptions.RayActorError as exc:  # its new incarnation died too
                 self._lost(worker, exc)
                 continue
             version, weights_ref = self._latest
