@@ -1,7 +1,7 @@
 """Env steps per second of ``fastpong train --ray local --workers N`` against the local loop on the
 same cores, each run in its own process, interleaved, repeated.
 
-    python benches/ray_scaling.py [--steps 30000] [--num-envs 4] [--workers 1 2] [--repeat 2] [--markdown]
+    python benches/ray_scaling.py [--steps 30000] [--num-envs 4] [--workers 1 2] [--repeat 2]
 
 Rows: the local loop on one core (pinned with taskset, ``--threads 1 --num-envs E``), on every core
 (``--num-envs E*cores``), and Ray with N workers of E games each. Throughput is the steady rate:
@@ -104,7 +104,6 @@ def main() -> None:
     parser.add_argument("--num-envs", type=int, default=4, help="games per worker (per core for the local loop)")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--repeat", type=int, default=2)
-    parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args()
     cores, e = os.cpu_count() or 1, args.num_envs
     configs = {
