@@ -18,6 +18,9 @@ import numpy as np
 import pytest
 
 from fastpong.checkpoint import load_checkpoint
+from fastpong.config import TrainConfig
+from fastpong.distributed.rollout_worker import RolloutWorker
+from fastpong.learners import FastLearner
 from fastpong.train import train
 
 HAS_RAY = importlib.util.find_spec("ray") is not None
@@ -221,6 +224,68 @@ def test_bad_address_is_one_line_and_exit_2(tmp_path, address, words):
     assert result.returncode == 2
     assert words in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert not (tmp_path / "run").exists()
+
+
+# The learner seam the driver and the workers use, and the worker itself: no Ray needed.
+
+def learner_after_episode(pong_play, seed=11):
+    """A FastLearner that played the recorded frames as one finished episode."""
+    learner = FastLearner(TrainConfig(seed=seed).validate(), [1], np.random.default_rng(5))
+    for frames, reward in zip(pong_play.frames[:-1], pong_play.rewards):
+        learner.observe(0, frames[None])
+        learner.act(0)
+        learner.record_rewards(0, np.array([reward], dtype=np.float32))
+    learner.finish_episode(0, 0)
+    return learner
+
+
+def test_a_taken_gradient_added_elsewhere_makes_the_same_update(pong_play):
+    worker, driver = learner_after_episode(pong_play), learner_after_episode(pong_play)
+    expected = driver.tensors()["grad_W1"].copy()
+    driver.take_gradient()  # the driver's own episode is not part of this batch
+    assert not np.any(driver.tensors()["grad_W1"])
+    gradient = worker.take_gradient()
+    assert not np.any(worker.tensors()["grad_W1"]) and np.any(gradient["W1"])  # taken, then zeroed
+    np.testing.assert_array_equal(gradient["W1"], expected)
+    driver.add_gradient(gradient)
+    np.testing.assert_array_equal(driver.tensors()["grad_W1"], expected)  # a checkpoint holds it
+    driver.add_gradient(gradient)
+    np.testing.assert_allclose(driver.tensors()["grad_W1"], 2 * expected, rtol=1e-6)
+    reference = learner_after_episode(pong_play)  # its own episode in the kernel's buffer, plus one added
+    reference.add_gradient(gradient)
+    reference.update()
+    driver.update()
+    for key in ("W1", "W2"):
+        np.testing.assert_allclose(driver.weights()[key], reference.weights()[key], rtol=0, atol=1e-7)
+    assert not np.any(driver.tensors()["grad_W1"])  # the update consumed the batch
+
+
+def test_weights_round_trip_and_bad_gradients(pong_play):
+    a, b = learner_after_episode(pong_play, seed=1), learner_after_episode(pong_play, seed=2)
+    assert not np.array_equal(a.weights()["W1"], b.weights()["W1"])
+    b.load_weights(a.weights())
+    np.testing.assert_array_equal(a.weights()["W1"], b.weights()["W1"])
+    with pytest.raises(ValueError, match=r"gradient must have W1 \(200, 6400\) and W2 \(200,\), got W1 \(3, 4\)"):
+        a.add_gradient({"W1": np.zeros((3, 4)), "W2": np.zeros(200)})
+    with pytest.raises(ValueError, match="gradient must be a mapping"):
+        a.add_gradient([1, 2])
+
+
+@pytest.mark.slow
+def test_rollout_worker_sends_whole_games_with_their_gradients():
+    config = TrainConfig(seed=2, num_envs=2, batch_size=1).resolved()
+    worker = RolloutWorker(config.to_dict(), worker=0)
+    weights = FastLearner(config, [1, 1], np.random.default_rng(0)).weights()
+    games, steps, calls = [], 0, 0
+    while not games:
+        result = worker.play((0, 0), 7, weights, 512)
+        games, steps, calls = result["games"], steps + result["steps"], calls + 1
+        assert result["steps"] >= 512 and result["steps"] % 2 == 0
+    worker.close()
+    for game in games:
+        assert max(game["won"], game["lost"]) == 21 and game["reward"] == game["won"] - game["lost"]
+        assert game["version"] == 7 and 0 < game["steps"] <= steps
+        assert game["gradient"]["W1"].shape == (200, 6400) and np.any(game["gradient"]["W1"])
 
 
 def test_workers_without_ray_is_an_error(tmp_path):
