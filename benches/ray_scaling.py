@@ -37,28 +37,31 @@ def steady_rate(run_dir: Path) -> float:
         float(last["wall_seconds"]) - float(first["wall_seconds"]))
 
 
-def tree_cpu_seconds(pid: int) -> tuple[float, float]:
-    """User + system CPU seconds of a process and all its descendants now alive (from /proc), and
-    of the process alone: for `--ray local` the driver, Ray's own processes and the workers, and
-    the driver."""
-    parents, cpu = {}, {}
+def tree_cpu_seconds(pid: int) -> dict[str, float]:
+    """User + system CPU seconds (from /proc) of a process and all its descendants now alive, by
+    role: 'driver' (the process itself: the local loop, or Ray's driver and learner), 'workers'
+    (the rollout actors) and 'ray' (Ray's own processes: gcs_server, raylet, agents)."""
+    parents, cpu, commands = {}, {}, {}
     tick = os.sysconf("SC_CLK_TCK")
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
                 fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                commands[int(entry.name)] = (entry / "cmdline").read_bytes()
             except OSError:
                 continue
             parents[int(entry.name)] = int(fields[1])
             cpu[int(entry.name)] = (int(fields[11]) + int(fields[12])) / tick
-    tree, todo = {pid}, [pid]
+    roles = {"driver": cpu.get(pid, 0.0), "workers": 0.0, "ray": 0.0}
+    todo = [pid]
     while todo:
         parent = todo.pop()
         for child, p in parents.items():
-            if p == parent and child not in tree:
-                tree.add(child)
+            if p == parent:
                 todo.append(child)
-    return sum(cpu.get(p, 0.0) for p in tree), cpu.get(pid, 0.0)
+                role = "workers" if commands[child].startswith(b"ray::RolloutWorker") else "ray"
+                roles[role] += cpu[child]
+    return roles
 
 
 def metric_rows(run_dir: Path) -> int:
@@ -90,11 +93,15 @@ def run(args: list[str], steps: int) -> dict:
         summary = json.loads(child.stdout.read().strip().splitlines()[-1])
         summary["steady_steps_per_second"] = steady_rate(run_dir)
         with open(run_dir / "metrics.csv", newline="") as f:
-            steps_at = [0] + [int(r["env_steps"]) for r in csv.DictReader(f)]
+            rows = list(csv.DictReader(f))
+        steps_at = [0] + [int(r["env_steps"]) for r in rows]
+        rows_at = [0.0] + [r["wall_seconds"] for r in rows]
         (first, cpu_first), (last, cpu_last) = samples[0], samples[-2]  # the final sample may miss exited workers
         steps_between = steps_at[last] - steps_at[first]
-        summary["cpu_us_per_step"] = 1e6 * (cpu_last[0] - cpu_first[0]) / steps_between
-        summary["driver_us_per_step"] = 1e6 * (cpu_last[1] - cpu_first[1]) / steps_between
+        seconds_between = float(rows_at[last]) - float(rows_at[first])
+        for role in cpu_first:  # µs per env step; Ray's own processes also as a share of a core
+            summary[f"{role}_us_per_step"] = 1e6 * (cpu_last[role] - cpu_first[role]) / steps_between
+        summary["ray_cores"] = (cpu_last["ray"] - cpu_first["ray"]) / seconds_between
         return summary
 
 
@@ -120,19 +127,24 @@ def main() -> None:
     one_core = statistics.median(r["steady_steps_per_second"] for r in next(iter(results.values())))
     print(f"ALE/Pong-v5, {args.steps:,} steps per run, median of {args.repeat}; "
           f"{platform.processor() or platform.machine()}, {cores} cores")
-    print("| run | steps/s | per 1-core local | CPU µs per step (all processes) | of which the driver "
-          "| staleness (max / mean updates) | bytes per game |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("| run | steps/s | per 1-core local | CPU µs per step: driver | workers | Ray's processes "
+          "(cores) | staleness (max / mean updates) | bytes per game |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for name, rs in results.items():
-        rate = statistics.median(r["steady_steps_per_second"] for r in rs)
-        cpu = statistics.median(r["cpu_us_per_step"] for r in rs)
-        driver = f"{statistics.median(r['driver_us_per_step'] for r in rs):,.0f}" if "workers" in rs[0] else ""
-        ray = "workers" in rs[0]
-        stale = f"{max(r['max_staleness'] for r in rs)} / {statistics.mean(r['mean_staleness'] for r in rs):.2f}" if ray else ""
-        nbytes = f"{rs[0]['bytes_per_game']:,.0f}" if ray else ""
-        print(f"| {name} | {rate:,.0f} | {rate / one_core:.2f} | {cpu:,.0f} | {driver} | {stale} | {nbytes} |")
-    print("all runs (steps/s, CPU µs/step):", json.dumps(
-        {name: [(round(r["steady_steps_per_second"]), round(r["cpu_us_per_step"])) for r in rs]
+        def median(key):
+            return statistics.median(r[key] for r in rs)
+
+        rate = median("steady_steps_per_second")
+        if "workers" in rs[0]:
+            stale = f"{max(r['max_staleness'] for r in rs)} / {statistics.mean(r['mean_staleness'] for r in rs):.2f}"
+            ray = (f"{median('workers_us_per_step'):,.0f} | {median('ray_us_per_step'):,.0f} "
+                   f"({median('ray_cores'):.2f}) | {stale} | {rs[0]['bytes_per_game']:,.0f}")
+        else:
+            ray = " | | |"
+        print(f"| {name} | {rate:,.0f} | {rate / one_core:.2f} | {median('driver_us_per_step'):,.0f} | {ray} |")
+    print("all runs (steps/s; CPU µs/step of driver, workers, Ray):", json.dumps(
+        {name: [(round(r["steady_steps_per_second"]),
+                 *(round(r[f"{role}_us_per_step"]) for role in ("driver", "workers", "ray"))) for r in rs]
          for name, rs in results.items()}))
 
 

@@ -147,9 +147,9 @@ class RayRun(_Run):
                 self._drive(pool, stop, start, bar)
         finally:
             elapsed = time.perf_counter() - start
+            self._save(elapsed)  # first: whatever happens to the workers, the checkpoint is written
             if pool is not None:
                 pool.close()
-            self._save(elapsed)
             self.metrics.close()
             if self.video is not None:
                 self.video.close(wait=stop.signum is None)
@@ -286,4 +286,7 @@ class _WorkerPool:
 
     def close(self) -> None:
         for actor in self.actors:
-            self.ray.kill(actor, no_restart=True)
+            try:
+                self.ray.kill(actor, no_restart=True)
+            except Exception:  # noqa: BLE001 - already gone, or Ray itself is: nothing left to stop
+                pass
