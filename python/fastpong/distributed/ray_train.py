@@ -15,7 +15,6 @@ those are depends only on the order in which the driver took results).
 
 from __future__ import annotations
 
-import dataclasses
 import signal
 import socket
 import sys
@@ -97,10 +96,9 @@ def connect(address: str):
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     options = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
     try:
-        if address == "local":
-            ray.init(**options)
-        else:
-            ray.init(address=address, **options)
+        # "local" is Ray's own word for a new instance; without an address Ray would join any
+        # cluster this machine runs (RAY_ADDRESS, or the latest `ray start`).
+        ray.init(address=address, **options)
     except ConnectionError as exc:
         raise ValueError(f"cannot connect to Ray at {address!r}: {str(exc).splitlines()[0]}") from None
     finally:
