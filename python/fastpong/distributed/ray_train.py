@@ -100,7 +100,8 @@ def connect(address: str):
         # cluster this machine runs (RAY_ADDRESS, or the latest `ray start`).
         ray.init(address=address, **options)
     except ConnectionError as exc:
-        raise ValueError(f"cannot connect to Ray at {address!r}: {str(exc).splitlines()[0]}") from None
+        raise ValueError(f"cannot connect to Ray at {address!r} ({str(exc).splitlines()[0].rstrip('.')}): "
+                         "start a cluster with `ray start --head`, or use --ray local") from None
     finally:
         for sig, handler in handlers.items():
             if handler is not None:
