@@ -7,6 +7,7 @@ of the CLI's one-line errors, run either way.
 
 import csv
 import importlib.util
+import math
 import os
 import signal
 import subprocess
@@ -19,6 +20,7 @@ import pytest
 
 from fastpong.checkpoint import load_checkpoint
 from fastpong.config import TrainConfig
+from fastpong.distributed.ray_train import CHUNK_STEPS, PIPELINE
 from fastpong.distributed.rollout_worker import RolloutWorker
 from fastpong.learners import FastLearner
 from fastpong.train import train
@@ -130,6 +132,8 @@ def test_two_workers_count_every_game_once_and_repeat_with_the_same_seed(cluster
         ckpt = check_counts(summary, tmp_path / name, episodes=5, batch_size=2)
         assert summary.workers == 2 and summary.worker_restarts == 0 and summary.interrupted_by is None
         assert summary.bytes_per_game == GRADIENT_BYTES
+        # each env ends at most one game per chunk: at most (2 x 2 - 1) x 1 games ahead of any game
+        assert summary.max_staleness <= math.ceil((PIPELINE * 2 - 1) * SMALL["num_envs"] / SMALL["batch_size"])
         assert np.any(ckpt["grad_W1"] != 0)  # the fifth game waits in the batch
         runs.append((ckpt, read_metrics(tmp_path / name)))
     (a, rows_a), (b, rows_b) = runs
@@ -205,6 +209,13 @@ def test_ctrl_c_stops_the_workers_and_resume_continues(cluster, tmp_path):
     summary = train(run_dir=run, resume=True, episodes=stopped["episodes"] + 2, ray=cluster.address,
                     workers=2, num_envs=1, progress=False)
     check_counts(summary, run, episodes=stopped["episodes"] + 2, batch_size=1)
+
+
+@needs_ray
+def test_steps_limit_stops_within_a_chunk(cluster, tmp_path):
+    summary = train(run_dir=tmp_path / "run", steps=1500, seed=8, ray=cluster.address, workers=2, **SMALL)
+    assert 1500 <= summary.steps < 1500 + CHUNK_STEPS + 2  # a chunk ends on a whole lane step
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.npz")["env_steps"] == summary.steps
 
 
 @needs_ray
