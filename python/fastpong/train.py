@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import json
+import math
 import os
 import signal
 import threading
@@ -27,6 +28,10 @@ CHECKPOINT_FILE = "checkpoint.npz"
 METRICS_FILE = "metrics.csv"
 #: The tutorial's running reward: an exponential average over roughly the last 100 episodes.
 RUNNING_DECAY = 0.99
+#: A checkpoint is written after an update unless the last one is younger than this (seconds), and
+#: always at the end. Pong updates are minutes apart, so each gets one; CartPole updates after
+#: every episode, many per second, and writing each (an fsync) would take most of the time.
+CHECKPOINT_INTERVAL = 10.0
 
 
 @dataclass
@@ -251,6 +256,7 @@ class _Run:
         self.running_reward: float | None = None
         self.recent_returns: collections.deque = collections.deque(maxlen=RETURN_WINDOW)
         self.wall_offset = 0.0  # wall seconds of earlier sessions of this run
+        self.last_save = -math.inf  # perf_counter() of the last checkpoint
         if checkpoint is not None:
             try:
                 self.learner.load_tensors(checkpoint["tensors"])
@@ -368,7 +374,8 @@ class _Run:
             self.learner.update()
             self.updates += 1
             self.episodes_in_batch = 0
-            self._save(elapsed)
+            if time.perf_counter() - self.last_save >= CHECKPOINT_INTERVAL:
+                self._save(elapsed)
             if self.video is not None:
                 self.video.after_update(self.updates, self.learner.weights(), self.config.to_dict())
         if bar is not None:
@@ -380,6 +387,7 @@ class _Run:
             self.on_episode({name: row[name] for name in self.metrics.columns})
 
     def _save(self, elapsed: float) -> None:
+        self.last_save = time.perf_counter()
         save_checkpoint(
             self.checkpoint_path, tensors=self.learner.tensors(),
             counters=dict(episodes=self.episodes, env_steps=self.env_steps, updates=self.updates,

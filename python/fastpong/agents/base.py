@@ -57,11 +57,11 @@ class Agent:
 
 def make_optimizer(config):
     """The optimizer a config names, with its settings."""
-    from .. import Adam, RMSProp
+    import fastpong
 
     if config.optimizer == "adam":
-        return Adam(learning_rate=config.learning_rate)
-    return RMSProp(config.learning_rate, config.decay_rate)
+        return fastpong.Adam(learning_rate=config.learning_rate)
+    return fastpong.RMSProp(config.learning_rate, config.decay_rate)
 
 
 class StepHistory:

@@ -31,12 +31,12 @@ def _optimizer_tensors(optimizer) -> dict:
     return {ADAM_PREFIX + key: np.asarray(value) for key, value in optimizer.state().items()}
 
 
-def _load_optimizer_tensors(optimizer, tensors: dict) -> None:
+def _load_optimizer_tensors(optimizer, tensors: dict, policy) -> None:
     if hasattr(optimizer, "cache"):
         optimizer.cache.load_model({"W1": tensors["cache_W1"], "W2": tensors["cache_W2"]})
     else:
         optimizer.load_state({key[len(ADAM_PREFIX):]: value for key, value in tensors.items()
-                              if key.startswith(ADAM_PREFIX)})
+                              if key.startswith(ADAM_PREFIX)}, policy)
 
 
 class FastLearner:
@@ -91,7 +91,7 @@ class FastLearner:
 
     def load_tensors(self, tensors: dict) -> None:
         self.policy.load_model({"W1": tensors["W1"], "W2": tensors["W2"]})
-        _load_optimizer_tensors(self.optimizer, tensors)
+        _load_optimizer_tensors(self.optimizer, tensors, self.policy)
         self.grads.load_model({"W1": tensors["grad_W1"], "W2": tensors["grad_W2"]})
 
     def weights(self) -> dict:

@@ -7,8 +7,9 @@ std 1), and the gradient of mean_t(return_t * log pi(a_t|s_t)) added to the batc
 Every ``batch_size`` episodes the optimizer steps along the mean of the episodes' gradients (for
 the lab's one episode per update, exactly the lab's loss, mean over steps of -log pi * return).
 
-``LabLearner`` runs on fastpong's kernels (float32, C++); ``LabReferenceLearner`` is the same in
-NumPy float64 (``fastpong.reference.lab``). Both store the steps of the episodes in progress in a
+``LabLearner`` runs on fastpong's kernels (float32, C++): ``CategoricalPolicy``,
+``sample_actions``, ``discount_rewards``, ``standardize``, ``Adam``. ``LabReferenceLearner`` is the
+same in NumPy float64 (``fastpong.reference.lab``). Both store the steps of the episodes in progress in a
 :class:`StepHistory`. An agent subclasses them to name its policy and observation preprocessing.
 """
 
@@ -81,7 +82,8 @@ class LabLearner:
         for name, g in self.grads.items():
             g[...] = tensors[GRAD_PREFIX + name]
         prefix = self.optimizer_name + "/"
-        self.optimizer.load_state({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+        self.optimizer.load_state({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)},
+                                  self.policy)
 
     def weights(self) -> dict:
         return {name: np.array(value) for name, value in self.policy.to_model().items()}
@@ -106,20 +108,23 @@ class LabLearner:
 
 class LabReferenceLearner:
     """The same learner in NumPy float64 on ``fastpong.reference.lab``: one environment or N, the
-    same random draws, the same sampling rule, Adam in float64."""
+    same random draws, the same sampling rule, Adam in float64. Its checkpoint tensors have the
+    fast learner's names (Adam's state as ``adam/step``, ``adam/m_<name>``, ``adam/v_<name>``)."""
 
     reset_at_points = False
 
-    def __init__(self, config, lane_sizes: list[int], rng: np.random.Generator, params: dict):
+    def __init__(self, config, lane_sizes: list[int], rng: np.random.Generator, model: dict,
+                 observation_size: int):
         if config.optimizer != "adam":
             raise ValueError(f"the lab's reference engine runs Adam (the lab's), got optimizer {config.optimizer!r}")
         self.rng = rng
         self.config = config
-        self.params = {k: np.array(v, dtype=np.float64) for k, v in params.items()}
-        self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
-        self.adam_state: dict = {}
-        size = self.params[next(iter(self.params))].shape[0]
-        self.lanes = [StepHistory(n, size) for n in lane_sizes]
+        self.model = {k: np.array(v, dtype=np.float64) for k, v in model.items()}
+        self.grads = {k: np.zeros_like(v) for k, v in self.model.items()}
+        self.m = {k: np.zeros_like(v) for k, v in self.model.items()}
+        self.v = {k: np.zeros_like(v) for k, v in self.model.items()}
+        self.step = 0
+        self.lanes = [StepHistory(n, observation_size) for n in lane_sizes]
         self._observations = [None] * len(lane_sizes)
 
     def observe(self, lane: int, observations: np.ndarray) -> None:
@@ -129,11 +134,8 @@ class LabReferenceLearner:
         from ..reference import lab
 
         x = self._observations[lane]
-        probs = lab.forward(self.params, x.astype(np.float64))
-        uniforms = self.rng.random(x.shape[0])
-        # inverse CDF: the first action whose cumulative probability passes the draw
-        actions = np.minimum((uniforms[:, None] >= np.cumsum(probs, axis=1)).sum(axis=1),
-                             probs.shape[1] - 1).astype(np.int32)
+        _, _, probs, _ = lab.forward(x, self.model)
+        actions = lab.sample_actions(probs, self.rng.random(x.shape[0])).astype(np.int32)
         self.lanes[lane].append(x, actions)
         return actions
 
@@ -146,10 +148,9 @@ class LabReferenceLearner:
         history = self.lanes[lane]
         observations, actions, rewards = history.episode(env)
         history.restart(env)
-        returns = lab.normalize(lab.discount_rewards(rewards.astype(np.float64), self.config.gamma,
+        returns = lab.normalize(lab.discount_rewards(rewards, self.config.gamma,
                                                      reset_at_points=self.reset_at_points))
-        grad = lab.policy_gradient(self.params, observations.astype(np.float64), actions, returns,
-                                   1.0 / len(actions))
+        grad = lab.policy_gradient(observations, actions, returns, self.model, scale=1.0 / len(actions))
         for k in self.grads:
             self.grads[k] += grad[k]
 
@@ -159,35 +160,34 @@ class LabReferenceLearner:
         if self.config.batch_size != 1:
             for g in self.grads.values():
                 g /= self.config.batch_size
-        lab.adam_step(self.params, self.grads, self.adam_state, self.config.learning_rate)
-        for g in self.grads.values():
-            g[...] = 0
+        self.step += 1
+        lab.adam_update(self.model, self.grads, self.m, self.v, self.step, self.config.learning_rate)
 
     def tensors(self) -> dict:
-        tensors = dict(self.params)
+        tensors = dict(self.model)
         tensors.update({GRAD_PREFIX + k: v for k, v in self.grads.items()})
-        if self.adam_state:
-            tensors["adam/iterations"] = np.int64(self.adam_state["t"])
-            for k in self.params:
-                tensors[f"adam/m/{k}"] = self.adam_state["m"][k]
-                tensors[f"adam/v/{k}"] = self.adam_state["v"][k]
+        tensors["adam/step"] = np.int64(self.step)
+        if self.step:
+            tensors.update({f"adam/m_{k}": v for k, v in self.m.items()})
+            tensors.update({f"adam/v_{k}": v for k, v in self.v.items()})
         return tensors
 
     def load_tensors(self, tensors: dict) -> None:
         self.load_weights(tensors)
         for k in self.grads:
             self.grads[k] = np.array(tensors[GRAD_PREFIX + k], dtype=np.float64)
-        if "adam/iterations" in tensors:
-            self.adam_state = {"t": int(tensors["adam/iterations"]),
-                               "m": {k: np.array(tensors[f"adam/m/{k}"], dtype=np.float64) for k in self.params},
-                               "v": {k: np.array(tensors[f"adam/v/{k}"], dtype=np.float64) for k in self.params}}
+        self.step = int(tensors["adam/step"])
+        for k in self.model:
+            if self.step:
+                self.m[k] = np.array(tensors[f"adam/m_{k}"], dtype=np.float64)
+                self.v[k] = np.array(tensors[f"adam/v_{k}"], dtype=np.float64)
 
     def weights(self) -> dict:
-        return {k: v.copy() for k, v in self.params.items()}
+        return {k: v.copy() for k, v in self.model.items()}
 
     def load_weights(self, weights: dict) -> None:
-        for k in self.params:
-            self.params[k] = np.array(weights[k], dtype=np.float64)
+        for k in self.model:
+            self.model[k] = np.array(weights[k], dtype=np.float64)
 
     def take_gradient(self) -> dict:
         taken = {k: v.copy() for k, v in self.grads.items()}

@@ -37,8 +37,11 @@ class FastLearner(LabLearner):
 
 class ReferenceLearner(LabReferenceLearner):
     def __init__(self, config, lane_sizes: list[int], rng: np.random.Generator):
-        # The same initial weights as the fast learner's (Keras' init from the same seed).
-        super().__init__(config, lane_sizes, rng, make_policy(config).to_model())
+        from ..reference import lab
+
+        # Keras' init from the seed: the fast learner's weights, in float64
+        model = lab.init_model(OBSERVATION_SIZE, (config.hidden,), NUM_ACTIONS, config.seed)
+        super().__init__(config, lane_sizes, rng, model, OBSERVATION_SIZE)
 
 
 def weight_shapes(config) -> dict:
