@@ -80,8 +80,9 @@ def test_batch_restarts_finished_poles_on_the_same_step():
 def test_cartpole_picks_the_lab_agent_and_its_settings():
     config = TrainConfig(env_id="CartPole-v1").validate()
     assert (config.agent, config.optimizer, config.hidden, config.gamma, config.learning_rate,
-            config.batch_size, config.decay_rate) == ("mit-cartpole", "adam", 32, 0.95, 1e-3, 1, None)
-    assert TrainConfig(env_id="CartPole-v0", gamma=0.99).validate().gamma == 0.99  # flags win
+            config.batch_size, config.decay_rate) == ("mit-cartpole", "adam", 32, 0.99, 1e-2, 1, None)
+    assert config.resolved().num_envs == 8
+    assert TrainConfig(env_id="CartPole-v0", gamma=0.9).validate().gamma == 0.9  # flags win
     pong = TrainConfig().validate()
     assert (pong.agent, pong.optimizer, pong.hidden, pong.decay_rate) == ("karpathy", "rmsprop", 200, 0.99)
 
@@ -89,13 +90,15 @@ def test_cartpole_picks_the_lab_agent_and_its_settings():
 def test_run_directory_contents(cartpole_run):
     config = json.loads((cartpole_run / "config.json").read_text())
     assert config["agent"] == "mit-cartpole" and config["env_id"] == "CartPole-v1"
-    assert config["num_envs"] == 1 and config["seed"] == 4
+    assert config["num_envs"] == 8 and config["seed"] == 4
     rows = read_metrics(cartpole_run)
     assert tuple(rows[0]) == CLASSIC_COLUMNS
     assert [int(r["episode"]) for r in rows] == list(range(1, 31))
     for r in rows:  # CartPole: +1 per step, so the return is the length
         assert float(r["reward"]) == int(r["length"]) and 1 <= int(r["length"]) <= 500
-    assert int(rows[-1]["env_steps"]) == sum(int(r["length"]) for r in rows)
+    # 8 poles step together: the finished episodes' steps, plus those of the ones still going
+    env_steps = int(rows[-1]["env_steps"])
+    assert env_steps % 8 == 0 and sum(int(r["length"]) for r in rows) <= env_steps
     ckpt = load_checkpoint(cartpole_run / "checkpoint.npz")
     assert ckpt["format_version"] == FORMAT_VERSION == 2
     assert ckpt["episodes"] == ckpt["updates"] == 30 and ckpt["episodes_in_batch"] == 0
@@ -176,6 +179,15 @@ def test_eval_returns_and_greedy(cartpole_run):
     assert sampled["mean_return"] == pytest.approx(np.mean([e["reward"] for e in sampled["per_episode"]]))
     greedy = [evaluate(cartpole_run, episodes=4, num_envs=2, seed=3, greedy=True).summary() for _ in range(2)]
     assert greedy[0] == greedy[1]
+
+
+def test_preset_lab_is_the_labs_own_settings(tmp_path):
+    run = tmp_path / "run"
+    result = run_cli("train", "--env", "CartPole-v1", "--preset", "lab", "--episodes", "2", "--run-dir", str(run),
+                     "--quiet")
+    assert result.returncode == 0, result.stderr
+    config = json.loads((run / "config.json").read_text())
+    assert (config["gamma"], config["learning_rate"], config["num_envs"], config["hidden"]) == (0.95, 1e-3, 1, 32)
 
 
 def test_eval_cli_json_and_table(cartpole_run):

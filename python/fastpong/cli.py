@@ -65,8 +65,9 @@ def _add_train(subparsers) -> None:
         return f"{pong[name]:g} for karpathy, {cartpole[name]:g} for mit-cartpole"
 
     p.add_argument("--preset", choices=sorted(PRESETS),
-                   help="Pong only. karpathy or tutorial: the originals' settings; fast: see "
-                        "experiments/README.md (flags given with it still win)")
+                   help="Pong: karpathy or tutorial, the originals' settings; fast, see "
+                        "experiments/README.md. CartPole: lab, the MIT lab's own settings. Flags given "
+                        "with it still win")
     p.add_argument("--env", dest="env_id", metavar="ID",
                    help=f"a gymnasium ALE id, or CartPole-v1 / CartPole-v0 (default {DEFAULT_ENV_ID})")
     p.add_argument("--agent", choices=list(AGENTS),
@@ -138,13 +139,14 @@ def _run_train(args) -> int:
 
 
 def _check_preset(preset: str, settings: dict) -> None:
-    """The presets are the tutorial's Pong settings: refused for another agent."""
-    from .agents import default_agent
+    """A preset belongs to one agent (karpathy, tutorial, fast: Pong; lab: CartPole)."""
+    from .agents import AGENTS, default_agent
 
     agent = settings.get("agent") or default_agent(settings.get("env_id", DEFAULT_ENV_ID))
-    if agent != "karpathy":
-        raise ValueError(f"--preset {preset} holds the tutorial's Pong settings; agent {agent!r} has "
-                         "its own defaults (leave out --preset)")
+    if agent in AGENTS and preset not in AGENTS[agent].presets:
+        owner = next(a.name for a in AGENTS.values() if preset in a.presets)
+        raise ValueError(f"--preset {preset} holds settings of agent {owner!r}, not of {agent!r} "
+                         f"(its presets: {', '.join(AGENTS[agent].presets) or 'none'})")
 
 
 def _add_eval(subparsers) -> None:

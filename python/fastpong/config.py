@@ -31,6 +31,9 @@ PRESETS = {
     # Least wall-clock to running reward 0 on 2 cores among the runs in experiments/README.md:
     # Karpathy's settings with a 10x learning rate.
     "fast": dict(hidden=200, batch_size=10, learning_rate=1e-3, gamma=0.99),
+    # The MIT lab's CartPole settings as the lab runs them: gamma 0.95, Adam 1e-3, one environment
+    # (mit-cartpole's defaults differ in gamma, learning rate and environments: see the README).
+    "lab": dict(hidden=32, batch_size=1, learning_rate=1e-3, gamma=0.95, optimizer="adam", num_envs=1),
 }
 #: Episodes over which --target-return averages the return (gymnasium's "solved" rule for CartPole).
 RETURN_WINDOW = 100
