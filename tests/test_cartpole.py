@@ -220,3 +220,37 @@ def test_plot_cartpole_run(tmp_path, cartpole_run):
     assert out.stat().st_size > 0
     figure = fastpong.plot_runs(cartpole_run)
     assert [ax.get_ylabel().split("\n")[0] for ax in figure.axes] == ["return per episode"]  # no win rate
+
+
+def test_ctrl_c_saves_and_resume_continues(tmp_path):
+    """As for Pong: SIGINT stops the run between steps with its checkpoint written, exit 130, and
+    the run resumes from it (metrics rows past the checkpoint dropped)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    run = tmp_path / "run"
+    process = subprocess.Popen([sys.executable, "-m", "fastpong", "train", "--env", "CartPole-v1", "--run-dir",
+                                str(run), "--seed", "3", "--quiet"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            metrics = run / "metrics.csv"
+            if metrics.exists() and len(metrics.read_text().splitlines()) >= 20:
+                break
+            time.sleep(0.1)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 130, stderr
+    assert "checkpoint written to" in stderr and "Traceback" not in stderr
+    saved = load_checkpoint(run / "checkpoint.npz")
+    assert saved["episodes"] >= 19 and len(read_metrics(run)) == saved["episodes"]
+    resumed = run_cli("train", "--run-dir", str(run), "--resume", "--episodes", str(saved["episodes"] + 3),
+                      "--json", "--quiet")
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["episodes"] == saved["episodes"] + 3
+    assert [int(r["episode"]) for r in read_metrics(run)] == list(range(1, saved["episodes"] + 4))
