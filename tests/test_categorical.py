@@ -384,12 +384,14 @@ def restore_threads():
     fastpong.set_num_threads(threads)
 
 
-def test_results_do_not_depend_on_the_thread_count(restore_threads):
-    # Big enough that both kernels spread over threads (the CNN-sized head of the lab's Pong).
-    policy = CategoricalPolicy(576, (128,), 6, seed=0)
+@pytest.mark.parametrize("shape", [(576, (128,), 6), (4, (2048,), 6)])
+def test_results_do_not_depend_on_the_thread_count(restore_threads, shape):
+    # Big enough that every kernel spreads over threads: a CNN-sized head (wide layers), and a
+    # wide hidden layer into a narrow logits layer (whose gradient takes the transposed path).
+    policy = CategoricalPolicy(*shape, seed=0)
     random_biases(policy, np.random.default_rng(0))
     rng = np.random.default_rng(1)
-    obs = rng.standard_normal((1000, 576)).astype(np.float32)
+    obs = rng.standard_normal((1000, shape[0])).astype(np.float32)
     actions = rng.integers(0, 6, 1000)
     advantages = rng.standard_normal(1000).astype(np.float32)
     results = []
