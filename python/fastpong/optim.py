@@ -99,7 +99,7 @@ class Adam:
 
     ``epsilon`` (default 1e-7, Keras') is Kingma and Ba's "epsilon hat": it is added to sqrt(v),
     not to the bias-corrected sqrt(v_hat). That equals the textbook update
-    ``w += lr * m_hat / (sqrt(v_hat) + eps')`` with ``eps' = epsilon * sqrt(1 - beta_2**t)``.
+    ``w += lr * m_hat / (sqrt(v_hat) + eps')`` with ``eps' = epsilon / sqrt(1 - beta_2**t)``.
     m and v start at zero, created on the first step to match the policy.
     """
 

@@ -22,7 +22,7 @@ struct AdamSettings {
 //   w += alpha * m / (sqrt(v) + epsilon);   g = 0
 // epsilon is Kingma and Ba's "epsilon hat": it is added to sqrt(v), not to the bias-corrected
 // sqrt(v_hat), so this equals the textbook w += lr * m_hat / (sqrt(v_hat) + eps') with
-// eps' = epsilon * sqrt(1 - beta_2^t). alpha and the (1 - beta) factors are computed in double.
+// eps' = epsilon / sqrt(1 - beta_2^t). alpha and the (1 - beta) factors are computed in double.
 // Assumes the four arrays hold n floats each.
 void adam_step(float* weights, float* grads, float* m, float* v, int64_t n,
                const AdamSettings& settings);

@@ -42,10 +42,6 @@ class DensePolicy {
                            int64_t steps, float scale, const DenseTensors& grads) const;
 
  private:
-  // Activations of every layer for n rows: acts[l] holds n * widths[l + 1] values (ReLU
-  // applied to hidden layers; the last holds the logits).
-  void forward_layers(const float* x, int64_t n, std::vector<std::vector<float>>& acts) const;
-
   std::vector<int64_t> widths_;
   std::vector<std::vector<float>> kernels_;
   std::vector<std::vector<float>> biases_;
