@@ -177,119 +177,139 @@ def _evaluate_pong(policy, env_id, episodes, num_envs, seed, greedy, video_path,
     from .envs import make_env_batch
     from .video import VideoWriter
 
-    rng = np.random.default_rng(seed)
-    envs = make_env_batch(env_id, num_envs, seed=seed)
-    differencer = _core.FrameDifferencer(num_envs)
-    # Each environment plays whole episodes; once `episodes` have been started, an environment
-    # that finishes is left idle, so short games are not favoured over long ones.
-    started = num_envs
-    active = np.ones(num_envs, dtype=bool)
-    won = np.zeros(num_envs, dtype=np.int64)
-    lost = np.zeros(num_envs, dtype=np.int64)
-    steps = np.zeros(num_envs, dtype=np.int64)
-    results: list[EpisodeResult] = []
+    game = _PongGame(policy, num_envs, np.random.default_rng(seed), greedy)
     writer = VideoWriter(video_path) if video_path is not None else None
-    recording = writer is not None
-    try:
-        frames = envs.reset(seed=seed)
-        step = 0
-        while active.any() and (max_steps is None or step < max_steps):
-            x = differencer.step(frames)
-            p, _ = policy.forward(x)
-            up = p > 0.5 if greedy else rng.random(num_envs) < p
-            if recording:
-                network_input = x.to_dense(policy.input_size)[0].reshape(80, 80)
-                writer.add_frame(frames[0], network_input, (int(won[0]), int(lost[0])))
-            frames, rewards, ends = envs.step(np.where(up, UP, DOWN))
-            step += 1
-            won += rewards > 0
-            lost += rewards < 0
-            steps += 1
-            for env in np.flatnonzero(ends & active):
-                results.append(EpisodeResult(int(won[env]), int(lost[env]), int(steps[env]),
-                                             truncated=bool(max(won[env], lost[env]) < 21)))
-                if env == 0 and recording:
-                    writer.close()
-                    recording = False
-                won[env] = lost[env] = steps[env] = 0
-                differencer.reset(env)
-                if started < episodes:
-                    started += 1
-                else:
-                    active[env] = False
-        # Games still going when max_steps ran out count with the points they had.
-        for env in np.flatnonzero(active):
-            results.append(EpisodeResult(int(won[env]), int(lost[env]), int(steps[env]), truncated=True))
-        if recording:
-            writer.close()
-            recording = False
-    except BaseException:
-        if writer is not None and recording:
-            writer.abort()
-        raise
-    finally:
-        envs.close()
-    return EvalResult(results)
+    return EvalResult(_play(make_env_batch(env_id, num_envs, seed=seed), game, episodes, seed, max_steps, writer))
 
 
 def _evaluate_returns(policy, env_id, episodes, num_envs, seed, greedy, video_path, max_steps) -> ReturnEvalResult:
-    """CartPole: each environment plays whole episodes, as for Pong; a video shows the first
-    environment's first episode as gymnasium renders it."""
-    from . import sample_actions
-    from .classic_envs import CLASSIC_ENV_IDS, ClassicEnvBatch
+    from .classic_envs import ClassicEnvBatch
     from .video import VideoWriter
 
-    time_limit = CLASSIC_ENV_IDS[env_id]
-    rng = np.random.default_rng(seed)
     if video_path is not None:
         try:
             import pygame  # noqa: F401  (gymnasium draws CartPole with it)
         except ImportError:
             raise ValueError("a CartPole video needs pygame: pip install 'fastpong[cartpole]'") from None
+    game = _ReturnGame(policy, env_id, num_envs, np.random.default_rng(seed), greedy)
     writer = VideoWriter(video_path, fps=50) if video_path is not None else None  # CartPole: 50 steps/s
-    recording = writer is not None
-    envs = ClassicEnvBatch(env_id, num_envs, render=recording)
+    envs = ClassicEnvBatch(env_id, num_envs, render=writer is not None)
+    return ReturnEvalResult(_play(envs, game, episodes, seed, max_steps, writer))
+
+
+def _play(envs, game, episodes: int, seed, max_steps, writer) -> list:
+    """Each environment plays whole episodes; once `episodes` have been started, an environment
+    that finishes is left idle, so short episodes are not favoured over long ones. `game` knows
+    what is particular to the environment: choosing actions, drawing a video frame, counting a
+    step's rewards, an episode's result. `writer` (or None) records the first environment's first
+    episode. Closes `envs`."""
+    num_envs = envs.num_envs
     started = num_envs
     active = np.ones(num_envs, dtype=bool)
-    returns = np.zeros(num_envs)
-    steps = np.zeros(num_envs, dtype=np.int64)
-    results: list[ReturnEpisode] = []
+    results = []
+    recording = writer is not None
     try:
         observations = envs.reset(seed=seed)
         step = 0
         while active.any() and (max_steps is None or step < max_steps):
-            probs = policy.forward(observations)
-            actions = (np.argmax(probs, axis=1).astype(np.int32) if greedy
-                       else sample_actions(probs, rng.random(num_envs)))
+            actions = game.actions(observations)
             if recording:
-                writer.add_image(envs.render_first())
+                game.draw(writer, observations, envs)
             observations, rewards, ends = envs.step(actions)
             step += 1
-            returns += rewards
-            steps += 1
+            game.count(rewards)
             for env in np.flatnonzero(ends & active):
-                results.append(ReturnEpisode(float(returns[env]), int(steps[env]),
-                                             truncated=bool(steps[env] >= time_limit)))
+                results.append(game.result(env, ended=True))
                 if env == 0 and recording:
                     writer.close()
                     recording = False
-                returns[env] = steps[env] = 0
+                game.restart(env)
                 if started < episodes:
                     started += 1
                 else:
                     active[env] = False
-        for env in np.flatnonzero(active):
-            results.append(ReturnEpisode(float(returns[env]), int(steps[env]), truncated=True))
+        # Episodes still going when max_steps ran out count with what they had.
+        results.extend(game.result(env, ended=False) for env in np.flatnonzero(active))
         if recording:
             writer.close()
             recording = False
     except BaseException:
-        if writer is not None and recording:
+        if recording:
             writer.abort()
         raise
     finally:
         envs.close()
-    return ReturnEvalResult(results)
+    return results
+
+
+class _PongGame:
+    """The tutorial's agent on Pong: frame differences in, up or down out, points counted."""
+
+    def __init__(self, policy, num_envs: int, rng, greedy: bool):
+        self.policy, self.rng, self.greedy = policy, rng, greedy
+        self.differencer = _core.FrameDifferencer(num_envs)
+        self.won = np.zeros(num_envs, dtype=np.int64)
+        self.lost = np.zeros(num_envs, dtype=np.int64)
+        self.steps = np.zeros(num_envs, dtype=np.int64)
+        self.x = None
+
+    def actions(self, frames):
+        self.x = self.differencer.step(frames)
+        p, _ = self.policy.forward(self.x)
+        up = p > 0.5 if self.greedy else self.rng.random(p.shape[0]) < p
+        return np.where(up, UP, DOWN)
+
+    def draw(self, writer, frames, envs):
+        network_input = self.x.to_dense(self.policy.input_size)[0].reshape(80, 80)
+        writer.add_frame(frames[0], network_input, (int(self.won[0]), int(self.lost[0])))
+
+    def count(self, rewards):
+        self.won += rewards > 0
+        self.lost += rewards < 0
+        self.steps += 1
+
+    def result(self, env, ended: bool) -> EpisodeResult:
+        won, lost = int(self.won[env]), int(self.lost[env])
+        return EpisodeResult(won, lost, int(self.steps[env]), truncated=not ended or max(won, lost) < 21)
+
+    def restart(self, env):
+        self.won[env] = self.lost[env] = self.steps[env] = 0
+        self.differencer.reset(env)
+
+
+class _ReturnGame:
+    """A categorical policy on CartPole: observations in, sampled (or most probable) actions out,
+    returns and lengths counted."""
+
+    def __init__(self, policy, env_id: str, num_envs: int, rng, greedy: bool):
+        from .classic_envs import CLASSIC_ENV_IDS
+
+        self.policy, self.rng, self.greedy = policy, rng, greedy
+        self.time_limit = CLASSIC_ENV_IDS[env_id]
+        self.returns = np.zeros(num_envs)
+        self.steps = np.zeros(num_envs, dtype=np.int64)
+
+    def actions(self, observations):
+        from . import sample_actions
+
+        probs = self.policy.forward(observations)
+        if self.greedy:
+            return np.argmax(probs, axis=1).astype(np.int32)
+        return sample_actions(probs, self.rng.random(probs.shape[0]))
+
+    def draw(self, writer, observations, envs):
+        writer.add_image(envs.render_first())
+
+    def count(self, rewards):
+        self.returns += rewards
+        self.steps += 1
+
+    def result(self, env, ended: bool) -> ReturnEpisode:
+        steps = int(self.steps[env])
+        return ReturnEpisode(float(self.returns[env]), steps, truncated=not ended or steps >= self.time_limit)
+
+    def restart(self, env):
+        self.returns[env] = self.steps[env] = 0
 
 
 def record_video(path, checkpoint=PRETRAINED, *, env_id: str | None = None, seed: int | None = 0,

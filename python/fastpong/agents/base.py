@@ -64,6 +64,20 @@ def make_optimizer(config):
     return fastpong.RMSProp(config.learning_rate, config.decay_rate)
 
 
+def take_gradient_from(grads: dict) -> dict:
+    """A copy of a dict of gradient arrays, which are then zeroed (``take_gradient``)."""
+    taken = {name: g.copy() for name, g in grads.items()}
+    for g in grads.values():
+        g[...] = 0
+    return taken
+
+
+def add_gradient_into(grads: dict, gradient: dict) -> None:
+    """grads[name] += gradient[name] for every name of grads, in grads' dtype (``add_gradient``)."""
+    for name, g in grads.items():
+        g += np.asarray(gradient[name], dtype=g.dtype)
+
+
 class StepHistory:
     """The steps of the episodes in progress of a lane of N environments, stored together.
 

@@ -17,7 +17,7 @@ import numpy as np
 from .. import _core
 from .. import reference as ref
 from ..policy import Policy
-from .base import ATARI, Agent, make_optimizer
+from .base import ATARI, Agent, add_gradient_into, make_optimizer, take_gradient_from
 
 UP, DOWN = ref.UP, ref.DOWN
 ADAM_PREFIX = "adam/"
@@ -185,14 +185,10 @@ class ReferenceLearner:
             self.model[k] = np.array(weights[k], dtype=np.float64)
 
     def take_gradient(self) -> dict:
-        grads = {k: v.copy() for k, v in self.grad_buffer.items()}
-        for v in self.grad_buffer.values():
-            v[...] = 0
-        return grads
+        return take_gradient_from(self.grad_buffer)
 
     def add_gradient(self, gradient: dict) -> None:
-        for k in ("W1", "W2"):
-            self.grad_buffer[k] += gradient[k]
+        add_gradient_into(self.grad_buffer, gradient)
 
 
 def weight_shapes(config) -> dict:

@@ -17,25 +17,25 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import StepHistory, make_optimizer
+from .base import StepHistory, add_gradient_into, make_optimizer, take_gradient_from
 
 GRAD_PREFIX = "grad/"
 
 
-class LabLearner:
+class _LabSteps:
+    """What both engines do alike: observations in, actions sampled, steps stored per lane, a
+    finished episode handed to ``_learn_episode``, the batch's gradient taken and added."""
+
     #: Discount with the reset at every nonzero reward (Pong's points) or a plain discounted sum.
     reset_at_points = False
 
-    def __init__(self, config, lane_sizes: list[int], rng: np.random.Generator, policy, observation_size: int):
+    def __init__(self, config, lane_sizes: list[int], rng: np.random.Generator, observation_size: int):
         self.rng = rng
         self.gamma = config.gamma
         self.batch_size = config.batch_size
-        self.optimizer_name = config.optimizer
-        self.policy = policy
-        self.optimizer = make_optimizer(config)
-        self.grads = policy.gradient_buffer()
         self.lanes = [StepHistory(n, observation_size) for n in lane_sizes]
         self._observations = [None] * len(lane_sizes)
+        self.grads: dict = {}
 
     def preprocess(self, lane: int, observations: np.ndarray) -> np.ndarray:
         """What the policy sees of the environments' observations (float32 (N, D))."""
@@ -45,10 +45,8 @@ class LabLearner:
         self._observations[lane] = self.preprocess(lane, observations)
 
     def act(self, lane: int) -> np.ndarray:
-        from .. import sample_actions
-
         x = self._observations[lane]
-        actions = sample_actions(self.policy.forward(x), self.rng.random(x.shape[0]))
+        actions = self._sample(x, self.rng.random(x.shape[0]))
         self.lanes[lane].append(x, actions)
         return actions
 
@@ -56,22 +54,49 @@ class LabLearner:
         self.lanes[lane].set_last_rewards(rewards)
 
     def finish_episode(self, lane: int, env: int) -> None:
-        from .. import _core, discount_rewards
-
         history = self.lanes[lane]
         observations, actions, rewards = history.episode(env)
         history.restart(env)
+        self._learn_episode(observations, actions, rewards)
+
+    def take_gradient(self) -> dict:
+        return take_gradient_from(self.grads)
+
+    def add_gradient(self, gradient: dict) -> None:
+        add_gradient_into(self.grads, gradient)
+
+    def _mean_over_batch(self) -> None:
+        """The mean of the batch's per-episode gradients (the lab's one episode: as it is)."""
+        if self.batch_size != 1:
+            for g in self.grads.values():
+                g *= g.dtype.type(1.0 / self.batch_size)
+
+
+class LabLearner(_LabSteps):
+    def __init__(self, config, lane_sizes: list[int], rng: np.random.Generator, policy, observation_size: int):
+        super().__init__(config, lane_sizes, rng, observation_size)
+        self.optimizer_name = config.optimizer
+        self.policy = policy
+        self.optimizer = make_optimizer(config)
+        self.grads = policy.gradient_buffer()
+
+    def _sample(self, x: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
+        from .. import sample_actions
+
+        return sample_actions(self.policy.forward(x), uniforms)
+
+    def _learn_episode(self, observations, actions, rewards) -> None:
+        from .. import _core, discount_rewards
+
         returns = _core.standardize(discount_rewards(rewards, self.gamma, reset_at_points=self.reset_at_points))
         self.policy.accumulate_gradient(observations, actions, returns, self.grads, scale=1.0 / len(actions))
 
     def update(self) -> None:
-        if self.batch_size != 1:  # the mean of the batch's per-episode gradients
-            for g in self.grads.values():
-                g *= np.float32(1.0 / self.batch_size)
+        self._mean_over_batch()
         self.optimizer.step(self.policy, self.grads)
 
     def tensors(self) -> dict:
-        tensors = {name: np.array(value) for name, value in self.policy.to_model().items()}
+        tensors = self.weights()
         tensors.update({GRAD_PREFIX + name: g.copy() for name, g in self.grads.items()})
         tensors.update({f"{self.optimizer_name}/{key}": np.asarray(value)
                         for key, value in self.optimizer.state().items()})
@@ -86,70 +111,39 @@ class LabLearner:
                                   self.policy)
 
     def weights(self) -> dict:
-        return {name: np.array(value) for name, value in self.policy.to_model().items()}
+        return self.policy.to_model()
 
     def load_weights(self, weights: dict) -> None:
-        model = {name: weights[name] for name in self.policy.to_model()}
-        if hasattr(self.policy, "load_model"):
-            self.policy.load_model(model)
-        else:
-            self.policy = type(self.policy).from_model(model)
-
-    def take_gradient(self) -> dict:
-        taken = {name: g.copy() for name, g in self.grads.items()}
-        for g in self.grads.values():
-            g[...] = 0
-        return taken
-
-    def add_gradient(self, gradient: dict) -> None:
-        for name, g in self.grads.items():
-            g += np.asarray(gradient[name], dtype=g.dtype)
+        self.policy.load_model({name: weights[name] for name in self.policy.parameters()})
 
 
-class LabReferenceLearner:
+class LabReferenceLearner(_LabSteps):
     """The same learner in NumPy float64 on ``fastpong.reference.lab``: one environment or N, the
     same random draws, the same sampling rule, Adam in float64. Its checkpoint tensors have the
     fast learner's names (Adam's state as ``adam/step``, ``adam/m_<name>``, ``adam/v_<name>``)."""
-
-    reset_at_points = False
 
     def __init__(self, config, lane_sizes: list[int], rng: np.random.Generator, model: dict,
                  observation_size: int):
         if config.optimizer != "adam":
             raise ValueError(f"the lab's reference engine runs Adam (the lab's), got optimizer {config.optimizer!r}")
-        self.rng = rng
-        self.config = config
+        super().__init__(config, lane_sizes, rng, observation_size)
+        self.learning_rate = config.learning_rate
         self.model = {k: np.array(v, dtype=np.float64) for k, v in model.items()}
         self.grads = {k: np.zeros_like(v) for k, v in self.model.items()}
         self.m = {k: np.zeros_like(v) for k, v in self.model.items()}
         self.v = {k: np.zeros_like(v) for k, v in self.model.items()}
         self.step = 0
-        self.lanes = [StepHistory(n, observation_size) for n in lane_sizes]
-        self._observations = [None] * len(lane_sizes)
 
-    def observe(self, lane: int, observations: np.ndarray) -> None:
-        self._observations[lane] = np.asarray(observations, dtype=np.float32)
-
-    def act(self, lane: int) -> np.ndarray:
+    def _sample(self, x: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
         from ..reference import lab
 
-        x = self._observations[lane]
         _, _, probs, _ = lab.forward(x, self.model)
-        actions = lab.sample_actions(probs, self.rng.random(x.shape[0])).astype(np.int32)
-        self.lanes[lane].append(x, actions)
-        return actions
+        return lab.sample_actions(probs, uniforms).astype(np.int32)
 
-    def record_rewards(self, lane: int, rewards: np.ndarray) -> None:
-        self.lanes[lane].set_last_rewards(rewards)
-
-    def finish_episode(self, lane: int, env: int) -> None:
+    def _learn_episode(self, observations, actions, rewards) -> None:
         from ..reference import lab
 
-        history = self.lanes[lane]
-        observations, actions, rewards = history.episode(env)
-        history.restart(env)
-        returns = lab.normalize(lab.discount_rewards(rewards, self.config.gamma,
-                                                     reset_at_points=self.reset_at_points))
+        returns = lab.normalize(lab.discount_rewards(rewards, self.gamma, reset_at_points=self.reset_at_points))
         grad = lab.policy_gradient(observations, actions, returns, self.model, scale=1.0 / len(actions))
         for k in self.grads:
             self.grads[k] += grad[k]
@@ -157,11 +151,9 @@ class LabReferenceLearner:
     def update(self) -> None:
         from ..reference import lab
 
-        if self.config.batch_size != 1:
-            for g in self.grads.values():
-                g /= self.config.batch_size
+        self._mean_over_batch()
         self.step += 1
-        lab.adam_update(self.model, self.grads, self.m, self.v, self.step, self.config.learning_rate)
+        lab.adam_update(self.model, self.grads, self.m, self.v, self.step, self.learning_rate)
 
     def tensors(self) -> dict:
         tensors = dict(self.model)
@@ -188,13 +180,3 @@ class LabReferenceLearner:
     def load_weights(self, weights: dict) -> None:
         for k in self.model:
             self.model[k] = np.array(weights[k], dtype=np.float64)
-
-    def take_gradient(self) -> dict:
-        taken = {k: v.copy() for k, v in self.grads.items()}
-        for g in self.grads.values():
-            g[...] = 0
-        return taken
-
-    def add_gradient(self, gradient: dict) -> None:
-        for k in self.grads:
-            self.grads[k] += gradient[k]
