@@ -254,3 +254,12 @@ def test_ctrl_c_saves_and_resume_continues(tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads(resumed.stdout)["episodes"] == saved["episodes"] + 3
     assert [int(r["episode"]) for r in read_metrics(run)] == list(range(1, saved["episodes"] + 4))
+
+
+def test_video_every_records_cartpole(tmp_path):
+    pytest.importorskip("pygame")
+    run = tmp_path / "run"
+    train(run_dir=run, env_id="CartPole-v1", episodes=1, num_envs=1, video_every=1, seed=0, progress=False)
+    videos = sorted((run / "video").glob("*.mp4"))
+    assert [v.name for v in videos] == ["update-0001.mp4"] and videos[0].stat().st_size > 0
+    assert not list((run / "video").glob(".*"))  # the weights snapshot is gone
