@@ -55,13 +55,14 @@ def _add_train(subparsers) -> None:
 
     p = subparsers.add_parser(
         "train", help="train an agent", description="Train a policy-gradient agent: the tutorial's on Pong "
-        "(the default), or the MIT lab's on CartPole (--env CartPole-v1).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        "(the default), or the MIT lab's on CartPole (--env CartPole-v1).")
     # Algorithm flags default to None so that we know which ones the user typed: on --resume only
     # those must agree with the checkpoint; the agent fills in the others.
     pong, cartpole = KARPATHY.defaults, MIT_CARTPOLE.defaults
 
     def default(name):
+        if pong[name] == cartpole[name]:
+            return f"{pong[name]:g}"
         return f"{pong[name]:g} for karpathy, {cartpole[name]:g} for mit-cartpole"
 
     p.add_argument("--preset", choices=sorted(PRESETS),
