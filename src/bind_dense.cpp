@@ -12,6 +12,9 @@ namespace {
 
 using IndexArray = py::array_t<int64_t, py::array::c_style>;
 
+// Below about this many operations (a few microseconds) a call keeps the GIL (see ReleaseGilIf).
+constexpr int64_t kReleaseGilWork = 16384;
+
 // Keras' names: hidden layers "dense_0", "dense_1"..., the output layer "logits".
 std::string layer_name(const DensePolicy& policy, int64_t l) {
   return l + 1 < policy.num_layers() ? "dense_" + std::to_string(l) : std::string("logits");
@@ -68,9 +71,13 @@ FloatArray forward(const DensePolicy& policy, const py::handle& obs_obj, bool lo
   FloatArray out = single ? FloatArray(a) : FloatArray({n, a});
   const float* in = x.data();
   float* result = out.mutable_data();
+  int64_t work = 0;  // multiply-adds
+  for (size_t l = 0; l + 1 < policy.widths().size(); ++l) {
+    work += n * policy.widths()[l] * policy.widths()[l + 1];
+  }
   {
     // A CartPole step (N of 1 to 8, 4-32-2) takes well under a microsecond: keep the GIL there.
-    ReleaseGilIf release(n * policy.widths()[1] * policy.input_size() >= 4096);
+    ReleaseGilIf release(work >= kReleaseGilWork);
     policy.forward(in, n, log ? result : nullptr, log ? nullptr : result);
   }
   return out;
@@ -166,7 +173,11 @@ py::array_t<int32_t> sample_actions(const py::handle& probs_obj, const py::handl
     }
   }
   py::array_t<int32_t> actions(n);
-  sample_categorical(p, n, a, u, actions.mutable_data());
+  int32_t* out = actions.mutable_data();
+  {
+    ReleaseGilIf release(n * a >= kReleaseGilWork);
+    sample_categorical(p, n, a, u, out);
+  }
   return actions;
 }
 

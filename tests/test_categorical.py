@@ -606,3 +606,29 @@ def test_bad_load_model_changes_nothing():
 def test_bad_sampling_arguments(probs, uniforms, message):
     with pytest.raises(ValueError, match=message):
         fastpong.sample_actions(probs, uniforms)
+
+
+def test_python_threads_can_share_a_policy():
+    """The kernels release the GIL and keep their scratch per thread: concurrent gradients from
+    several Python threads equal the ones computed one after another."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    policy = CategoricalPolicy(64, (128,), 6, seed=0)
+    rng = np.random.default_rng(0)
+    episodes = [(rng.standard_normal((300 + 50 * k, 64)).astype(np.float32),
+                 rng.integers(0, 6, 300 + 50 * k), rng.standard_normal(300 + 50 * k).astype(np.float32))
+                for k in range(6)]
+
+    def gradient(episode):
+        grads = policy.gradient_buffer()
+        for _ in range(5):
+            policy.accumulate_gradient(*episode, grads)
+        return grads, policy.forward(episode[0])
+
+    serial = [gradient(e) for e in episodes]
+    with ThreadPoolExecutor(3) as pool:
+        concurrent = list(pool.map(gradient, episodes))
+    for (grads, probs), (expected, expected_probs) in zip(concurrent, serial):
+        np.testing.assert_array_equal(probs, expected_probs)
+        for name in grads:
+            np.testing.assert_array_equal(grads[name], expected[name], err_msg=name)
