@@ -94,10 +94,15 @@ IndexArray as_actions(const py::handle& obj, int64_t steps, int64_t num_actions)
                                std::to_string(steps) + ",)";
   if (!a) fail(expected + ", got " + describe_object(obj));
   const char kind = a.dtype().kind();
-  if ((kind != 'i' && kind != 'u') || !has_shape(a, {steps})) {
+  // An empty episode's actions may come as np.array([]), which numpy makes float64.
+  const bool integral = kind == 'i' || kind == 'u' || (steps == 0 && kind == 'f');
+  if (!integral || !has_shape(a, {steps})) {
     fail(expected + ", got " + describe(a));
   }
-  IndexArray actions = IndexArray::ensure(a);
+  // forcecast: the kinds were checked above; other integer types (and an empty float array) are
+  // converted rather than refused.
+  IndexArray actions =
+      py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(a);
   const int64_t* values = actions.data();
   for (int64_t t = 0; t < steps; ++t) {
     if (values[t] < 0 || values[t] >= num_actions) {

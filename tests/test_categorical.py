@@ -304,7 +304,9 @@ def test_empty_episode_is_a_no_op():
     grads["dense_0/bias"][...] = 3.0
     policy.accumulate_gradient(np.zeros((0, 4), np.float32), np.zeros(0, np.int64),
                                np.zeros(0, np.float32), grads)
+    policy.accumulate_gradient(np.zeros((0, 4)), np.array([]), [], grads)  # as lists give them
     assert np.all(grads["dense_0/bias"] == 3.0) and not np.any(grads["logits/kernel"])
+    assert policy.forward(np.zeros((0, 4), np.float32)).shape == (0, 2)
 
 
 def test_gradient_ascends_the_objective():
@@ -632,3 +634,16 @@ def test_python_threads_can_share_a_policy():
         np.testing.assert_array_equal(probs, expected_probs)
         for name in grads:
             np.testing.assert_array_equal(grads[name], expected[name], err_msg=name)
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.uint8, np.int32, np.uint64, np.int64])
+def test_actions_of_any_integer_type(dtype):
+    policy = CategoricalPolicy(4, (8,), 3, seed=0)
+    obs, actions, advantages = episode(policy, 6, seed=0)
+    expected, grads = policy.gradient_buffer(), policy.gradient_buffer()
+    policy.accumulate_gradient(obs, actions.astype(np.int64), advantages, expected)
+    policy.accumulate_gradient(obs, actions.astype(dtype), advantages, grads)
+    for name in grads:
+        np.testing.assert_array_equal(grads[name], expected[name])
+    with pytest.raises(ValueError, match=r"actions must be in \[0, 3\)"):
+        policy.accumulate_gradient(obs, np.full(6, np.iinfo(dtype).max, dtype), advantages, grads)
