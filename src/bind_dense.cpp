@@ -115,7 +115,8 @@ IndexArray as_actions(const py::handle& obj, int64_t steps, int64_t num_actions)
 
 void accumulate_gradient(DensePolicy& policy, const py::handle& obs_obj,
                          const py::handle& actions_obj, const py::handle& advantages_obj,
-                         const py::handle& grads_obj, std::optional<double> scale_arg) {
+                         const py::handle& grads_obj, std::optional<double> scale_arg,
+                         const py::handle& input_grad_obj) {
   bool single = false;
   FloatArray x = as_observations(policy, obs_obj, "obs", /*allow_single=*/false, single);
   const int64_t steps = x.shape(0);
@@ -148,11 +149,15 @@ void accumulate_gradient(DensePolicy& policy, const py::handle& obs_obj,
     grads.biases.push_back(writable_float32(grads_dict[py::str(name + "/bias")], {units},
                                             "grads['" + name + "/bias']"));
   }
+  float* input_grad = nullptr;
+  if (!input_grad_obj.is_none()) {
+    input_grad = writable_float32(input_grad_obj, {steps, policy.input_size()}, "input_grad");
+  }
   const float* in = x.data();
   const int64_t* acts = actions.data();
   const float* adv = advantages.data();
   py::gil_scoped_release release;
-  policy.accumulate_gradient(in, acts, adv, steps, static_cast<float>(scale), grads);
+  policy.accumulate_gradient(in, acts, adv, steps, static_cast<float>(scale), grads, input_grad);
 }
 
 py::array_t<int32_t> sample_actions(const py::handle& probs_obj, const py::handle& uniforms_obj) {
@@ -228,8 +233,10 @@ void bind_dense(py::module_& m) {
           py::arg("obs"), "obs (N, D) or (D,) float32 -> log-softmax of the logits, (N, A) or (A,).")
       .def("accumulate_gradient", &accumulate_gradient, py::arg("obs"), py::arg("actions"),
            py::arg("advantages"), py::arg("grads"), py::arg("scale") = py::none(),
+           py::arg("input_grad") = py::none(),
            "grads[k] += scale * sum_t advantages[t] * d log pi(actions[t] | obs[t]) / d theta_k "
-           "(scale defaults to 1 / T; T = 0 does nothing).");
+           "(scale defaults to 1 / T; T = 0 does nothing). input_grad, a float32 (T, D) array, "
+           "if given, is overwritten with d J / d obs (for a network below this one).");
 
   m.def("sample_actions", &sample_actions, py::arg("probs"), py::arg("uniforms"),
         "probs (N, A), uniforms (N,) in [0, 1) -> int32 actions (N,) by the inverse CDF: the first "
