@@ -25,7 +25,8 @@ bool worth_threads(int64_t rows, int64_t work_per_row) {
   return rows > 1 && rows * work_per_row >= kParallelMinWork;
 }
 
-// One layer as the kernels see it. `kernel_t` (out, in) is filled only for narrow layers.
+// One layer as the kernels see it. `kernel_t`, the kernel transposed (out, in), is filled only
+// where layer_views asks for it.
 struct Layer {
   int64_t in, out;
   const float* kernel;
