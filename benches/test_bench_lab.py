@@ -26,6 +26,8 @@ LARGE = (576, (128,), 6)
 #: Adam steps restore their start state before every round (untimed), so that each timed call is
 #: one step from the same state and its result can be held to the other path's.
 ADAM_ROUNDS = {"reference": 20, "fast": 60}
+#: Each benchmark runs once per path; benches/speedups.py pairs "[fast]" with "[reference]".
+BOTH_PATHS = pytest.mark.parametrize("path", ["reference", "fast"])
 
 
 @dataclass
@@ -84,23 +86,15 @@ def _time_forward(benchmark, net: Net, obs, path: str) -> None:
 
 
 @pytest.mark.benchmark(group="lab-forward-cartpole-1")
-def test_lab_forward_cartpole_1_reference(benchmark, cartpole, cartpole_obs):
-    _time_forward(benchmark, cartpole, cartpole_obs[:1], "reference")
-
-
-@pytest.mark.benchmark(group="lab-forward-cartpole-1")
-def test_lab_forward_cartpole_1_fast(benchmark, cartpole, cartpole_obs):
-    _time_forward(benchmark, cartpole, cartpole_obs[:1], "fast")
+@BOTH_PATHS
+def test_lab_forward_cartpole_1(benchmark, cartpole, cartpole_obs, path):
+    _time_forward(benchmark, cartpole, cartpole_obs[:1], path)
 
 
 @pytest.mark.benchmark(group="lab-forward-cartpole-8")
-def test_lab_forward_cartpole_8_reference(benchmark, cartpole, cartpole_obs):
-    _time_forward(benchmark, cartpole, cartpole_obs[:8], "reference")
-
-
-@pytest.mark.benchmark(group="lab-forward-cartpole-8")
-def test_lab_forward_cartpole_8_fast(benchmark, cartpole, cartpole_obs):
-    _time_forward(benchmark, cartpole, cartpole_obs[:8], "fast")
+@BOTH_PATHS
+def test_lab_forward_cartpole_8(benchmark, cartpole, cartpole_obs, path):
+    _time_forward(benchmark, cartpole, cartpole_obs[:8], path)
 
 
 def _large_obs(n=8):
@@ -108,13 +102,9 @@ def _large_obs(n=8):
 
 
 @pytest.mark.benchmark(group="lab-forward-576-128-6-batch8")
-def test_lab_forward_large_reference(benchmark, large):
-    _time_forward(benchmark, large, _large_obs(), "reference")
-
-
-@pytest.mark.benchmark(group="lab-forward-576-128-6-batch8")
-def test_lab_forward_large_fast(benchmark, large):
-    _time_forward(benchmark, large, _large_obs(), "fast")
+@BOTH_PATHS
+def test_lab_forward_large(benchmark, large, path):
+    _time_forward(benchmark, large, _large_obs(), path)
 
 
 # --- lab-gradient: one episode's gradient of J = mean_t A_t log pi(a_t|s_t) ----------------------
@@ -157,23 +147,15 @@ def _time_gradient(benchmark, net: Net, obs, path: str) -> None:
 
 
 @pytest.mark.benchmark(group="lab-gradient-200")
-def test_lab_gradient_200_reference(benchmark, cartpole, cartpole_obs):
-    _time_gradient(benchmark, cartpole, cartpole_obs[:200], "reference")
-
-
-@pytest.mark.benchmark(group="lab-gradient-200")
-def test_lab_gradient_200_fast(benchmark, cartpole, cartpole_obs):
-    _time_gradient(benchmark, cartpole, cartpole_obs[:200], "fast")
+@BOTH_PATHS
+def test_lab_gradient_200(benchmark, cartpole, cartpole_obs, path):
+    _time_gradient(benchmark, cartpole, cartpole_obs[:200], path)
 
 
 @pytest.mark.benchmark(group="lab-gradient-500")
-def test_lab_gradient_500_reference(benchmark, cartpole, cartpole_obs):
-    _time_gradient(benchmark, cartpole, cartpole_obs[:500], "reference")
-
-
-@pytest.mark.benchmark(group="lab-gradient-500")
-def test_lab_gradient_500_fast(benchmark, cartpole, cartpole_obs):
-    _time_gradient(benchmark, cartpole, cartpole_obs[:500], "fast")
+@BOTH_PATHS
+def test_lab_gradient_500(benchmark, cartpole, cartpole_obs, path):
+    _time_gradient(benchmark, cartpole, cartpole_obs[:500], path)
 
 
 # --- adam: one step from a mid-training state (step 5, nonzero moments) --------------------------
@@ -229,13 +211,13 @@ def _time_adam_reference(benchmark, case: AdamCase) -> None:
     _assert_adam_step(result, case)
 
 
-def _time_adam_fast(benchmark, case: AdamCase, policy, grads, load_weights, load_grads) -> None:
+def _time_adam_fast(benchmark, case: AdamCase, policy, grads, load_grads) -> None:
     opt = fastpong.Adam()
     state = {"step": np.array(4), **{f"m_{k}": a for k, a in case.m.items()},
              **{f"v_{k}": a for k, a in case.v.items()}}
 
     def setup():
-        load_weights(case.weights)
+        policy.load_model(case.weights)
         load_grads(case.grads)
         opt.load_state(state, policy)
 
@@ -247,26 +229,31 @@ def _time_adam_fast(benchmark, case: AdamCase, policy, grads, load_weights, load
     _assert_adam_step(result.to_model(), case)
 
 
+def _time_adam(benchmark, case: AdamCase, path: str, policy_from_model) -> None:
+    """The fast path steps a policy built by policy_from_model(weights)."""
+    if path == "reference":
+        _time_adam_reference(benchmark, case)
+        return
+    policy = policy_from_model(case.weights)
+    grads = policy.gradient_buffer()
+    if isinstance(grads, dict):
+        def load_grads(values):
+            for k, value in values.items():
+                grads[k][...] = value
+    else:
+        load_grads = grads.load_model
+    _time_adam_fast(benchmark, case, policy, grads, load_grads)
+
+
 @pytest.fixture(scope="module")
 def adam_cartpole(cartpole) -> AdamCase:
     return _adam_case(cartpole.model)
 
 
 @pytest.mark.benchmark(group="adam-cartpole")
-def test_adam_cartpole_reference(benchmark, adam_cartpole):
-    _time_adam_reference(benchmark, adam_cartpole)
-
-
-@pytest.mark.benchmark(group="adam-cartpole")
-def test_adam_cartpole_fast(benchmark, adam_cartpole):
-    policy = fastpong.CategoricalPolicy.from_model(adam_cartpole.weights)
-    grads = policy.gradient_buffer()
-
-    def load_grads(values):
-        for k, value in values.items():
-            grads[k][...] = value
-
-    _time_adam_fast(benchmark, adam_cartpole, policy, grads, policy.load_model, load_grads)
+@BOTH_PATHS
+def test_adam_cartpole(benchmark, adam_cartpole, path):
+    _time_adam(benchmark, adam_cartpole, path, fastpong.CategoricalPolicy.from_model)
 
 
 @pytest.fixture(scope="module")
@@ -275,12 +262,6 @@ def adam_tutorial() -> AdamCase:
 
 
 @pytest.mark.benchmark(group="adam-tutorial-1.28M")
-def test_adam_tutorial_reference(benchmark, adam_tutorial):
-    _time_adam_reference(benchmark, adam_tutorial)
-
-
-@pytest.mark.benchmark(group="adam-tutorial-1.28M")
-def test_adam_tutorial_fast(benchmark, adam_tutorial):
-    policy = fastpong.Policy.from_model(adam_tutorial.weights)
-    grads = policy.gradient_buffer()
-    _time_adam_fast(benchmark, adam_tutorial, policy, grads, policy.load_model, grads.load_model)
+@BOTH_PATHS
+def test_adam_tutorial(benchmark, adam_tutorial, path):
+    _time_adam(benchmark, adam_tutorial, path, fastpong.Policy.from_model)

@@ -25,7 +25,8 @@ bool worth_threads(int64_t rows, int64_t work_per_row) {
   return rows > 1 && rows * work_per_row >= kParallelMinWork;
 }
 
-// One layer as the kernels see it. `kernel_t` (out, in) is filled only for narrow layers.
+// One layer as the kernels see it. `kernel_t`, the kernel transposed (out, in), is filled only
+// where layer_views asks for it.
 struct Layer {
   int64_t in, out;
   const float* kernel;
@@ -194,11 +195,12 @@ void add_kernel_gradient(const float* inputs, const float* delta, int64_t steps,
   }
 }
 
-// delta_in[in] = (inputs > 0) * kernel[in, out] delta[out], back through a layer and the ReLU that
-// produced its inputs: an axpy along a row of the transposed kernel per output.
+// delta_in[in] = kernel[in, out] delta[out], back through a layer, then through the ReLU that
+// produced its inputs (zero where inputs <= 0) unless `inputs` is null (the network's own input):
+// an axpy along a row of the transposed kernel per output.
 FASTPONG_SIMD_CLONES
-void hidden_delta_row(const float* inputs, const float* kernel_t, const float* delta, int64_t in,
-                      int64_t out, float* delta_in) {
+void delta_row(const float* inputs, const float* kernel_t, const float* delta, int64_t in,
+               int64_t out, float* delta_in) {
   for (int64_t i = 0; i < in; ++i) delta_in[i] = 0.0f;
   for (int64_t j = 0; j < out; ++j) {
     const float dj = delta[j];
@@ -207,19 +209,20 @@ void hidden_delta_row(const float* inputs, const float* kernel_t, const float* d
 #pragma omp simd
     for (int64_t i = 0; i < in; ++i) delta_in[i] += dj * k[i];
   }
+  if (inputs == nullptr) return;
 #pragma omp simd
   for (int64_t i = 0; i < in; ++i) delta_in[i] = inputs[i] > 0.0f ? delta_in[i] : 0.0f;
 }
 
 // The policy's layers; transposed kernels where the forward pass (narrow layers) or the backward
-// pass (every layer but the first, to send deltas back through it) needs them.
-std::vector<Layer> layer_views(const DensePolicy& policy, bool backward) {
+// pass (layers it sends deltas back through: all but the first, unless `to_input`) needs them.
+std::vector<Layer> layer_views(const DensePolicy& policy, bool backward, bool to_input = false) {
   std::vector<Layer> layers;
   const auto& w = policy.widths();
   for (int64_t l = 0; l < policy.num_layers(); ++l) {
     const bool narrow = w[l + 1] < kNarrowLayer;
     layers.emplace_back(w[l], w[l + 1], policy.kernel(l), policy.bias(l),
-                        narrow || (backward && l > 0));
+                        narrow || (backward && (l > 0 || to_input)));
   }
   return layers;
 }
@@ -287,9 +290,9 @@ struct BackwardScratch {
 
 void DensePolicy::accumulate_gradient(const float* x, const int64_t* actions,
                                       const float* advantages, int64_t steps, float scale,
-                                      const DenseTensors& grads) const {
+                                      const DenseTensors& grads, float* input_grad) const {
   if (steps == 0) return;
-  const std::vector<Layer> layers = layer_views(*this, /*backward=*/true);
+  const std::vector<Layer> layers = layer_views(*this, /*backward=*/true, input_grad != nullptr);
   const int64_t count = num_layers(), a = num_actions();
   // The OpenMP parts below must see this thread's buffers: they use these references, never
   // `scratch` itself (which names each worker's own, empty, instance).
@@ -330,12 +333,18 @@ void DensePolicy::accumulate_gradient(const float* x, const int64_t* actions,
       const float* d = delta.data() + t * out;
       for (int64_t j = 0; j < out; ++j) db[j] += d[j];
     }
-    if (l == 0) break;
-    delta_in.resize(static_cast<size_t>(steps * in));
+    if (l == 0 && input_grad == nullptr) break;
+    // The network's input has no ReLU to pass back through; its delta goes to input_grad.
+    float* target = input_grad;
+    if (l > 0) {
+      delta_in.resize(static_cast<size_t>(steps * in));
+      target = delta_in.data();
+    }
     parallel_for(steps, worth_threads(steps, in * out), [&](int64_t t) {
-      hidden_delta_row(inputs + t * in, layer.kernel_t.data(), delta.data() + t * out, in, out,
-                       delta_in.data() + t * in);
+      delta_row(l == 0 ? nullptr : inputs + t * in, layer.kernel_t.data(), delta.data() + t * out,
+                in, out, target + t * in);
     });
+    if (l == 0) break;
     delta.swap(delta_in);
   }
 }

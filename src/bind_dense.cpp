@@ -12,6 +12,9 @@ namespace {
 
 using IndexArray = py::array_t<int64_t, py::array::c_style>;
 
+// Below about this many operations (a few microseconds) a call keeps the GIL (see ReleaseGilIf).
+constexpr int64_t kReleaseGilWork = 16384;
+
 // Keras' names: hidden layers "dense_0", "dense_1"..., the output layer "logits".
 std::string layer_name(const DensePolicy& policy, int64_t l) {
   return l + 1 < policy.num_layers() ? "dense_" + std::to_string(l) : std::string("logits");
@@ -68,9 +71,13 @@ FloatArray forward(const DensePolicy& policy, const py::handle& obs_obj, bool lo
   FloatArray out = single ? FloatArray(a) : FloatArray({n, a});
   const float* in = x.data();
   float* result = out.mutable_data();
+  int64_t work = 0;  // multiply-adds
+  for (size_t l = 0; l + 1 < policy.widths().size(); ++l) {
+    work += n * policy.widths()[l] * policy.widths()[l + 1];
+  }
   {
     // A CartPole step (N of 1 to 8, 4-32-2) takes well under a microsecond: keep the GIL there.
-    ReleaseGilIf release(n * policy.widths()[1] * policy.input_size() >= 4096);
+    ReleaseGilIf release(work >= kReleaseGilWork);
     policy.forward(in, n, log ? result : nullptr, log ? nullptr : result);
   }
   return out;
@@ -87,10 +94,15 @@ IndexArray as_actions(const py::handle& obj, int64_t steps, int64_t num_actions)
                                std::to_string(steps) + ",)";
   if (!a) fail(expected + ", got " + describe_object(obj));
   const char kind = a.dtype().kind();
-  if ((kind != 'i' && kind != 'u') || !has_shape(a, {steps})) {
+  // An empty episode's actions may come as np.array([]), which numpy makes float64.
+  const bool integral = kind == 'i' || kind == 'u' || (steps == 0 && kind == 'f');
+  if (!integral || !has_shape(a, {steps})) {
     fail(expected + ", got " + describe(a));
   }
-  IndexArray actions = IndexArray::ensure(a);
+  // forcecast: the kinds were checked above; other integer types (and an empty float array) are
+  // converted rather than refused.
+  IndexArray actions =
+      py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(a);
   const int64_t* values = actions.data();
   for (int64_t t = 0; t < steps; ++t) {
     if (values[t] < 0 || values[t] >= num_actions) {
@@ -103,7 +115,8 @@ IndexArray as_actions(const py::handle& obj, int64_t steps, int64_t num_actions)
 
 void accumulate_gradient(DensePolicy& policy, const py::handle& obs_obj,
                          const py::handle& actions_obj, const py::handle& advantages_obj,
-                         const py::handle& grads_obj, std::optional<double> scale_arg) {
+                         const py::handle& grads_obj, std::optional<double> scale_arg,
+                         const py::handle& input_grad_obj) {
   bool single = false;
   FloatArray x = as_observations(policy, obs_obj, "obs", /*allow_single=*/false, single);
   const int64_t steps = x.shape(0);
@@ -136,11 +149,15 @@ void accumulate_gradient(DensePolicy& policy, const py::handle& obs_obj,
     grads.biases.push_back(writable_float32(grads_dict[py::str(name + "/bias")], {units},
                                             "grads['" + name + "/bias']"));
   }
+  float* input_grad = nullptr;
+  if (!input_grad_obj.is_none()) {
+    input_grad = writable_float32(input_grad_obj, {steps, policy.input_size()}, "input_grad");
+  }
   const float* in = x.data();
   const int64_t* acts = actions.data();
   const float* adv = advantages.data();
   py::gil_scoped_release release;
-  policy.accumulate_gradient(in, acts, adv, steps, static_cast<float>(scale), grads);
+  policy.accumulate_gradient(in, acts, adv, steps, static_cast<float>(scale), grads, input_grad);
 }
 
 py::array_t<int32_t> sample_actions(const py::handle& probs_obj, const py::handle& uniforms_obj) {
@@ -166,7 +183,11 @@ py::array_t<int32_t> sample_actions(const py::handle& probs_obj, const py::handl
     }
   }
   py::array_t<int32_t> actions(n);
-  sample_categorical(p, n, a, u, actions.mutable_data());
+  int32_t* out = actions.mutable_data();
+  {
+    ReleaseGilIf release(n * a >= kReleaseGilWork);
+    sample_categorical(p, n, a, u, out);
+  }
   return actions;
 }
 
@@ -212,8 +233,10 @@ void bind_dense(py::module_& m) {
           py::arg("obs"), "obs (N, D) or (D,) float32 -> log-softmax of the logits, (N, A) or (A,).")
       .def("accumulate_gradient", &accumulate_gradient, py::arg("obs"), py::arg("actions"),
            py::arg("advantages"), py::arg("grads"), py::arg("scale") = py::none(),
+           py::arg("input_grad") = py::none(),
            "grads[k] += scale * sum_t advantages[t] * d log pi(actions[t] | obs[t]) / d theta_k "
-           "(scale defaults to 1 / T; T = 0 does nothing).");
+           "(scale defaults to 1 / T; T = 0 does nothing). input_grad, a float32 (T, D) array, "
+           "if given, is overwritten with d J / d obs (for a network below this one).");
 
   m.def("sample_actions", &sample_actions, py::arg("probs"), py::arg("uniforms"),
         "probs (N, A), uniforms (N,) in [0, 1) -> int32 actions (N,) by the inverse CDF: the first "

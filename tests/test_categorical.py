@@ -304,7 +304,9 @@ def test_empty_episode_is_a_no_op():
     grads["dense_0/bias"][...] = 3.0
     policy.accumulate_gradient(np.zeros((0, 4), np.float32), np.zeros(0, np.int64),
                                np.zeros(0, np.float32), grads)
+    policy.accumulate_gradient(np.zeros((0, 4)), np.array([]), [], grads)  # as lists give them
     assert np.all(grads["dense_0/bias"] == 3.0) and not np.any(grads["logits/kernel"])
+    assert policy.forward(np.zeros((0, 4), np.float32)).shape == (0, 2)
 
 
 def test_gradient_ascends_the_objective():
@@ -398,11 +400,13 @@ def test_results_do_not_depend_on_the_thread_count(restore_threads, shape):
     for threads in (1, 2, 3):
         fastpong.set_num_threads(threads)
         grads = policy.gradient_buffer()
-        policy.accumulate_gradient(obs, actions, advantages, grads)
-        results.append((policy.forward(obs), policy.log_probs(obs), grads))
-    for probs, log_probs, grads in results[1:]:
+        input_grad = np.empty_like(obs)
+        policy.accumulate_gradient(obs, actions, advantages, grads, input_grad=input_grad)
+        results.append((policy.forward(obs), policy.log_probs(obs), grads, input_grad))
+    for probs, log_probs, grads, input_grad in results[1:]:
         np.testing.assert_array_equal(probs, results[0][0])
         np.testing.assert_array_equal(log_probs, results[0][1])
+        np.testing.assert_array_equal(input_grad, results[0][3])
         for name in grads:
             np.testing.assert_array_equal(grads[name], results[0][2][name], err_msg=name)
 
@@ -606,3 +610,83 @@ def test_bad_load_model_changes_nothing():
 def test_bad_sampling_arguments(probs, uniforms, message):
     with pytest.raises(ValueError, match=message):
         fastpong.sample_actions(probs, uniforms)
+
+
+def test_python_threads_can_share_a_policy():
+    """The kernels release the GIL and keep their scratch per thread: concurrent gradients from
+    several Python threads equal the ones computed one after another."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    policy = CategoricalPolicy(64, (128,), 6, seed=0)
+    rng = np.random.default_rng(0)
+    episodes = [(rng.standard_normal((300 + 50 * k, 64)).astype(np.float32),
+                 rng.integers(0, 6, 300 + 50 * k), rng.standard_normal(300 + 50 * k).astype(np.float32))
+                for k in range(6)]
+
+    def gradient(episode):
+        grads = policy.gradient_buffer()
+        for _ in range(5):
+            policy.accumulate_gradient(*episode, grads)
+        return grads, policy.forward(episode[0])
+
+    serial = [gradient(e) for e in episodes]
+    with ThreadPoolExecutor(3) as pool:
+        concurrent = list(pool.map(gradient, episodes))
+    for (grads, probs), (expected, expected_probs) in zip(concurrent, serial):
+        np.testing.assert_array_equal(probs, expected_probs)
+        for name in grads:
+            np.testing.assert_array_equal(grads[name], expected[name], err_msg=name)
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.uint8, np.int32, np.uint64, np.int64])
+def test_actions_of_any_integer_type(dtype):
+    policy = CategoricalPolicy(4, (8,), 3, seed=0)
+    obs, actions, advantages = episode(policy, 6, seed=0)
+    expected, grads = policy.gradient_buffer(), policy.gradient_buffer()
+    policy.accumulate_gradient(obs, actions.astype(np.int64), advantages, expected)
+    policy.accumulate_gradient(obs, actions.astype(dtype), advantages, grads)
+    for name in grads:
+        np.testing.assert_array_equal(grads[name], expected[name])
+    with pytest.raises(ValueError, match=r"actions must be in \[0, 3\)"):
+        policy.accumulate_gradient(obs, np.full(6, np.iinfo(dtype).max, dtype), advantages, grads)
+
+
+@pytest.mark.parametrize("shape", [(576, (128,), 6), (4, (32,), 2), (5, (), 3), (9, (16, 7), 4)])
+def test_input_gradient_matches_reference(shape):
+    """d J / d obs, for a network below the policy (the lab's CNN feeds its dense head)."""
+    policy = CategoricalPolicy(*shape, seed=1)
+    random_biases(policy, np.random.default_rng(1))
+    steps = 40
+    obs, actions, advantages = episode(policy, steps, seed=1)
+    grads = policy.gradient_buffer()
+    input_grad = np.full((steps, shape[0]), np.nan, np.float32)  # overwritten, not added to
+    policy.accumulate_gradient(obs, actions, advantages, grads, input_grad=input_grad)
+    model = model64(policy)
+    expected = lab.input_gradient(obs, actions, advantages, model)
+    assert_f32_close(input_grad, expected, steps + chain_length(policy), GRADIENT_K, "input_grad",
+                     per_value=False)
+    # The parameters' gradient is the same with and without it.
+    plain = policy.gradient_buffer()
+    policy.accumulate_gradient(obs, actions, advantages, plain)
+    for name in grads:
+        np.testing.assert_array_equal(grads[name], plain[name])
+    # And the reference's is d J / d obs indeed: central differences on a few entries.
+    h = 1e-6
+    for t, i in [(0, 0), (steps - 1, shape[0] - 1), (steps // 2, shape[0] // 2)]:
+        shifted = obs.astype(np.float64)
+        shifted[t, i] += h
+        up = _objective64(model, shifted, actions, advantages.astype(np.float64), 1 / steps)
+        shifted[t, i] -= 2 * h
+        down = _objective64(model, shifted, actions, advantages.astype(np.float64), 1 / steps)
+        assert (up - down) / (2 * h) == pytest.approx(expected[t, i], rel=1e-5, abs=1e-9)
+
+
+def test_bad_input_grad():
+    policy = CategoricalPolicy(4, (8,), 2, seed=0)
+    args = (np.zeros((3, 4), np.float32), np.zeros(3, np.int64), np.ones(3, np.float32),
+            policy.gradient_buffer())
+    for bad, message in [(np.zeros((3, 4)), "got float64"), (np.zeros((4, 3), np.float32).T,
+                                                              "non-contiguous"),
+                         (np.zeros((2, 4), np.float32), r"shape \(3, 4\)")]:
+        with pytest.raises(ValueError, match=r"input_grad must be a writable .*" + message):
+            policy.accumulate_gradient(*args, input_grad=bad)

@@ -171,8 +171,10 @@ class _DensePolicy:
     def log_probs(self, obs: _ArrayLike) -> _Float32Array:
         """obs (N, D) or (D,) -> log-softmax of the logits, (N, A) or (A,)."""
     def accumulate_gradient(self, obs: _ArrayLike, actions: _ArrayLike, advantages: _ArrayLike,
-                            grads: dict[str, _Float32Array], scale: _Float | None = None) -> None:
-        """grads[k] += scale * sum_t advantages[t] * d log pi(actions[t]|obs[t]) / d theta_k."""
+                            grads: dict[str, _Float32Array], scale: _Float | None = None,
+                            input_grad: _Float32Array | None = None) -> None:
+        """grads[k] += scale * sum_t advantages[t] * d log pi(actions[t]|obs[t]) / d theta_k;
+        input_grad (T, D), if given, is overwritten with d J / d obs."""
 
 def sample_actions(probs: _ArrayLike, uniforms: _ArrayLike) -> npt.NDArray[np.int32]:
     """probs (N, A), uniforms (N,) in [0, 1) -> int32 actions (N,) by the inverse CDF."""

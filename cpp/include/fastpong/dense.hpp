@@ -37,9 +37,12 @@ class DensePolicy {
   // kernel and bias, over `steps` stored observations (the forward pass is recomputed). This is
   // the ascent direction of J = scale * sum_t A_t log pi(a_t|s_t), minus the gradient of the
   // lab's loss when scale = 1 / T. Sums over steps run in step order whatever the thread count.
+  // With `input_grad` (steps * input_size), also writes d J / d x[t] there (overwritten, not
+  // added): what a network below this one (the lab's CNN) backpropagates from.
   // Assumes valid arguments: actions in [0, num_actions), grads shaped like the parameters.
   void accumulate_gradient(const float* x, const int64_t* actions, const float* advantages,
-                           int64_t steps, float scale, const DenseTensors& grads) const;
+                           int64_t steps, float scale, const DenseTensors& grads,
+                           float* input_grad = nullptr) const;
 
  private:
   std::vector<int64_t> widths_;

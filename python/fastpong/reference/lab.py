@@ -18,8 +18,8 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = [
-    "ADAM_EPSILON", "adam_update", "discount_rewards", "forward", "init_model", "layer_names",
-    "log_softmax", "normalize", "policy_gradient", "sample_actions",
+    "ADAM_EPSILON", "adam_update", "discount_rewards", "forward", "init_model", "input_gradient",
+    "layer_names", "log_softmax", "normalize", "policy_gradient", "sample_actions",
 ]
 
 #: Keras' default epsilon for Adam.
@@ -80,6 +80,17 @@ def policy_gradient(obs: np.ndarray, actions: np.ndarray, advantages: np.ndarray
     d log pi(a|s) / d logits = onehot(a) - pi(.|s); the rest is the chain rule through the dense
     layers and their ReLUs.
     """
+    return _backward(obs, actions, advantages, model, scale)[0]
+
+
+def input_gradient(obs: np.ndarray, actions: np.ndarray, advantages: np.ndarray, model: dict,
+                   scale: float | None = None) -> np.ndarray:
+    """d J / d obs, (T, D): the same J, differentiated with respect to the observations (what a
+    network feeding this one, such as the lab's CNN, backpropagates from)."""
+    return _backward(obs, actions, advantages, model, scale)[1]
+
+
+def _backward(obs, actions, advantages, model, scale):
     obs = np.asarray(obs, dtype=float).reshape(-1, _layers(model)[0][0].shape[0])
     actions = np.asarray(actions).reshape(-1)
     advantages = np.asarray(advantages, dtype=float).reshape(-1)
@@ -97,9 +108,10 @@ def policy_gradient(obs: np.ndarray, actions: np.ndarray, advantages: np.ndarray
     for index in reversed(range(len(layers))):
         grads[f"{names[index]}/kernel"] = inputs[index].T @ delta
         grads[f"{names[index]}/bias"] = delta.sum(axis=0)
+        delta = delta @ layers[index][0].T
         if index > 0:
-            delta = (delta @ layers[index][0].T) * (inputs[index] > 0)
-    return {k: grads[k] for k in model}
+            delta = delta * (inputs[index] > 0)
+    return {k: grads[k] for k in model}, delta
 
 
 def sample_actions(probs: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
