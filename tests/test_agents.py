@@ -89,7 +89,8 @@ def test_every_learner_offers_the_seam(agent_name, engine):
      ["mit-cartpole agent's reference engine runs adam, not rmsprop"]),
     (["--env", "CartPole-v1", "--optimizer", "sgd"], ["invalid choice: 'sgd'"]),
     (["--agent", "mit-pong"], ["invalid choice: 'mit-pong'"]),
-    (["--env", "CartPole-v2"], ["unknown environment id 'CartPole-v2'"]),
+    (["--env", "CartPole-v2"], ["unknown environment id 'CartPole-v2'", "also trains CartPole-v1 and CartPole-v0"]),
+    (["--env", "Acrobot-v1"], ["is not an ALE (Atari) environment", "also trains CartPole-v1"]),
     (["--env", "CartPole-v1", "--target-return", "nan"], ["target return must be a finite number"]),
 ])
 def test_wrong_combinations(tmp_path, args, fragments):

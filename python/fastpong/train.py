@@ -98,9 +98,13 @@ def prepare_run(config: TrainConfig, run_dir, resume: bool, explicit=ALGORITHM_F
         raise RunError(f"run directory {run_dir} already holds {what}: pass --resume to continue it "
                        "or choose another --run-dir")
     if config.agent_record().env_kind == ATARI:
+        from .classic_envs import CLASSIC_ENV_IDS
         from .envs import validate_env_id
 
-        validate_env_id(config.env_id)
+        try:
+            validate_env_id(config.env_id)
+        except ValueError as exc:  # say that there is more than Atari
+            raise ValueError(f"{exc} (fastpong also trains {' and '.join(CLASSIC_ENV_IDS)})") from None
     _check_writable(run_dir)
     return config, run_dir, checkpoint
 
