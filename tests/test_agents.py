@@ -181,3 +181,32 @@ def test_pong_with_adam_trains_and_resumes(tmp_path):
     second = load_checkpoint(run / "checkpoint.npz")
     assert summary.updates == 2 and int(second["adam/step"]) == 2
     assert not np.array_equal(second["adam/v_W1"], first["adam/v_W1"])
+
+
+def test_step_history_keeps_episodes_through_compaction_and_growth():
+    """Episodes of 3 envs of different lengths, in a history of 4 rows: rows of finished episodes
+    are dropped when it fills, and it grows when one episode needs more than it has."""
+    from fastpong.agents.base import StepHistory
+
+    history = StepHistory(3, 2, capacity=4)
+    lengths = {0: 3, 1: 7, 2: 1}  # env 1 outlives the capacity: growth
+    expected = {env: [] for env in lengths}
+    played = {env: 0 for env in lengths}
+    finished = {env: [] for env in lengths}
+    for t in range(40):
+        obs = np.array([[t, env] for env in range(3)], dtype=np.float32)
+        history.append(obs, np.array([t % 2, t % 3, t % 5], dtype=np.int32))
+        history.set_last_rewards(np.array([t, -t, 2 * t], dtype=np.float32))
+        for env in range(3):
+            expected[env].append(t)
+            played[env] += 1
+            if played[env] == lengths[env]:
+                observations, actions, rewards = history.episode(env)
+                assert observations[:, 0].tolist() == expected[env] and np.all(observations[:, 1] == env)
+                assert actions.tolist() == [s % (2, 3, 5)[env] for s in expected[env]]
+                assert rewards.tolist() == [s * (1, -1, 2)[env] for s in expected[env]]
+                finished[env].append(len(expected[env]))
+                history.restart(env)
+                expected[env], played[env] = [], 0
+    assert all(len(finished[env]) == 40 // lengths[env] for env in lengths)
+    assert history.observations.shape[0] == 8  # grew once, for env 1's 7 steps
