@@ -263,3 +263,14 @@ def test_video_every_records_cartpole(tmp_path):
     videos = sorted((run / "video").glob("*.mp4"))
     assert [v.name for v in videos] == ["update-0001.mp4"] and videos[0].stat().st_size > 0
     assert not list((run / "video").glob(".*"))  # the weights snapshot is gone
+
+
+def test_eval_video_keeps_json_stdout_clean(tmp_path, cartpole_run):
+    """pygame greets on stdout when imported; with --json, stdout must hold the JSON alone."""
+    pytest.importorskip("pygame")
+    video = tmp_path / "pole.mp4"
+    result = run_cli("eval", "--checkpoint", str(cartpole_run), "--episodes", "1", "--max-steps", "8",
+                     "--video", str(video), "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["episodes"] == 1 and video.stat().st_size > 0
+    assert "XDG_RUNTIME_DIR" not in result.stderr

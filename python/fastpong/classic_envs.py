@@ -16,6 +16,8 @@ from the batch's one random stream, seeded by ``reset(seed=...)``.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 #: The classic-control ids fastpong trains on, with their time limits in steps.
@@ -24,6 +26,18 @@ CLASSIC_ENV_IDS = {"CartPole-v1": 500, "CartPole-v0": 200}
 
 def is_classic_env_id(env_id) -> bool:
     return env_id in CLASSIC_ENV_IDS
+
+
+def require_renderer() -> None:
+    """Makes sure gymnasium can draw CartPole (it uses pygame), quietly: pygame's greeting would
+    land on stdout (where `--json` writes), and SDL would look for a display it does not need.
+    ValueError in one line if pygame is missing."""
+    os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # drawing is off-screen
+    try:
+        import pygame  # noqa: F401
+    except ImportError:
+        raise ValueError("a CartPole video needs pygame: pip install 'fastpong[cartpole]'") from None
 
 
 class ClassicEnvBatch:
@@ -41,6 +55,8 @@ class ClassicEnvBatch:
         self.num_envs = num_envs
         self.num_actions = 2
         self.observation_size = 4
+        if render:
+            require_renderer()
         self._venv = CartPoleVectorEnv(num_envs=num_envs, max_episode_steps=CLASSIC_ENV_IDS[env_id],
                                        render_mode="rgb_array" if render else None)
         self._actions = None

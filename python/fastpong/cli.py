@@ -192,7 +192,7 @@ def _run_eval(args) -> int:
 def _print_returns(result, summary) -> None:
     print(f"{'episode':>7}  {'return':>7}  {'steps':>6}")
     for i, e in enumerate(result.episodes, 1):
-        note = "  (time limit)" if e.truncated else ""
+        note = "  (truncated)" if e.truncated else ""  # by the time limit (balanced to the end) or --max-steps
         print(f"{i:>7}  {e.reward:>7g}  {e.steps:>6}{note}")
     print(f"mean return {summary['mean_return']:.1f} ± {summary['std_return']:.1f} over {summary['episodes']} "
           f"episodes (min {summary['min_return']:g}, max {summary['max_return']:g}); mean length "

@@ -183,14 +183,11 @@ def _evaluate_pong(policy, env_id, episodes, num_envs, seed, greedy, video_path,
 
 
 def _evaluate_returns(policy, env_id, episodes, num_envs, seed, greedy, video_path, max_steps) -> ReturnEvalResult:
-    from .classic_envs import ClassicEnvBatch
+    from .classic_envs import ClassicEnvBatch, require_renderer
     from .video import VideoWriter
 
     if video_path is not None:
-        try:
-            import pygame  # noqa: F401  (gymnasium draws CartPole with it)
-        except ImportError:
-            raise ValueError("a CartPole video needs pygame: pip install 'fastpong[cartpole]'") from None
+        require_renderer()
     game = _ReturnGame(policy, env_id, num_envs, np.random.default_rng(seed), greedy)
     writer = VideoWriter(video_path, fps=50) if video_path is not None else None  # CartPole: 50 steps/s
     envs = ClassicEnvBatch(env_id, num_envs, render=writer is not None)
