@@ -7,6 +7,7 @@ of the CLI's one-line errors, run either way.
 
 import csv
 import importlib.util
+import json
 import math
 import os
 import signal
@@ -142,6 +143,37 @@ def test_two_workers_count_every_game_once_and_repeat_with_the_same_seed(cluster
     assert [r["reward"] for r in rows_a] == [r["reward"] for r in rows_b]
 
 
+def read_config(run_dir) -> dict:
+    return json.loads((Path(run_dir) / "config.json").read_text())
+
+
+@needs_ray
+def test_cartpole_on_two_workers_and_resume_between_local_and_ray(cluster, tmp_path):
+    """The MIT lab's agent through the same seam: every episode counted once, an update every
+    batch_size episodes; config.json records how each session played; --resume switches freely."""
+    run, hidden = tmp_path / "run", 8
+    cartpole = dict(env_id="CartPole-v1", hidden=hidden, batch_size=2, num_envs=2, seed=9, progress=False)
+    local = train(run_dir=run, episodes=3, **cartpole)
+    assert local.updates == 1 and read_config(run)["ray"] is None and read_config(run)["workers"] is None
+    summary = train(run_dir=run, resume=True, episodes=11, ray=cluster.address, workers=2, **cartpole)
+    assert summary.episodes == 11 and summary.updates == 5 and summary.workers == 2
+    assert summary.worker_restarts == 0 and summary.interrupted_by is None
+    assert summary.bytes_per_game == (4 * hidden + hidden + hidden * 2 + 2) * 4  # float32 Keras layout
+    config = read_config(run)
+    assert (config["ray"], config["workers"], config["agent"]) == ("address", 2, "mit-cartpole")
+    rows = read_metrics(run)
+    assert [int(r["episode"]) for r in rows] == list(range(1, 12))
+    assert "points_won" not in rows[0]
+    for r in rows:  # CartPole: +1 a step, up to the time limit
+        assert float(r["reward"]) == int(r["length"]) and 1 <= int(r["length"]) <= 500
+    ckpt = load_checkpoint(run / "checkpoint.npz")
+    assert (ckpt["episodes"], ckpt["updates"], ckpt["episodes_in_batch"]) == (11, 5, 1)
+    assert ckpt["env_steps"] == summary.steps >= sum(int(r["length"]) for r in rows)
+    assert np.any(ckpt["tensors"]["grad/dense_0/kernel"])  # the eleventh episode waits in the batch
+    back = train(run_dir=run, resume=True, episodes=13, **cartpole)  # and locally again
+    assert back.episodes == 13 and back.updates == 6 and read_config(run)["ray"] is None
+
+
 @needs_ray
 def test_killed_worker_is_restarted_and_no_game_counted_twice(cluster, tmp_path, capfd):
     killed, earlier = [], set(rollout_worker_pids())  # earlier runs' workers may still be exiting
@@ -239,47 +271,81 @@ def test_bad_address_is_one_line_and_exit_2(tmp_path, address, words):
 
 # The learner seam the driver and the workers use, and the worker itself: no Ray needed.
 
-def learner_after_episode(pong_play, seed=11):
-    """A FastLearner that played the recorded frames as one finished episode."""
-    learner = FastLearner(TrainConfig(seed=seed).validate(), [1], np.random.default_rng(5))
-    for frames, reward in zip(pong_play.frames[:-1], pong_play.rewards):
-        learner.observe(0, frames[None])
-        learner.act(0)
-        learner.record_rewards(0, np.array([reward], dtype=np.float32))
-    learner.finish_episode(0, 0)
-    return learner
+def pong_episodes(pong_play, count=2):
+    """The recorded Pong frames cut into `count` episodes: [(frames (T, 210, 160, 3), rewards (T,))]."""
+    cuts = np.linspace(0, len(pong_play.rewards), count + 1).astype(int)
+    return [(pong_play.frames[a:b], pong_play.rewards[a:b].astype(np.float32)) for a, b in zip(cuts, cuts[1:])]
 
 
-def test_a_taken_gradient_added_elsewhere_makes_the_same_update(pong_play):
-    worker, driver = learner_after_episode(pong_play), learner_after_episode(pong_play)
-    expected = driver.tensors()["grad_W1"].copy()
-    driver.take_gradient()  # the driver's own episode is not part of this batch
-    assert not np.any(driver.tensors()["grad_W1"])
-    gradient = worker.take_gradient()
-    assert not np.any(worker.tensors()["grad_W1"]) and np.any(gradient["W1"])  # taken, then zeroed
-    np.testing.assert_array_equal(gradient["W1"], expected)
-    driver.add_gradient(gradient)
-    np.testing.assert_array_equal(driver.tensors()["grad_W1"], expected)  # a checkpoint holds it
-    driver.add_gradient(gradient)
-    np.testing.assert_allclose(driver.tensors()["grad_W1"], 2 * expected, rtol=1e-6)
-    reference = learner_after_episode(pong_play)  # its own episode in the kernel's buffer, plus one added
-    reference.add_gradient(gradient)
-    reference.update()
+def cartpole_episodes(count=3):
+    """Made-up CartPole states of episodes of different lengths (one of a single step), a reward
+    of 1 a step."""
+    rng = np.random.default_rng(21)
+    return [(rng.normal(0, 0.5, (n, 1, 4)).astype(np.float32)[:, 0], np.ones(n, np.float32))
+            for n in (9, 1, 23)[:count]]
+
+
+AGENT_CASES = {  # agent -> (settings, episodes(pong_play), gradient name to look at)
+    "karpathy": (dict(seed=11, batch_size=2), lambda play: pong_episodes(play), "W1"),
+    "mit-cartpole": (dict(env_id="CartPole-v1", seed=11, batch_size=3, hidden=8),
+                     lambda play: cartpole_episodes(), "dense_0/kernel"),
+}
+
+
+def make_learner(settings, rng_seed=5):
+    config = TrainConfig(**settings).validate()
+    return config.agent_record().learners["fast"](config, [1], np.random.default_rng(rng_seed))
+
+
+def play(learner, episodes, take=False) -> list:
+    """Plays the episodes on lane 0 (one env) as the loop does; with take, takes each episode's
+    gradient as a rollout worker does and returns them."""
+    taken = []
+    for observations, rewards in episodes:
+        for obs, reward in zip(observations, rewards):
+            learner.observe(0, obs[None])
+            learner.act(0)
+            learner.record_rewards(0, np.array([reward], dtype=np.float32))
+        learner.finish_episode(0, 0)
+        if take:
+            taken.append(learner.take_gradient())
+    return taken
+
+
+@pytest.mark.parametrize("agent", AGENT_CASES)
+def test_a_ray_update_equals_a_local_one_on_the_same_episodes(pong_play, agent):
+    """A worker takes each episode's gradient, the driver adds them and updates: the same weights
+    as the local loop playing those episodes (for the lab's agent, a sum of per-episode means that
+    update() divides by the batch size, on both sides)."""
+    settings, make_episodes, name = AGENT_CASES[agent]
+    episodes = make_episodes(pong_play)
+    assert len(episodes) == settings["batch_size"]
+    local, worker, driver = make_learner(settings), make_learner(settings), make_learner(settings, rng_seed=99)
+    play(local, episodes)
+    gradients = play(worker, episodes, take=True)
+    for gradient, (_, rewards) in zip(gradients, episodes):  # one step: standardized returns are 0
+        assert np.any(gradient[name]) == (len(rewards) > 1)
+    assert not np.any(worker.take_gradient()[name])  # taken, then zeroed
+    for gradient in gradients:
+        driver.add_gradient(gradient)
+    local.update()
     driver.update()
-    for key in ("W1", "W2"):
-        np.testing.assert_allclose(driver.weights()[key], reference.weights()[key], rtol=0, atol=1e-7)
+    for key, value in local.weights().items():
+        np.testing.assert_allclose(driver.weights()[key], value, rtol=0, atol=1e-7, err_msg=key)
+    assert not np.array_equal(driver.weights()[name], worker.weights()[name])  # the update moved it
+    worker.load_weights(driver.weights())
+    for key, value in driver.weights().items():
+        np.testing.assert_array_equal(worker.weights()[key], value)
+
+
+def test_an_added_gradient_is_in_the_checkpoint(pong_play):
+    settings, _, _ = AGENT_CASES["karpathy"]
+    worker, driver = make_learner(settings), make_learner(settings)
+    gradient = play(worker, pong_episodes(pong_play, 1), take=True)[0]
+    driver.add_gradient(gradient)
+    np.testing.assert_array_equal(driver.tensors()["grad_W1"], gradient["W1"])
+    driver.update()
     assert not np.any(driver.tensors()["grad_W1"])  # the update consumed the batch
-
-
-def test_weights_round_trip_and_bad_gradients(pong_play):
-    a, b = learner_after_episode(pong_play, seed=1), learner_after_episode(pong_play, seed=2)
-    assert not np.array_equal(a.weights()["W1"], b.weights()["W1"])
-    b.load_weights(a.weights())
-    np.testing.assert_array_equal(a.weights()["W1"], b.weights()["W1"])
-    with pytest.raises(ValueError, match=r"gradient must have W1 \(200, 6400\) and W2 \(200,\), got W1 \(3, 4\)"):
-        a.add_gradient({"W1": np.zeros((3, 4)), "W2": np.zeros(200)})
-    with pytest.raises(ValueError, match="gradient must be a mapping"):
-        a.add_gradient([1, 2])
 
 
 @pytest.mark.slow
@@ -294,9 +360,41 @@ def test_rollout_worker_sends_whole_games_with_their_gradients():
         assert result["steps"] >= 512 and result["steps"] % 2 == 0
     worker.close()
     for game in games:
-        assert max(game["won"], game["lost"]) == 21 and game["reward"] == game["won"] - game["lost"]
-        assert game["version"] == 7 and 0 < game["steps"] <= steps
+        episode = game["episode"]
+        assert max(episode["points_won"], episode["points_lost"]) == 21
+        assert episode["reward"] == episode["points_won"] - episode["points_lost"]
+        assert game["version"] == 7 and 0 < episode["length"] <= steps
         assert game["gradient"]["W1"].shape == (200, 6400) and np.any(game["gradient"]["W1"])
+
+
+def test_rollout_worker_plays_cartpole_episodes_the_same_way_again():
+    config = TrainConfig(env_id="CartPole-v1", seed=2, num_envs=3, hidden=8).resolved()
+    weights = make_learner(dict(env_id="CartPole-v1", seed=4, hidden=8)).weights()
+    results = []
+    for _ in range(2):
+        worker = RolloutWorker(config.to_dict(), worker=1)
+        results.append(worker.play((0, 0), 3, weights, 512))
+        worker.close()
+    result = results[0]
+    assert result["steps"] >= 512 and result["steps"] % 3 == 0 and len(result["games"]) > 3
+    assert sum(game["episode"]["length"] for game in result["games"]) <= result["steps"]
+    for game in result["games"]:
+        assert set(game["episode"]) == {"reward", "length"} and game["version"] == 3
+        assert game["episode"]["reward"] == game["episode"]["length"] >= 1
+        assert set(game["gradient"]) == set(weights)
+    again = results[1]["games"]  # same seeds, same weights: the same episodes and gradients
+    assert [g["episode"] for g in again] == [g["episode"] for g in result["games"]]
+    for a, b in zip(again, result["games"]):
+        for name in weights:
+            np.testing.assert_array_equal(a["gradient"][name], b["gradient"][name])
+
+
+def test_config_records_how_the_run_played():
+    assert TrainConfig(ray="local", workers=2).validate().workers == 2
+    with pytest.raises(ValueError, match="ray must be one of local, auto, address or None, got 'host:1'"):
+        TrainConfig(ray="host:1").validate()
+    with pytest.raises(ValueError, match="workers is a setting of a Ray run"):
+        TrainConfig(workers=2).validate()
 
 
 def test_workers_without_ray_is_an_error(tmp_path):

@@ -8,3 +8,9 @@ def check_ray_args(address, workers) -> None:
     from .ray_train import check_ray_args as check
 
     check(address, workers)
+
+
+def address_kind(address: str) -> str:
+    """What config.json records of --ray: 'local', 'auto' or 'address' (a host:port, which may
+    differ between sessions of the run)."""
+    return address if address in ("local", "auto") else "address"

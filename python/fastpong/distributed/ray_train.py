@@ -1,10 +1,10 @@
 """``fastpong train --ray``: rollout workers as Ray actors, the learner on the driver.
 
-The driver is the local run (train.py's ``_Run``: run directory, config.json, metrics.csv, the
-checkpoint after every update, the progress bar, signals, resume) with its stepping loop replaced:
-N actors play the games (rollout_worker.py), each finished game comes back as its gradient, the
-driver adds it to the batch through the learner's seam (``add_gradient``) and counts it exactly as
-the local loop counts a game; every ``batch_size`` games it updates and puts the new weights into
+The driver is the local run (train.py's ``_Run``: run directory, config.json, metrics.csv,
+checkpoints, the progress bar, signals, resume) with its stepping loop replaced: N actors play the
+episodes of any agent (karpathy's Pong, mit-cartpole's CartPole; rollout_worker.py), each finished
+episode comes back as its gradient (the learner's ``take_gradient``), the driver adds it to the
+batch (``add_gradient``) and counts it exactly as the local loop counts an episode; every ``batch_size`` games it updates and puts the new weights into
 Ray's object store once (``ray.put``), and every worker's next chunk takes that one object.
 
 Order: each worker has ``PIPELINE`` calls in flight and the driver takes their results in a fixed
@@ -15,6 +15,7 @@ those are depends only on the order in which the driver took results).
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 import socket
 import sys
@@ -114,7 +115,8 @@ class RayRun(_Run):
 
     def __init__(self, config, run_dir, checkpoint, progress, on_episode, *, address: str, workers: int | None):
         if config.engine != "fast":
-            raise ValueError("--ray runs the fast engine (the reference engine is the tutorial's one-env loop)")
+            raise ValueError("--ray runs the fast engine (the reference engines are the originals' NumPy "
+                             "code, for comparison on one machine)")
         self.ray, self._owns_ray = connect(address)
         try:
             cpus = int(self.ray.cluster_resources().get("CPU", 0))
@@ -122,6 +124,7 @@ class RayRun(_Run):
             if self.num_workers > cpus:  # the round robin would wait for ever on a worker with no CPU
                 raise ValueError(f"--workers {self.num_workers}: a worker takes one CPU and the Ray cluster "
                                  f"at {address!r} has {cpus}")
+            config = dataclasses.replace(config, workers=self.num_workers)  # config.json says how many
             super().__init__(config, run_dir, checkpoint, progress, on_episode)
         except BaseException:
             self._disconnect()
@@ -188,7 +191,7 @@ class RayRun(_Run):
                 self.gradient_bytes += sum(g.nbytes for g in game["gradient"].values())
                 self.staleness.append(self.updates - game["version"])
                 updates = self.updates
-                self._episode_finished(game["reward"], game["won"], game["lost"], elapsed, rate, bar)
+                self._episode_finished(game["episode"], elapsed, rate, bar)
                 if self.updates != updates:
                     self._broadcast()
             if not self._done():

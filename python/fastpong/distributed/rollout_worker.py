@@ -2,8 +2,8 @@
 
 Plain Python, no Ray in here: ray_train.py wraps the class as an actor. Each ``play`` call steps
 the worker's games for a chunk of env steps with the newest weights it was handed, and returns
-what the learner needs of every game that finished in the chunk: the game's score and its
-gradient, one per game (see README "Training on a Ray cluster" for why one per game).
+what the learner needs of every episode that finished in the chunk: its return, length (and
+Pong's points) and its gradient (``take_gradient``), one per episode (see README "Training on a Ray cluster" for why one per game).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import os
 import numpy as np
 
 from .. import _core
+from ..agents import ATARI
 from ..config import TrainConfig
-from ..learners import LEARNERS
 
 
 def worker_seeds(seed: int, episodes: int, worker: int, incarnation: int) -> tuple[int, np.random.SeedSequence]:
@@ -37,6 +37,7 @@ class RolloutWorker:
         self.worker = worker
         _core.set_num_threads(1)
         self.lane_sizes = lane_sizes(self.config)
+        self.scored = self.config.agent_record().env_kind == ATARI  # Pong: points won and lost
         self.offsets = np.cumsum([0, *self.lane_sizes])
         self.lanes = None
         self.learner = None
@@ -50,7 +51,7 @@ class RolloutWorker:
 
         env_seed, action_seed = worker_seeds(self.config.seed, episodes, self.worker, incarnation)
         rng = np.random.default_rng(action_seed)
-        self.learner = LEARNERS[self.config.engine](self.config, self.lane_sizes, rng)
+        self.learner = self.config.agent_record().learners[self.config.engine](self.config, self.lane_sizes, rng)
         self.lanes = _make_lanes(self.config, self.lane_sizes, env_seed)
         n = self.config.num_envs
         self.reward_sums = np.zeros(n)
@@ -61,8 +62,9 @@ class RolloutWorker:
 
     def play(self, start: tuple[int, int], version: int, weights: dict, steps: int) -> dict:
         """Plays at least `steps` env steps with `weights` (the learner's after `version` updates)
-        and returns {'steps', 'pid', 'games': [{'reward', 'won', 'lost', 'steps', 'version',
-        'gradient'}]}. `start` = (episodes at session start, incarnation) seeds the games of a
+        and returns {'steps', 'pid', 'games': [{'episode', 'version', 'gradient'}]}: 'episode' is
+        what the local loop counts of a finished episode ({'reward', 'length'} and, for Pong,
+        'points_won', 'points_lost'). `start` = (episodes at session start, incarnation) seeds the games of a
         fresh worker; a worker already playing ignores it."""
         if self.lanes is None:
             self._start(*start)
@@ -81,7 +83,9 @@ class RolloutWorker:
                 learner.record_rewards(i, rewards)
                 lane = slice(self.offsets[i], self.offsets[i + 1])
                 self.game_steps[lane] += 1
-                if rewards.any():
+                if not self.scored:
+                    self.reward_sums[lane] += rewards
+                elif rewards.any():  # a point was scored (most steps: nothing to count)
                     self.reward_sums[lane] += rewards
                     self.points_won[lane] += rewards > 0
                     self.points_lost[lane] += rewards < 0
@@ -94,8 +98,10 @@ class RolloutWorker:
         return {"steps": played, "pid": os.getpid(), "games": games}
 
     def _finished(self, g: int) -> dict:
-        game = dict(reward=float(self.reward_sums[g]), won=int(self.points_won[g]), lost=int(self.points_lost[g]),
-                    steps=int(self.game_steps[g]), version=self.version, gradient=self.learner.take_gradient())
+        episode = dict(reward=float(self.reward_sums[g]), length=int(self.game_steps[g]))
+        if self.scored:
+            episode.update(points_won=int(self.points_won[g]), points_lost=int(self.points_lost[g]))
+        game = dict(episode=episode, version=self.version, gradient=self.learner.take_gradient())
         self.reward_sums[g] = self.points_won[g] = self.points_lost[g] = self.game_steps[g] = 0
         return game
 
