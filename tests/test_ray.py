@@ -395,6 +395,16 @@ def test_config_records_how_the_run_played():
         TrainConfig(ray="host:1").validate()
     with pytest.raises(ValueError, match="workers is a setting of a Ray run"):
         TrainConfig(workers=2).validate()
+    with pytest.raises(ValueError, match="--ray runs the fast engine"):
+        TrainConfig(env_id="CartPole-v1", engine="reference", ray="auto").validate()
+
+
+@needs_ray
+def test_reference_engine_on_ray_is_one_line_and_touches_nothing(tmp_path):
+    result = cli("train", "--env", "CartPole-v1", "--engine", "reference", "--ray", "local", "--episodes", "1",
+                 "--run-dir", str(tmp_path / "run"))
+    assert result.returncode == 2 and "--ray runs the fast engine" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
 
 
 def test_workers_without_ray_is_an_error(tmp_path):

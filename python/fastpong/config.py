@@ -110,6 +110,9 @@ class TrainConfig:
             raise ValueError(f"ray must be one of {', '.join(RAY_KINDS)} or None, got {self.ray!r}")
         if self.workers is not None and self.ray is None:
             raise ValueError("workers is a setting of a Ray run; this run has ray=None")
+        if self.ray is not None and self.engine != "fast":
+            raise ValueError("--ray runs the fast engine (the reference engines are the originals' NumPy "
+                             "code, for comparison on one machine)")
         for name in ("num_envs", "episodes", "steps", "threads", "video_every", "workers"):
             value = getattr(self, name)
             if value is not None:
