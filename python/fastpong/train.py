@@ -230,7 +230,9 @@ def train(config: TrainConfig | None = None, *, run_dir=None, resume: bool = Fal
     ``stop_signals``: an installed StopSignals of the caller's (by default the run installs its
     own and restores the previous handlers at the end).
     ``ray`` ('local', 'auto' or a cluster's host:port) and ``workers``: play on Ray rollout workers,
-    ``num_envs`` games each, with the learner here (fastpong.distributed; needs fastpong[ray])."""
+    ``num_envs`` games each, with the learner here (fastpong.distributed; needs fastpong[ray]), for
+    every agent; config.json records them as run settings (``ray``: local, auto or address), and a
+    ``config`` whose ``ray`` is local or auto asks for Ray itself."""
     if ray is None and workers is None and config is not None and config.ray is not None:
         ray, workers = _ray_of(config)  # a config that asks for Ray itself
     if ray is not None or workers is not None:
