@@ -74,6 +74,19 @@ def test_every_learner_offers_the_seam(agent_name, engine):
     assert any(np.any(v) for v in learner.weights().values())
 
 
+def test_tutorial_learner_folds_added_gradients_into_its_checkpoint_and_checks_shapes():
+    config = TrainConfig(env_id="ALE/Pong-v5", seed=1, hidden=8, num_envs=1).validate()
+    learner = get_agent("karpathy").learners["fast"](config, [1], np.random.default_rng(0))
+    gradient = {"W1": np.full((8, 6400), 0.25, np.float32), "W2": np.arange(8, dtype=np.float32)}
+    learner.add_gradient(gradient)
+    learner.add_gradient(gradient)
+    tensors = learner.tensors()  # what a checkpoint written now holds
+    np.testing.assert_array_equal(tensors["grad_W1"], 0.5)
+    np.testing.assert_array_equal(tensors["grad_W2"], 2 * gradient["W2"])
+    with pytest.raises(ValueError, match=r"gradient W1 must have shape \(8, 6400\), got \(8, 80\)"):
+        learner.add_gradient({"W1": np.zeros((8, 80)), "W2": np.zeros(8)})
+
+
 # --- wrong combinations: one line, exit 2, nothing written --------------------------------------
 
 @pytest.mark.parametrize("args, fragments", [

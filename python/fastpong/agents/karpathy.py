@@ -53,6 +53,10 @@ class FastLearner:
         if hasattr(self.optimizer, "cache"):
             self.optimizer.cache = self.policy.gradient_buffer()
         self.grads = self.policy.gradient_buffer()
+        # Gradients added from outside (Ray's driver, one game at a time), summed in the tutorial's
+        # layout and folded into the kernel's buffer once per update: folding each game would copy
+        # the whole 5 MB buffer out and back per game.
+        self._added: dict | None = None
         self.lanes = [_Lane(n, config.hidden, self.policy.input_size) for n in lane_sizes]
 
     def observe(self, lane: int, frames: np.ndarray) -> None:
@@ -82,9 +86,11 @@ class FastLearner:
         state.differencer.reset(env)
 
     def update(self) -> None:
+        self._fold_added()
         self.optimizer.step(self.policy, self.grads)
 
     def tensors(self) -> dict:
+        self._fold_added()
         model, grads = self.policy.to_model(), self.grads.to_model()
         return {"W1": model["W1"], "W2": model["W2"], **_optimizer_tensors(self.optimizer),
                 "grad_W1": grads["W1"], "grad_W2": grads["W2"]}
@@ -93,6 +99,7 @@ class FastLearner:
         self.policy.load_model({"W1": tensors["W1"], "W2": tensors["W2"]})
         _load_optimizer_tensors(self.optimizer, tensors, self.policy)
         self.grads.load_model({"W1": tensors["grad_W1"], "W2": tensors["grad_W2"]})
+        self._added = None
 
     def weights(self) -> dict:
         return self.policy.to_model()
@@ -101,13 +108,28 @@ class FastLearner:
         self.policy.load_model({"W1": weights["W1"], "W2": weights["W2"]})
 
     def take_gradient(self) -> dict:
+        self._fold_added()
         grads = self.grads.to_model()
         self.grads.zero()
         return grads
 
     def add_gradient(self, gradient: dict) -> None:
-        total = self.grads.to_model()
-        self.grads.load_model({k: total[k] + np.asarray(gradient[k], dtype=np.float32) for k in ("W1", "W2")})
+        expected = {"W1": (self.policy.hidden, self.policy.input_size), "W2": (self.policy.hidden,)}
+        arrays = {k: np.asarray(gradient[k], dtype=np.float32) for k in expected}
+        for k, shape in expected.items():
+            if arrays[k].shape != shape:
+                raise ValueError(f"gradient {k} must have shape {shape}, got {arrays[k].shape}")
+        if self._added is None:
+            self._added = {k: a.copy() for k, a in arrays.items()}
+        else:
+            for k, a in arrays.items():
+                self._added[k] += a
+
+    def _fold_added(self) -> None:
+        if self._added is not None:
+            total = self.grads.to_model()
+            self.grads.load_model({k: total[k] + self._added[k] for k in total})
+            self._added = None
 
 
 class _Lane:
