@@ -78,7 +78,11 @@ inline FloatArray as_float32(const py::handle& obj, const std::string& name) {
     fail(name + " must be a real numeric array (float32 preferred), got " + describe(a));
   }
   // forcecast: float64 and integer inputs are converted, not refused (kinds checked above).
-  auto converted = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(a);
+  // aligned: a float32 view at an odd byte offset is copied too. The kernels read floats through
+  // float pointers, which C++ requires to be 4-byte aligned (the sanitizer build caught one).
+  constexpr int kFlags =
+      py::array::c_style | py::array::forcecast | py::detail::npy_api::NPY_ARRAY_ALIGNED_;
+  auto converted = py::array_t<float, kFlags>::ensure(a);
   if (!converted) fail(name + " could not be converted to float32, got " + describe(a));
   return converted;
 }

@@ -14,7 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
+#: The format this fastpong writes, and the ones it reads. A change to the arrays or their meaning
+#: bumps FORMAT_VERSION; a loader that can still read an older format keeps its number in the set.
 FORMAT_VERSION = 1
+SUPPORTED_FORMAT_VERSIONS = frozenset({1})
 TENSOR_KEYS = ("W1", "W2", "cache_W1", "cache_W2", "grad_W1", "grad_W2")
 COUNTER_KEYS = ("episodes", "env_steps", "updates", "episodes_in_batch")
 FLOAT_KEYS = ("running_reward", "wall_seconds")
@@ -25,20 +28,39 @@ class CheckpointError(ValueError):
     """A checkpoint that is missing, truncated, corrupt or of other shapes."""
 
 
+#: Temporary files of write_atomically are named ".<name>.tmp-<pid>".
+TEMPORARY_MARKER = ".tmp-"
+
+
 def write_atomically(path: Path, write) -> None:
     """Calls write(file) on a temporary file beside `path`, flushes it to disk, then renames it
-    over `path`: a reader sees the old file or the new one, never half of one."""
+    over `path`: a reader sees the old file or the new one, never half of one.
+
+    A failed write (disk full, file too large, no permission) removes the temporary file and
+    raises OSError naming `path`, the file that was not replaced. A process killed mid-write
+    leaves its temporary file: see remove_stale_temporaries."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = path.with_name(f".{path.name}{TEMPORARY_MARKER}{os.getpid()}")
     try:
         with open(tmp, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno is not None and exc.filename != str(path):
+            raise OSError(exc.errno, f"cannot write {path}: {exc.strerror}") from exc
         raise
+
+
+def remove_stale_temporaries(directory) -> list[Path]:
+    """Deletes the temporary files that killed processes left in `directory` mid-write and
+    returns their paths. Only for a directory no live process writes to (a locked run directory)."""
+    stale = sorted(Path(directory).glob(f".*{TEMPORARY_MARKER}*"))
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
 
 
 def save_checkpoint(path, *, tensors: dict, counters: dict, running_reward, wall_seconds: float,
@@ -59,6 +81,7 @@ def load_checkpoint(path, *, hidden: int | None = None, input_size: int | None =
     hidden / input_size, when given, are the shapes the caller expects."""
     path = Path(path)
     data = _read_arrays(path)
+    _check_format_version(path, data, required=True)
     missing = [k for k in (*TENSOR_KEYS, *COUNTER_KEYS, *FLOAT_KEYS, *TEXT_KEYS) if k not in data]
     if missing:
         raise CheckpointError(f"checkpoint {path} is missing {', '.join(missing)}")
@@ -100,8 +123,10 @@ def load_checkpoint(path, *, hidden: int | None = None, input_size: int | None =
 def load_policy_weights(path) -> dict:
     """Just {'W1', 'W2'} from a checkpoint or any .npz holding them (e.g. the shipped policy)."""
     path = Path(path)
-    data = _read_arrays(path, keys=("W1", "W2"))
-    if len(data) < 2:
+    data = _read_arrays(path, keys=("W1", "W2", "format_version"))
+    # A bare {W1, W2} file (the shipped policy, an export) has no version; a checkpoint has one.
+    _check_format_version(path, data, required=False)
+    if "W1" not in data or "W2" not in data:
         raise CheckpointError(f"{path} holds no policy: expected arrays 'W1' and 'W2'")
     w1, w2 = data["W1"], data["W2"]
     if w1.ndim != 2 or w2.shape != (w1.shape[0],) or w1.dtype.kind != "f" or w2.dtype.kind != "f":
@@ -111,6 +136,20 @@ def load_policy_weights(path) -> dict:
     if not (np.all(np.isfinite(w1)) and np.all(np.isfinite(w2))):
         raise CheckpointError(f"{path}: the weights hold non-finite values")
     return {"W1": w1, "W2": w2}
+
+
+def _check_format_version(path: Path, data: dict, required: bool) -> None:
+    if "format_version" not in data:
+        if required:
+            raise CheckpointError(f"checkpoint {path} has no format_version: not a fastpong checkpoint")
+        return
+    value = data["format_version"]
+    if value.shape != () or value.dtype.kind not in "iu":
+        raise CheckpointError(f"checkpoint {path}: format_version must be an integer, got {value.dtype} {value.shape}")
+    if int(value) not in SUPPORTED_FORMAT_VERSIONS:
+        readable = ", ".join(str(v) for v in sorted(SUPPORTED_FORMAT_VERSIONS))
+        raise CheckpointError(f"checkpoint {path} has format version {int(value)}; this fastpong reads "
+                              f"version{'s' if len(SUPPORTED_FORMAT_VERSIONS) > 1 else ''} {readable}")
 
 
 def _read_arrays(path: Path, keys=None) -> dict:
