@@ -35,7 +35,8 @@ py::dict to_model(const PolicyTensors& t) {
 }
 
 void load_model(PolicyTensors& t, const py::handle& model, const std::string& what) {
-  if (!py::isinstance<py::dict>(model) && !py::hasattr(model, "__getitem__")) {
+  // Both methods are used below; a NumPy scalar, say, has __getitem__ but no __contains__.
+  if (!py::hasattr(model, "__getitem__") || !py::hasattr(model, "__contains__")) {
     fail(what + " must be a mapping with keys 'W1' and 'W2', got " + describe_object(model));
   }
   for (const char* key : {"W1", "W2"}) {
@@ -149,8 +150,7 @@ void bind_policy(py::module_& m) {
       m, "GradientBuffer",
       "Tensors shaped like a policy's weights (gradients, optimizer state), in its fast layout.")
       .def(py::init([](int64_t hidden, int64_t input_size) {
-             require_positive(hidden, "hidden");
-             require_positive(input_size, "input_size");
+             require_tensor_shape(hidden, input_size);
              return PolicyTensors(input_size, hidden);
            }),
            py::arg("hidden") = 200, py::arg("input_size") = 6400)
@@ -165,8 +165,7 @@ void bind_policy(py::module_& m) {
 
   py::class_<Policy>(m, "_Policy")
       .def(py::init([](int64_t hidden, int64_t input_size) {
-             require_positive(hidden, "hidden");
-             require_positive(input_size, "input_size");
+             require_tensor_shape(hidden, input_size);
              if (input_size > INT32_MAX) fail("input_size must be below 2^31");
              return Policy(input_size, hidden);
            }),

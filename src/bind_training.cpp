@@ -68,6 +68,7 @@ EpisodeBuffer episode_from_arrays(const py::handle& epx_obj, const py::handle& e
   const int64_t steps = epx.shape(0), input_size = epx.shape(1), hidden = eph.shape(1);
   require_positive(input_size, "epx's second dimension");
   require_positive(hidden, "eph's second dimension");
+  if (input_size > INT32_MAX) fail("epx rows must have at most 2^31 - 1 entries");
   require_shape(eph, {steps, hidden}, "eph", eph_obj);
   FloatArray dlogps = as_vector(epdlogp_obj, "epdlogp");
   FloatArray rewards = as_vector(rewards_obj, "rewards");
@@ -97,8 +98,7 @@ void bind_training(py::module_& m) {
       "One episode as the backward pass needs it: each step's input as nonzero pixels and signs, "
       "its hidden activations, dlogp = y - p, and the reward that followed.")
       .def(py::init([](int64_t hidden, int64_t input_size) {
-             require_positive(hidden, "hidden");
-             require_positive(input_size, "input_size");
+             require_tensor_shape(hidden, input_size);
              return EpisodeBuffer(input_size, hidden);
            }),
            py::arg("hidden") = 200, py::arg("input_size") = 6400)
@@ -158,9 +158,8 @@ void bind_training(py::module_& m) {
   py::class_<EpisodeBatch>(m, "EpisodeBatch",
                            "One EpisodeBuffer per environment, filled a step at a time.")
       .def(py::init([](int64_t num_envs, int64_t hidden, int64_t input_size) {
-             require_positive(num_envs, "num_envs");
-             require_positive(hidden, "hidden");
-             require_positive(input_size, "input_size");
+             require_at_most(num_envs, kMaxEnvironments, "num_envs");
+             require_tensor_shape(hidden, input_size);
              return EpisodeBatch(num_envs, input_size, hidden);
            }),
            py::arg("num_envs"), py::arg("hidden") = 200, py::arg("input_size") = 6400)

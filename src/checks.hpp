@@ -130,6 +130,30 @@ inline void require_positive(int64_t value, const std::string& name) {
   if (value <= 0) fail(name + " must be a positive integer, got " + std::to_string(value));
 }
 
+// Sizes past these are mistakes, not requests. Refusing them keeps products such as
+// hidden * input_size far from int64 overflow, and makes an impossible allocation a ValueError
+// up front rather than a MemoryError (or an overflowed size) later. Found by the boundary fuzzer.
+constexpr int64_t kMaxTensorFloats = int64_t{1} << 28;  // 1 GiB of float32, 200x the tutorial's net
+constexpr int64_t kMaxEnvironments = int64_t{1} << 16;
+
+inline void require_at_most(int64_t value, int64_t limit, const std::string& name) {
+  require_positive(value, name);
+  if (value > limit) {
+    fail(name + " must be at most " + std::to_string(limit) + ", got " + std::to_string(value));
+  }
+}
+
+// hidden and input_size of weight-shaped tensors (and of what must fit them): both positive,
+// their product at most kMaxTensorFloats.
+inline void require_tensor_shape(int64_t hidden, int64_t input_size) {
+  require_positive(hidden, "hidden");
+  require_positive(input_size, "input_size");
+  if (hidden > kMaxTensorFloats / input_size) {
+    fail("hidden * input_size must be at most 2^28 floats, got hidden=" + std::to_string(hidden) +
+         ", input_size=" + std::to_string(input_size));
+  }
+}
+
 // Tensors or an episode of (hidden, input_size) must fit the policy they are used with.
 inline void require_policy_shapes(int64_t hidden, int64_t input_size, const Policy& policy,
                                   const std::string& name) {

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import struct
+import tokenize
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -109,6 +112,10 @@ def load_checkpoint(path, *, hidden: int | None = None, input_size: int | None =
         if value.shape != () or value.dtype.kind != "i" or int(value) < 0:
             raise CheckpointError(f"checkpoint {path}: {key} must be a non-negative integer")
         result[key] = int(value)
+    for key in FLOAT_KEYS:
+        value = data[key]
+        if value.shape != () or value.dtype.kind not in "fiu":
+            raise CheckpointError(f"checkpoint {path}: {key} must be a number, got {value.dtype} {value.shape}")
     running = float(data["running_reward"])
     result["running_reward"] = None if np.isnan(running) else running
     result["wall_seconds"] = float(data["wall_seconds"])
@@ -158,11 +165,26 @@ def _read_arrays(path: Path, keys=None) -> dict:
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):  # a bare .npy array
+            raise CheckpointError(f"checkpoint {path} is not an .npz archive of named arrays")
+        with loaded as npz:
             names = npz.files if keys is None else [key for key in keys if key in npz.files]
-            return {key: npz[key] for key in names}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+            arrays = {key: npz[key] for key in names}
+    except _CORRUPT_FILE_ERRORS as exc:
         raise CheckpointError(f"checkpoint {path} is truncated or corrupt ({_first_line(exc)})") from None
+    for key, value in arrays.items():
+        if not isinstance(value, np.ndarray):  # numpy hands a member that is not a .npy over as bytes
+            raise CheckpointError(f"checkpoint {path} is corrupt: its member {key!r} is not a .npy array")
+    return arrays
+
+
+#: What numpy and zipfile raise on a damaged file, as the checkpoint fuzzer (tests/test_fuzz_checkpoint.py)
+#: found them: numpy parses a .npy header as a Python literal (a flip there gives SyntaxError or
+#: TokenError), zipfile reads a flipped compression method as NotImplementedError, and a header may
+#: claim an array of any size (MemoryError, OverflowError).
+_CORRUPT_FILE_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, MemoryError, OverflowError,
+                        SyntaxError, tokenize.TokenError, NotImplementedError, struct.error, zlib.error)
 
 
 def _first_line(exc: BaseException) -> str:
