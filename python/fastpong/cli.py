@@ -106,7 +106,7 @@ def _run_train(args) -> int:
                         stop_signals=stop, **settings)
     except OSError as exc:
         raise OSError(exc.errno, f"{exc.strerror or exc}; the last checkpoint written is intact: "
-                                 "continue with --resume once the disk has room") from None
+                                 "free space (or fix the cause), then continue with --resume") from None
     stop.ignore()  # the checkpoint is written: from here on, only report and exit
     if args.json:
         print(json.dumps(summary.to_dict()))
