@@ -3,6 +3,7 @@
 
 #include "checks.hpp"
 #include "fastpong/frames.hpp"
+#include "use_guard.hpp"
 
 namespace fastpong::bind {
 namespace {
@@ -162,6 +163,7 @@ void bind_frames(py::module_& m) {
             SparseRows out;
             const uint8_t* in = frames.data();
             {
+              UseScope use(&self, "FrameDifferencer", Use::kWrite);
               py::gil_scoped_release release;
               self.step(in, out);
             }
@@ -175,10 +177,14 @@ void bind_frames(py::module_& m) {
               fail("env must be in [0, " + std::to_string(self.num_envs()) + "), got " +
                    std::to_string(env));
             }
+            require_not_in_use(&self, "FrameDifferencer");
             self.reset(env);
           },
           py::arg("env"), "The next frame of this environment starts an episode.")
-      .def("reset_all", &FrameDifferencer::reset_all);
+      .def("reset_all", [](FrameDifferencer& self) {
+        require_not_in_use(&self, "FrameDifferencer");
+        self.reset_all();
+      });
 }
 
 }  // namespace fastpong::bind

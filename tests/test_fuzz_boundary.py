@@ -552,7 +552,8 @@ CASES = {
         buffer_append, (either(array_arg((H,))), float_arg(lambda v: abs(v) <= F32_MAX, st.floats(-1.0, 1.0))), check_append),
     "EpisodeBatch()": Case(lambda n, h: len(fastpong.EpisodeBatch(n, h, D)), (int_arg(1, 64), int_arg(1, 40))),
     "EpisodeBatch.append": Case(
-        batch_append, (either(array_arg((2, H))), either(array_arg((2,))), either(array_arg((2,)))),
+        batch_append, (either(array_arg((2, H))), either(array_arg([(2,), (2, 1)])),
+                       either(array_arg([(2,), (2, 1)]))),
         check_batch_append),
     "rmsprop_step": Case(rmsprop_step, (float_arg(learning_rate_verdict, st.floats(1e-6, 1.0)),
                                         float_arg(lambda v: 0 <= v < 1, st.floats(0.0, 0.999))),
