@@ -49,6 +49,7 @@ assert fastpong.__file__.startswith('$PWD/$site'), fastpong.__file__
 print('sanitized build:', fastpong.__file__, file=sys.stderr)"
 
 # Hypothesis gets more examples here than in the ordinary run: these tests are where memory
-# errors would show, and the sanitizers make each one count.
+# errors would show, and the sanitizers make each one count. --capture=sys: a sanitizer report is
+# written to file descriptor 2 just before the process aborts, so pytest must not hold that one.
 LD_PRELOAD="$preload" FASTPONG_FUZZ_EXAMPLES="${FASTPONG_FUZZ_EXAMPLES:-300}" \
-  python -m pytest -q -p no:cacheprovider "${SANITIZED_TESTS[@]}" "$@"
+  python -m pytest -q -p no:cacheprovider --capture=sys "${SANITIZED_TESTS[@]}" "$@"
