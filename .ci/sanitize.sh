@@ -25,8 +25,9 @@ SANITIZED_TESTS=(
 site=build/sanitize/site
 rm -rf "$site"
 # shellcheck disable=SC2086
+# RelWithDebInfo: pybind11 strips Release modules, which would leave reports without names.
 python -m pip install --quiet --no-deps --target "$site" ${SANITIZE_PIP_ARGS:-} \
-  -Ccmake.define.FASTPONG_SANITIZE=ON -Cbuild-dir=build/sanitize/cmake .
+  -Ccmake.define.FASTPONG_SANITIZE=ON -Ccmake.build-type=RelWithDebInfo -Cbuild-dir=build/sanitize/cmake .
 
 module=$(ls "$site"/fastpong/_core*.so)
 # CPython itself is not instrumented, so the ASan runtime must be loaded before anything else: the
