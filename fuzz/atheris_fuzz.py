@@ -8,9 +8,11 @@ loader (bytes of a file) and the frame kernels (bytes read as an array of any dt
 Arguments after the target go to libFuzzer (-runs=N, -max_total_time=S, a corpus folder...). A
 finding is an exception other than the expected refusal (CheckpointError; ValueError/TypeError for
 the kernels), a wrong result, or a crash; libFuzzer then stops, prints the input and writes it to
-crash-<hash>. The checkpoint target starts from a real checkpoint, so mutations explore the zip and
-.npy structure rather than random bytes; the hypothesis tests in tests/ are the first line, this
-finds what their strategies do not think of.
+crash-<hash>. The checkpoint target is guided by coverage of the Python that parses the file
+(zipfile, numpy's .npy reader, fastpong.checkpoint) and starts from a real checkpoint, so mutations
+explore the zip and .npy structure. The frame kernels are C++, which atheris does not see here:
+that target mutates without guidance and holds every accepted input to the NumPy reference. The
+hypothesis tests in tests/ are the first line; this finds what their strategies do not think of.
 """
 
 from __future__ import annotations

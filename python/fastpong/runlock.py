@@ -57,7 +57,7 @@ class RunLock:
             _warn_unlocked(run_dir, "no flock on this system")
             return self
         self.run_dir = run_dir
-        fd = os.open(run_dir, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        fd = _opened(run_dir, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
         try:
             self._fd = _locked(fd, run_dir)
         except OSError as exc:
@@ -67,7 +67,7 @@ class RunLock:
         return self
 
     def _acquire_lock_file(self, run_dir: Path) -> int | None:
-        fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = _opened(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT)
         try:
             return _locked(fd, run_dir)
         except OSError as exc:
@@ -86,6 +86,13 @@ class RunLock:
 
     def __exit__(self, *exc):
         self.release()
+
+
+def _opened(path: Path, flags: int) -> int:
+    try:
+        return os.open(path, flags, 0o644)
+    except OSError as exc:  # say, a directory this user may not read: a mistake before any work
+        raise ValueError(f"cannot lock run directory {path} ({exc.strerror or exc})") from None
 
 
 def _locked(fd: int, run_dir: Path) -> int:
