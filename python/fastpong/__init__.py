@@ -15,10 +15,12 @@ from ._core import (
     frame_preprocessing,
     get_num_threads,
     has_openmp,
+    sample_actions,
     set_num_threads,
     standardize,
 )
-from .optim import RMSProp
+from .categorical import CategoricalPolicy
+from .optim import Adam, RMSProp
 from .policy import Policy
 
 __version__ = "0.1.0"
@@ -46,6 +48,8 @@ def __getattr__(name):
 
 
 __all__ = [
+    "Adam",
+    "CategoricalPolicy",
     "EpisodeBatch",
     "EpisodeBuffer",
     "FrameDifferencer",
@@ -62,6 +66,7 @@ __all__ = [
     "plot_runs",
     "record_video",
     "reference",
+    "sample_actions",
     "set_num_threads",
     "standardize",
     "train",

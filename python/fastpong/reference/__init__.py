@@ -5,6 +5,7 @@ here so that ``reference.policy_forward`` and friends keep their names). The MIT
 modules of their own beside it.
 """
 
+from . import lab  # noqa: F401  (reference.lab: the MIT lab's agents; names not re-exported)
 from .tutorial import *  # noqa: F401,F403
 from .tutorial import __all__ as _tutorial_names
 
