@@ -20,7 +20,7 @@ import pytest
 from test_cli import assert_one_line_error, run_cli
 
 from fastpong import checkpoint as ckpt
-from fastpong.checkpoint import CheckpointError, load_checkpoint, load_policy_weights
+from fastpong.checkpoint import CheckpointError, load_agent_weights, load_checkpoint, load_policy_weights
 from fastpong.cli import main
 from fastpong.train import train
 
@@ -186,20 +186,20 @@ DAMAGES = {
     "W2 missing": (changed(W2=None), "missing W2"),
     "cache missing": (changed(cache_W1=None), "missing cache_W1"),
     "counters missing": (changed(episodes=None, updates=None), "missing episodes, updates"),
-    "format version missing": (changed(format_version=None), "no format_version"),
-    "format version 7": (changed(format_version=np.int64(7)), "has format version 7; this fastpong reads version 1"),
+    "format version missing": (changed(format_version=None), None),  # read as format 1: it loads
+    "format version 7": (changed(format_version=np.int64(7)), "has format version 7; this fastpong reads versions 1, 2"),
     "format version 0": (changed(format_version=np.int64(0)), "has format version 0"),
     "format version text": (changed(format_version=np.array("1")), "format_version must be an integer"),
     "format version float": (changed(format_version=np.float64(1.0)), "format_version must be an integer"),
-    "W1 of ints": (lambda a: changed(W1=a["W1"].astype(np.int32))(a), "W1 must be float"),
+    "W1 of ints": (lambda a: changed(W1=a["W1"].astype(np.int32))(a), "W1 must be float of shape (8, 6400)"),
     "W1 flat": (lambda a: changed(W1=a["W1"].ravel())(a), "W1 must have shape (H, D)"),
     "W1 3-D": (lambda a: changed(W1=a["W1"][None])(a), "W1 must have shape (H, D)"),
-    "W1 of strings": (lambda a: changed(W1=a["W1"].astype("U8"))(a), "W1 must be float"),
-    "W1 complex": (lambda a: changed(W1=a["W1"].astype(np.complex64))(a), "W1 must be float"),
-    "W1 other input size": (lambda a: changed(W1=a["W1"][:, :100])(a), "input_size=100"),
+    "W1 of strings": (lambda a: changed(W1=a["W1"].astype("U8"))(a), "W1 must be numeric"),
+    "W1 complex": (lambda a: changed(W1=a["W1"].astype(np.complex64))(a), "W1 must be numeric"),
+    "W1 other input size": (lambda a: changed(W1=a["W1"][:, :100])(a), "W1 must be float of shape (8, 6400), got float32 (8, 100)"),
     "W2 other hidden": (lambda a: changed(W2=a["W2"][:3])(a), "W2 must be float of shape (8,)"),
     "cache other shape": (lambda a: changed(cache_W1=a["cache_W1"][:, :50])(a), "cache_W1 must be float"),
-    "grad of bools": (lambda a: changed(grad_W2=a["grad_W2"] > 0)(a), "grad_W2 must be float"),
+    "grad of bools": (lambda a: changed(grad_W2=a["grad_W2"] > 0)(a), "grad_W2 must be numeric"),
     "NaN weight": (lambda a: changed(W2=np.where(np.arange(8) == 3, np.nan, a["W2"]))(a), "non-finite"),
     "infinite cache": (lambda a: changed(cache_W2=np.full(8, np.inf))(a), "non-finite"),
     "negative episodes": (changed(episodes=np.int64(-1)), "episodes must be a non-negative integer"),
@@ -226,18 +226,27 @@ def _zip_of(members: dict) -> bytes:
     return buffer.getvalue()
 
 
+def resume(run, good, capsys) -> tuple[int, list[str]]:
+    """`fastpong train --resume` in-process on `run`, for a run already done: it only loads."""
+    steps = str(arrays_of(good)["env_steps"])
+    code = main(["train", "--run-dir", str(run), "--resume", "--steps", steps, "--quiet", "--num-envs", "1"])
+    return code, capsys.readouterr().err.strip().splitlines()
+
+
 @pytest.mark.parametrize("name", list(DAMAGES))
-def test_wrong_contents(good, tmp_path, name):
+def test_wrong_contents(good, tmp_path, name, capsys, keep_signal_handlers):
+    """What resuming checks (the loader, then the agent's tensor shapes, the config, the RNG
+    state): each damage refused in one line naming the file and what is wrong."""
     make, fragment = DAMAGES[name]
     path = tmp_path / "checkpoint.npz"
     path.write_bytes(make(arrays_of(good)))
+    code, err = resume(tmp_path, good, capsys)
     if fragment is None:
+        assert code == 0, err
         assert load_checkpoint(path)["W1"].shape == (8, 6400)
         return
-    with pytest.raises(CheckpointError) as refused:
-        load_checkpoint(path, input_size=6400)
-    message = str(refused.value)
-    assert fragment in message and str(path) in message and "\n" not in message, message
+    assert code == 2 and len(err) == 1, err
+    assert fragment in err[0] and str(path) in err[0], err[0]
 
 
 def test_a_huge_claimed_array_is_refused(good, tmp_path):
@@ -257,12 +266,12 @@ def test_a_huge_claimed_array_is_refused(good, tmp_path):
 
 def test_other_format_version_names_both(good, tmp_path):
     arrays = arrays_of(good)
-    arrays["format_version"] = np.int64(2)
+    arrays["format_version"] = np.int64(3)
     path = tmp_path / "checkpoint.npz"
     path.write_bytes(saved(arrays))
-    expected = f"checkpoint {path} has format version 2; this fastpong reads version 1"
-    for loader in (load_checkpoint, load_policy_weights):
-        with pytest.raises(CheckpointError, match="format version 2") as refused:
+    expected = f"checkpoint {path} has format version 3; this fastpong reads versions 1, 2"
+    for loader in (load_checkpoint, load_policy_weights, load_agent_weights):
+        with pytest.raises(CheckpointError, match="format version 3") as refused:
             loader(path)
         assert str(refused.value) == expected
     assert ckpt.FORMAT_VERSION in ckpt.SUPPORTED_FORMAT_VERSIONS

@@ -235,6 +235,8 @@ def _read_arrays(path: Path, keys=None) -> dict:
         with loaded as npz:
             names = npz.files if keys is None else [key for key in keys if key in npz.files]
             arrays = {key: npz[key] for key in names}
+    except CheckpointError:
+        raise
     except _CORRUPT_FILE_ERRORS as exc:
         raise CheckpointError(f"checkpoint {path} is truncated or corrupt ({_first_line(exc)})") from None
     for key, value in arrays.items():
