@@ -20,6 +20,8 @@ SANITIZED_TESTS=(
   tests/test_errors.py
   tests/test_fuzz_boundary.py
   tests/test_threads.py
+  tests/test_adam.py
+  tests/test_categorical.py
 )
 
 site=build/sanitize/site
