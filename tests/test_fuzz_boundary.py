@@ -31,6 +31,8 @@ from hypothesis import strategies as st
 
 import fastpong
 from fastpong import reference as ref
+from fastpong.categorical import CategoricalPolicy
+from fastpong.reference import lab
 
 EXAMPLES = int(os.environ.get("FASTPONG_FUZZ_EXAMPLES", "60"))
 FRAME = (210, 160, 3)
@@ -71,6 +73,8 @@ def _values(rng: np.random.Generator, shape, pattern: str, kind: str) -> np.ndar
             v = rng.choice([0, 144, 109, 17, 236, 92, 255], size=n, p=[.2, .4, .2, .05, .05, .05, .05])
         elif kind == "ternary":
             v = rng.choice([-1.0, 0.0, 1.0], size=n, p=[0.1, 0.8, 0.1])
+        elif kind in ("probability", "unit"):
+            v = rng.uniform(0.0, 1.0, size=n)
         else:
             v = rng.standard_normal(n) * rng.choice([1e-3, 1.0, 1e3])
     elif pattern == "zeros":
@@ -145,7 +149,7 @@ def _shapes_near(shape: tuple) -> st.SearchStrategy:
     return st.one_of(st.just(shape), st.sampled_from(near), anything)
 
 
-def _values_ok(a: np.ndarray, kind: str) -> bool | None:
+def _values_ok(a: np.ndarray, kind: str, checked_magnitude: float = CHECKED_MAGNITUDE) -> bool | None:
     """The verdict on the values of an array of an accepted dtype."""
     if kind == "frame":
         return True
@@ -156,15 +160,21 @@ def _values_ok(a: np.ndarray, kind: str) -> bool | None:
         as32 = v.astype(np.float32)
     if not np.isfinite(as32).all():
         return False  # NaN, infinity, or beyond float32's range: refused by the finiteness checks
-    return True if np.abs(v).max(initial=0) <= CHECKED_MAGNITUDE else None
+    if kind == "probability" and (as32 < 0).any():
+        return False
+    if kind == "unit":
+        return bool(((as32 >= 0) & (as32 < 1)).all())
+    return True if np.abs(v).max(initial=0) <= checked_magnitude else None
 
 
 @st.composite
-def array_arg(draw, shapes, kind: str = "real", finite_checked: bool = True, typical=None):
+def array_arg(draw, shapes, kind: str = "real", finite_checked: bool = True, typical=None,
+              checked_magnitude: float = CHECKED_MAGNITUDE):
     """An array argument whose valid shapes are `shapes` (one or several, the first typical; or a
     predicate on the shape with a typical shape in `typical`). kind: 'frame' (uint8 only),
-    'ternary' (-1, 0, 1 of any real dtype) or 'real' (any finite real). finite_checked: the
-    function refuses NaN and infinity (else their verdict is 'either')."""
+    'ternary' (-1, 0, 1 of any real dtype), 'probability' (finite, >= 0), 'unit' (in [0, 1)) or
+    'real' (any finite real; checked up to checked_magnitude, 'either' past it). finite_checked:
+    the function refuses NaN and infinity (else their verdict is 'either')."""
     if callable(shapes):
         accepts, shapes = shapes, [typical]
     else:
@@ -190,7 +200,7 @@ def array_arg(draw, shapes, kind: str = "real", finite_checked: bool = True, typ
     if not accepts(tuple(a.shape)) or dtype not in valid_dtypes:
         valid = False
     else:
-        valid = _values_ok(a, kind)
+        valid = _values_ok(a, kind, checked_magnitude)
         if valid is False and not finite_checked and kind == "real":
             valid = None
     return Arg(a, valid, f"{a.dtype} {a.shape} {pattern} {layout}")
@@ -407,6 +417,31 @@ def check_threads(result, threads):
     assert result == int(threads) or not fastpong.has_openmp()
 
 
+def dense_policy():
+    return CategoricalPolicy(input_size=4, hidden=(7,), num_actions=3, seed=2)
+
+
+def check_dense_forward(result, obs):
+    probs = lab.forward(r32(obs), {k: f64(v) for k, v in dense_policy().to_model().items()})[2]
+    np.testing.assert_allclose(result, probs, atol=1e-5)
+
+
+def check_sample_actions(result, probs, uniforms):
+    p = r32(probs)
+    assert result.shape == (p.shape[0],) and result.dtype == np.int32
+    assert ((0 <= result) & (result < p.shape[1])).all()
+    rows = np.arange(p.shape[0])
+    assert ((p[rows, result] > 0) | (p.sum(axis=1) == 0)).all()  # never an action of probability 0
+
+
+PROBS = np.array([[0.5, 0.5], [0.0, 1.0], [0.2, 0.8]], dtype=np.float32)
+
+
+def _uniforms_for(probs):
+    rows = np.shape(probs)[0] if np.ndim(probs) == 2 else 3
+    return np.linspace(0.0, 0.99, rows, dtype=np.float32)
+
+
 def check_count(result, *_):
     assert result is not None
 
@@ -560,6 +595,21 @@ CASES = {
                          check_rmsprop),
     "RMSProp.step(dict)": Case(rmsprop_dict, (model_arg(),), check_rmsprop_dict, mutates=(0,)),
     "set_num_threads": Case(with_threads, (int_arg(1, 4),), check_threads),
+    # The MIT lab's kernels (merged from i8-kernels): the dense softmax policy and its sampling.
+    "DensePolicy.forward": Case(lambda obs: dense_policy().forward(obs),
+                                (either(array_arg(lambda s: s == (4,) or (len(s) == 2 and s[1] == 4),
+                                                  typical=(5, 4), checked_magnitude=10.0)),),
+                                check_dense_forward),
+    "DensePolicy()": Case(lambda d, h: len(CategoricalPolicy(input_size=d, hidden=(h,), num_actions=2).hidden),
+                          (int_arg(1, 50), int_arg(1, 50))),
+    # Each argument fuzzed in turn, the other valid for it (their shapes must agree).
+    "sample_actions(probs)": Case(
+        lambda probs: fastpong.sample_actions(probs, _uniforms_for(probs)),
+        (either(array_arg(lambda s: len(s) == 2 and s[1] >= 1, "probability", typical=(3, 2))),),
+        lambda result, probs: check_sample_actions(result, probs, _uniforms_for(probs))),
+    "sample_actions(uniforms)": Case(
+        lambda uniforms: fastpong.sample_actions(PROBS, uniforms),
+        (either(array_arg((3,), "unit")),), lambda result, uniforms: check_sample_actions(result, PROBS, uniforms)),
 }
 
 
