@@ -5,6 +5,7 @@
 #include "checks.hpp"
 #include "fastpong/adam.hpp"
 #include "fastpong/rmsprop.hpp"
+#include "use_guard.hpp"
 
 namespace fastpong::bind {
 namespace {
@@ -68,6 +69,13 @@ void bind_adam(py::module_& m) {
         require_policy_shapes(m1.hidden, m1.input_size, policy, "m");
         require_policy_shapes(v.hidden, v.input_size, policy, "v");
         const AdamSettings settings = adam_settings(learning_rate, beta_1, beta_2, epsilon, step);
+        if (&grads == &m1 || &grads == &v || &m1 == &v) {
+          fail("grads, m and v must be three different GradientBuffers");
+        }
+        UseScope use_policy(&policy, "Policy", Use::kWrite);
+        UseScope use_grads(&grads, "GradientBuffer", Use::kWrite);
+        UseScope use_m(&m1, "GradientBuffer", Use::kWrite);
+        UseScope use_v(&v, "GradientBuffer", Use::kWrite);
         py::gil_scoped_release release;
         adam_step(policy.weights(), grads, m1, v, settings);
       },

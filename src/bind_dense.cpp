@@ -205,6 +205,9 @@ void bind_dense(py::module_& m) {
                widths.push_back(h);
              }
              widths.push_back(num_actions);
+             for (size_t l = 0; l + 1 < widths.size(); ++l) {  // each layer's kernel, (in, units)
+               require_tensor_shape(widths[l + 1], widths[l]);
+             }
              return DensePolicy(widths);
            }),
            py::arg("input_size"), py::arg("hidden"), py::arg("num_actions"))

@@ -3,6 +3,7 @@
 
 #include "checks.hpp"
 #include "fastpong/frames.hpp"
+#include "use_guard.hpp"
 
 namespace fastpong::bind {
 namespace {
@@ -64,6 +65,10 @@ FloatArray preprocess(const py::handle& frame) {
 
 py::array_t<float> rows_to_dense(const SparseRows& rows, int64_t input_size) {
   require_positive(input_size, "input_size");
+  if (rows.rows() > 0 && input_size > kMaxTensorFloats / rows.rows()) {
+    fail("rows * input_size must be at most 2^28 floats, got " + std::to_string(rows.rows()) +
+         " rows of input_size " + std::to_string(input_size));
+  }
   for (int32_t i : rows.indices) {
     if (i >= input_size) {
       fail("input_size must exceed every stored pixel index, got " + std::to_string(input_size) +
@@ -142,7 +147,7 @@ void bind_frames(py::module_& m) {
       "input, the difference of two preprocessed frames, as SparseFrames. An environment's "
       "first frame (and the first after reset(env)) gives an all-zero row.")
       .def(py::init([](int64_t num_envs) {
-             require_positive(num_envs, "num_envs");
+             require_at_most(num_envs, kMaxEnvironments, "num_envs");
              return FrameDifferencer(num_envs);
            }),
            py::arg("num_envs"))
@@ -158,6 +163,7 @@ void bind_frames(py::module_& m) {
             SparseRows out;
             const uint8_t* in = frames.data();
             {
+              UseScope use(&self, "FrameDifferencer", Use::kWrite);
               py::gil_scoped_release release;
               self.step(in, out);
             }
@@ -171,10 +177,14 @@ void bind_frames(py::module_& m) {
               fail("env must be in [0, " + std::to_string(self.num_envs()) + "), got " +
                    std::to_string(env));
             }
+            require_not_in_use(&self, "FrameDifferencer");
             self.reset(env);
           },
           py::arg("env"), "The next frame of this environment starts an episode.")
-      .def("reset_all", &FrameDifferencer::reset_all);
+      .def("reset_all", [](FrameDifferencer& self) {
+        require_not_in_use(&self, "FrameDifferencer");
+        self.reset_all();
+      });
 }
 
 }  // namespace fastpong::bind

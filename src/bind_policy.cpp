@@ -1,6 +1,7 @@
 // The policy network and the weight-shaped tensors (gradients, optimizer state).
 #include "checks.hpp"
 #include "fastpong/policy.hpp"
+#include "use_guard.hpp"
 
 namespace fastpong::bind {
 namespace {
@@ -35,7 +36,8 @@ py::dict to_model(const PolicyTensors& t) {
 }
 
 void load_model(PolicyTensors& t, const py::handle& model, const std::string& what) {
-  if (!py::isinstance<py::dict>(model) && !py::hasattr(model, "__getitem__")) {
+  // Both methods are used below; a NumPy scalar, say, has __getitem__ but no __contains__.
+  if (!py::hasattr(model, "__getitem__") || !py::hasattr(model, "__contains__")) {
     fail(what + " must be a mapping with keys 'W1' and 'W2', got " + describe_object(model));
   }
   for (const char* key : {"W1", "W2"}) {
@@ -65,6 +67,7 @@ py::tuple forward_sparse(const Policy& self, const SparseRows& x) {
   float* p_out = p.mutable_data();
   float* h_out = h.mutable_data();
   {
+    UseScope use(&self, "Policy", Use::kRead);
     py::gil_scoped_release release;
     self.forward_sparse(x, p_out, h_out);
   }
@@ -85,10 +88,16 @@ py::tuple forward_dense(const Policy& self, const py::handle& x_obj) {
   const float* x_in = x.data();
   float* p_out = p.mutable_data();
   float* h_out = h.mutable_data();
+  // The kernel checks x for NaN and infinity in the same pass that finds its nonzeros. A single
+  // frame difference takes about a microsecond: it keeps the GIL (see ReleaseGilIf), so no other
+  // thread's call can start meanwhile, and the one check is that none is changing the weights.
   int64_t first_not_finite;
-  {
-    ReleaseGilIf release(!single);  // one frame difference takes about a microsecond
-    // The kernel checks x for NaN and infinity in the same pass that finds its nonzeros.
+  if (single) {
+    require_not_changing(&self, "Policy");
+    first_not_finite = self.forward_dense(x_in, n, p_out, h_out);
+  } else {
+    UseScope use(&self, "Policy", Use::kRead);
+    py::gil_scoped_release release;
     first_not_finite = self.forward_dense(x_in, n, p_out, h_out);
   }
   if (first_not_finite >= 0) fail_not_finite(x_in, first_not_finite, "x");
@@ -124,6 +133,7 @@ py::dict backward(const Policy& self, const py::handle& eph_obj, const py::handl
   require_finite(epdlogp.data(), epdlogp.size(), "epdlogp");
   PolicyTensors grads(self.input_size(), self.hidden());
   {
+    UseScope use(&self, "Policy", Use::kRead);
     py::gil_scoped_release release;
     self.backward_dense(eph.data(), epx.data(), epdlogp.data(), steps, grads);
   }
@@ -138,6 +148,9 @@ void accumulate_gradient(const Policy& self, const EpisodeBuffer& episode,
   require_shape(advantages, {episode.steps()}, "advantages", advantages_obj);
   require_finite(advantages.data(), advantages.size(), "advantages");
   const float* adv = advantages.data();
+  UseScope use_policy(&self, "Policy", Use::kRead);
+  UseScope use_episode(&episode, "EpisodeBuffer", Use::kRead);
+  UseScope use_grads(&grads, "GradientBuffer", Use::kWrite);
   py::gil_scoped_release release;
   self.accumulate_gradient(episode, adv, grads);
 }
@@ -149,24 +162,35 @@ void bind_policy(py::module_& m) {
       m, "GradientBuffer",
       "Tensors shaped like a policy's weights (gradients, optimizer state), in its fast layout.")
       .def(py::init([](int64_t hidden, int64_t input_size) {
-             require_positive(hidden, "hidden");
-             require_positive(input_size, "input_size");
+             require_tensor_shape(hidden, input_size);
              return PolicyTensors(input_size, hidden);
            }),
            py::arg("hidden") = 200, py::arg("input_size") = 6400)
       .def_readonly("hidden", &PolicyTensors::hidden)
       .def_readonly("input_size", &PolicyTensors::input_size)
-      .def("zero", &PolicyTensors::zero)
-      .def("to_model", &to_model, "{'W1': (H, D), 'W2': (H,)} float32 copies.")
+      .def("zero",
+           [](PolicyTensors& self) {
+             require_not_in_use(&self, "GradientBuffer");
+             self.zero();
+           })
+      .def(
+          "to_model",
+          [](const PolicyTensors& self) {
+            UseScope use(&self, "GradientBuffer", Use::kRead);
+            return to_model(self);
+          },
+          "{'W1': (H, D), 'W2': (H,)} float32 copies.")
       .def(
           "load_model",
-          [](PolicyTensors& self, const py::handle& model) { load_model(self, model, "model"); },
+          [](PolicyTensors& self, const py::handle& model) {
+            UseScope use(&self, "GradientBuffer", Use::kWrite);
+            load_model(self, model, "model");
+          },
           py::arg("model"), "Overwrites the values from {'W1': (H, D), 'W2': (H,)}.");
 
   py::class_<Policy>(m, "_Policy")
       .def(py::init([](int64_t hidden, int64_t input_size) {
-             require_positive(hidden, "hidden");
-             require_positive(input_size, "input_size");
+             require_tensor_shape(hidden, input_size);
              if (input_size > INT32_MAX) fail("input_size must be below 2^31");
              return Policy(input_size, hidden);
            }),
@@ -174,11 +198,18 @@ void bind_policy(py::module_& m) {
       .def_property_readonly("hidden", &Policy::hidden)
       .def_property_readonly("input_size", &Policy::input_size)
       .def(
-          "to_model", [](const Policy& self) { return to_model(self.weights()); },
+          "to_model",
+          [](const Policy& self) {
+            UseScope use(&self, "Policy", Use::kRead);
+            return to_model(self.weights());
+          },
           "The weights as {'W1': (H, D), 'W2': (H,)} float32 copies, the tutorial's layout.")
       .def(
           "load_model",
-          [](Policy& self, const py::handle& model) { load_model(self.weights(), model, "model"); },
+          [](Policy& self, const py::handle& model) {
+            UseScope use(&self, "Policy", Use::kWrite);
+            load_model(self.weights(), model, "model");
+          },
           py::arg("model"), "Overwrites the weights from {'W1': (H, D), 'W2': (H,)}.")
       .def("forward", &forward, py::arg("x"),
            "x (D,) -> (p, h (H,)); x (N, D) or SparseFrames -> (p (N,), h (N, H)).")

@@ -1,6 +1,7 @@
 // Thread count and build facts.
 #include "checks.hpp"
 #include "fastpong/parallel.hpp"
+#include "use_guard.hpp"
 
 namespace fastpong::bind {
 
@@ -19,6 +20,9 @@ void bind_runtime(py::module_& m) {
       },
       py::arg("threads"), "Sets the threads the batched kernels use (1 without OpenMP).");
   m.def("has_openmp", &has_openmp, "True when the kernels were compiled with OpenMP.");
+  m.def(
+      "_objects_in_use", [] { return objects_in_use().size(); },
+      "For tests: how many objects calls that released the GIL are reading or changing now.");
 }
 
 }  // namespace fastpong::bind

@@ -4,6 +4,7 @@
 #include "fastpong/policy.hpp"
 #include "fastpong/returns.hpp"
 #include "fastpong/rmsprop.hpp"
+#include "use_guard.hpp"
 
 namespace fastpong::bind {
 namespace {
@@ -68,6 +69,7 @@ EpisodeBuffer episode_from_arrays(const py::handle& epx_obj, const py::handle& e
   const int64_t steps = epx.shape(0), input_size = epx.shape(1), hidden = eph.shape(1);
   require_positive(input_size, "epx's second dimension");
   require_positive(hidden, "eph's second dimension");
+  if (input_size > INT32_MAX) fail("epx rows must have at most 2^31 - 1 entries");
   require_shape(eph, {steps, hidden}, "eph", eph_obj);
   FloatArray dlogps = as_vector(epdlogp_obj, "epdlogp");
   FloatArray rewards = as_vector(rewards_obj, "rewards");
@@ -82,6 +84,14 @@ EpisodeBuffer episode_from_arrays(const py::handle& epx_obj, const py::handle& e
     episode.set_last_reward(rewards.data()[t]);
   }
   return episode;
+}
+
+// EpisodeBatch's calls change every environment's episode; one of them may be another thread's.
+void require_batch_not_in_use(EpisodeBatch& batch) {
+  if (objects_in_use().empty()) return;
+  for (int64_t e = 0; e < batch.num_envs(); ++e) {
+    require_not_in_use(&batch.episode(e), "EpisodeBatch's episode");
+  }
 }
 
 }  // namespace
@@ -99,8 +109,7 @@ void bind_training(py::module_& m) {
       "One episode as the backward pass needs it: each step's input as nonzero pixels and signs, "
       "its hidden activations, dlogp = y - p, and the reward that followed.")
       .def(py::init([](int64_t hidden, int64_t input_size) {
-             require_positive(hidden, "hidden");
-             require_positive(input_size, "input_size");
+             require_tensor_shape(hidden, input_size);
              return EpisodeBuffer(input_size, hidden);
            }),
            py::arg("hidden") = 200, py::arg("input_size") = 6400)
@@ -112,6 +121,7 @@ void bind_training(py::module_& m) {
           [](EpisodeBuffer& self, const SparseRows& x, const py::handle& h_obj, double dlogp) {
             check_inputs(x, 1, self.input_size());
             FloatArray h = as_hidden(h_obj, 1, self.hidden(), /*single=*/true);
+            require_not_in_use(&self, "EpisodeBuffer");
             // Checked as stored, in float32: 1e300 is finite in double but inf in float32.
             if (!std::isfinite(static_cast<float>(dlogp))) {
               fail("dlogp must be finite in float32, got " +
@@ -125,6 +135,7 @@ void bind_training(py::module_& m) {
           "set_last_reward",
           [](EpisodeBuffer& self, double reward) {
             if (self.steps() == 0) fail("set_last_reward needs a step first, the episode is empty");
+            require_not_in_use(&self, "EpisodeBuffer");
             if (!std::isfinite(static_cast<float>(reward))) {
               fail("reward must be finite in float32, got " +
                    py::repr(py::float_(reward)).cast<std::string>());
@@ -132,7 +143,11 @@ void bind_training(py::module_& m) {
             self.set_last_reward(static_cast<float>(reward));
           },
           py::arg("reward"))
-      .def("clear", &EpisodeBuffer::clear)
+      .def("clear",
+           [](EpisodeBuffer& self) {
+             require_not_in_use(&self, "EpisodeBuffer");
+             self.clear();
+           })
       .def("__len__", &EpisodeBuffer::steps)
       .def_property_readonly("hidden", &EpisodeBuffer::hidden)
       .def_property_readonly("input_size", &EpisodeBuffer::input_size)
@@ -160,9 +175,8 @@ void bind_training(py::module_& m) {
   py::class_<EpisodeBatch>(m, "EpisodeBatch",
                            "One EpisodeBuffer per environment, filled a step at a time.")
       .def(py::init([](int64_t num_envs, int64_t hidden, int64_t input_size) {
-             require_positive(num_envs, "num_envs");
-             require_positive(hidden, "hidden");
-             require_positive(input_size, "input_size");
+             require_at_most(num_envs, kMaxEnvironments, "num_envs");
+             require_tensor_shape(hidden, input_size);
              return EpisodeBatch(num_envs, input_size, hidden);
            }),
            py::arg("num_envs"), py::arg("hidden") = 200, py::arg("input_size") = 6400)
@@ -177,6 +191,7 @@ void bind_training(py::module_& m) {
             FloatArray h = as_hidden(h_obj, n, first.hidden(), /*single=*/false);
             FloatArray dlogps = as_vector(dlogps_obj, "dlogps");
             require_shape(dlogps, {n}, "dlogps", dlogps_obj);
+            require_batch_not_in_use(self);
             self.append(x, h.data(), dlogps.data());
           },
           py::arg("x"), py::arg("h"), py::arg("dlogps"),
@@ -193,6 +208,7 @@ void bind_training(py::module_& m) {
                      " is empty");
               }
             }
+            require_batch_not_in_use(self);
             self.set_last_rewards(rewards.data());
           },
           py::arg("rewards"))
@@ -219,6 +235,10 @@ void bind_training(py::module_& m) {
         if (!(decay_rate >= 0.0 && decay_rate < 1.0)) {
           fail("decay_rate must be in [0, 1), got " + std::to_string(decay_rate));
         }
+        if (&grads == &cache) fail("grads and cache must be two different GradientBuffers");
+        UseScope use_policy(&policy, "Policy", Use::kWrite);
+        UseScope use_grads(&grads, "GradientBuffer", Use::kWrite);
+        UseScope use_cache(&cache, "GradientBuffer", Use::kWrite);
         py::gil_scoped_release release;
         rmsprop_step(policy.weights(), grads, cache, static_cast<float>(learning_rate),
                      decay_rate);

@@ -78,7 +78,11 @@ inline FloatArray as_float32(const py::handle& obj, const std::string& name) {
     fail(name + " must be a real numeric array (float32 preferred), got " + describe(a));
   }
   // forcecast: float64 and integer inputs are converted, not refused (kinds checked above).
-  auto converted = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(a);
+  // aligned: a float32 view at an odd byte offset is copied too. The kernels read floats through
+  // float pointers, which C++ requires to be 4-byte aligned (the sanitizer build caught one).
+  constexpr int kFlags =
+      py::array::c_style | py::array::forcecast | py::detail::npy_api::NPY_ARRAY_ALIGNED_;
+  auto converted = py::array_t<float, kFlags>::ensure(a);
   if (!converted) fail(name + " could not be converted to float32, got " + describe(a));
   return converted;
 }
@@ -150,6 +154,30 @@ inline void require_finite_number(double value, bool allow_zero, const std::stri
 
 inline void require_positive(int64_t value, const std::string& name) {
   if (value <= 0) fail(name + " must be a positive integer, got " + std::to_string(value));
+}
+
+// Sizes past these are mistakes, not requests. Refusing them keeps products such as
+// hidden * input_size far from int64 overflow, and makes an impossible allocation a ValueError
+// up front rather than a MemoryError (or an overflowed size) later. Found by the boundary fuzzer.
+constexpr int64_t kMaxTensorFloats = int64_t{1} << 28;  // 1 GiB of float32, 200x the tutorial's net
+constexpr int64_t kMaxEnvironments = int64_t{1} << 16;
+
+inline void require_at_most(int64_t value, int64_t limit, const std::string& name) {
+  require_positive(value, name);
+  if (value > limit) {
+    fail(name + " must be at most " + std::to_string(limit) + ", got " + std::to_string(value));
+  }
+}
+
+// hidden and input_size of weight-shaped tensors (and of what must fit them): both positive,
+// their product at most kMaxTensorFloats.
+inline void require_tensor_shape(int64_t hidden, int64_t input_size) {
+  require_positive(hidden, "hidden");
+  require_positive(input_size, "input_size");
+  if (hidden > kMaxTensorFloats / input_size) {
+    fail("hidden * input_size must be at most 2^28 floats, got hidden=" + std::to_string(hidden) +
+         ", input_size=" + std::to_string(input_size));
+  }
 }
 
 // Tensors or an episode of (hidden, input_size) must fit the policy they are used with.

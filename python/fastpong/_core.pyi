@@ -26,6 +26,9 @@ def set_num_threads(threads: _Int) -> None:
 def has_openmp() -> bool:
     """True when the kernels were compiled with OpenMP."""
 
+def _objects_in_use() -> int:
+    """For tests: how many objects calls that released the GIL are reading or changing now."""
+
 # --- frames --------------------------------------------------------------------------------------
 
 def frame_preprocessing(frame: _ArrayLike) -> _Float32Array:

@@ -16,12 +16,18 @@ from __future__ import annotations
 
 import json
 import os
+import struct
+import tokenize
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 
+#: The format this fastpong writes, and the ones it reads. A change to the arrays or their meaning
+#: bumps FORMAT_VERSION; a loader that can still read an older format keeps its number in the set.
 FORMAT_VERSION = 2
+SUPPORTED_FORMAT_VERSIONS = frozenset({1, 2})
 #: The tutorial agent's tensors, the only ones of a format-1 checkpoint.
 TENSOR_KEYS = ("W1", "W2", "cache_W1", "cache_W2", "grad_W1", "grad_W2")
 COUNTER_KEYS = ("episodes", "env_steps", "updates", "episodes_in_batch")
@@ -35,20 +41,39 @@ class CheckpointError(ValueError):
     """A checkpoint that is missing, truncated, corrupt or of other shapes."""
 
 
+#: Temporary files of write_atomically are named ".<name>.tmp-<pid>".
+TEMPORARY_MARKER = ".tmp-"
+
+
 def write_atomically(path: Path, write) -> None:
     """Calls write(file) on a temporary file beside `path`, flushes it to disk, then renames it
-    over `path`: a reader sees the old file or the new one, never half of one."""
+    over `path`: a reader sees the old file or the new one, never half of one.
+
+    A failed write (disk full, file too large, no permission) removes the temporary file and
+    raises OSError naming `path`, the file that was not replaced. A process killed mid-write
+    leaves its temporary file: see remove_stale_temporaries."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = path.with_name(f".{path.name}{TEMPORARY_MARKER}{os.getpid()}")
     try:
         with open(tmp, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno is not None and exc.filename != str(path):
+            raise OSError(exc.errno, f"cannot write {path}: {exc.strerror}") from exc
         raise
+
+
+def remove_stale_temporaries(directory) -> list[Path]:
+    """Deletes the temporary files that killed processes left in `directory` mid-write and
+    returns their paths. Only for a directory no live process writes to (a locked run directory)."""
+    stale = sorted(Path(directory).glob(f".*{TEMPORARY_MARKER}*"))
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
 
 
 def save_checkpoint(path, *, tensors: dict, counters: dict, running_reward, wall_seconds: float,
@@ -74,7 +99,7 @@ def load_checkpoint(path, *, hidden: int | None = None, input_size: int | None =
     input_size, when given, are the tutorial network's shapes the caller expects (W1 (H, D))."""
     path = Path(path)
     data = _read_arrays(path)
-    version = int(data["format_version"]) if "format_version" in data else 1
+    version = format_version(path, data)
     required = (*TENSOR_KEYS, *COUNTER_KEYS, *FLOAT_KEYS, *TEXT_KEYS) if version == 1 else (
         *COUNTER_KEYS, *FLOAT_KEYS, *TEXT_KEYS)
     missing = [k for k in required if k not in data]
@@ -96,6 +121,10 @@ def load_checkpoint(path, *, hidden: int | None = None, input_size: int | None =
         if value.shape != () or value.dtype.kind != "i" or int(value) < 0:
             raise CheckpointError(f"checkpoint {path}: {key} must be a non-negative integer")
         result[key] = int(value)
+    for key in FLOAT_KEYS:
+        value = data[key]
+        if value.shape != () or value.dtype.kind not in "fiu":
+            raise CheckpointError(f"checkpoint {path}: {key} must be a number, got {value.dtype} {value.shape}")
     running = float(data["running_reward"])
     result["running_reward"] = None if np.isnan(running) else running
     result["wall_seconds"] = float(data["wall_seconds"])
@@ -139,8 +168,9 @@ def check_tensors(path, tensors: dict, expected: dict) -> None:
 def load_policy_weights(path) -> dict:
     """Just {'W1', 'W2'} from a checkpoint or any .npz holding them (e.g. the shipped policy)."""
     path = Path(path)
-    data = _read_arrays(path, keys=("W1", "W2"))
-    if len(data) < 2:
+    data = _read_arrays(path, keys=("W1", "W2", "format_version"))
+    format_version(path, data)  # a bare {W1, W2} export (the shipped policy) counts as format 1
+    if "W1" not in data or "W2" not in data:
         raise CheckpointError(f"{path} holds no policy: expected arrays 'W1' and 'W2'")
     w1, w2 = data["W1"], data["W2"]
     if w1.ndim != 2 or w2.shape != (w1.shape[0],) or w1.dtype.kind != "f" or w2.dtype.kind != "f":
@@ -152,6 +182,22 @@ def load_policy_weights(path) -> dict:
     return {"W1": w1, "W2": w2}
 
 
+def format_version(path: Path, data: dict) -> int:
+    """The checkpoint's format version (1 when it has none: fastpong's first checkpoints);
+    CheckpointError naming both versions unless this fastpong reads it."""
+    if "format_version" not in data:
+        return 1
+    value = data["format_version"]
+    if value.shape != () or value.dtype.kind not in "iu":
+        raise CheckpointError(f"checkpoint {path}: format_version must be an integer, got {value.dtype} {value.shape}")
+    version = int(value)
+    if version not in SUPPORTED_FORMAT_VERSIONS:
+        readable = ", ".join(str(v) for v in sorted(SUPPORTED_FORMAT_VERSIONS))
+        raise CheckpointError(f"checkpoint {path} has format version {version}; this fastpong reads "
+                              f"version{'s' if len(SUPPORTED_FORMAT_VERSIONS) > 1 else ''} {readable}")
+    return version
+
+
 def load_agent_weights(path):
     """(agent, config or None, weights) from a checkpoint, a weights snapshot holding a config,
     or an .npz of the tutorial's W1/W2 alone (the shipped policy): any agent's policy."""
@@ -159,7 +205,8 @@ def load_agent_weights(path):
     from .config import TrainConfig
 
     path = Path(path)
-    text = _read_arrays(path, keys=("config",))
+    text = _read_arrays(path, keys=("config", "format_version"))
+    format_version(path, text)
     if "config" not in text:
         return get_agent("karpathy"), None, load_policy_weights(path)
     try:
@@ -182,11 +229,28 @@ def _read_arrays(path: Path, keys=None) -> dict:
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):  # a bare .npy array
+            raise CheckpointError(f"checkpoint {path} is not an .npz archive of named arrays")
+        with loaded as npz:
             names = npz.files if keys is None else [key for key in keys if key in npz.files]
-            return {key: npz[key] for key in names}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+            arrays = {key: npz[key] for key in names}
+    except CheckpointError:
+        raise
+    except _CORRUPT_FILE_ERRORS as exc:
         raise CheckpointError(f"checkpoint {path} is truncated or corrupt ({_first_line(exc)})") from None
+    for key, value in arrays.items():
+        if not isinstance(value, np.ndarray):  # numpy hands a member that is not a .npy over as bytes
+            raise CheckpointError(f"checkpoint {path} is corrupt: its member {key!r} is not a .npy array")
+    return arrays
+
+
+#: What numpy and zipfile raise on a damaged file, as the checkpoint fuzzer (tests/test_fuzz_checkpoint.py)
+#: found them: numpy parses a .npy header as a Python literal (a flip there gives SyntaxError or
+#: TokenError), zipfile reads a flipped compression method as NotImplementedError, and a header may
+#: claim an array of any size (MemoryError, OverflowError).
+_CORRUPT_FILE_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, MemoryError, OverflowError,
+                        SyntaxError, tokenize.TokenError, NotImplementedError, struct.error, zlib.error)
 
 
 def _first_line(exc: BaseException) -> str:

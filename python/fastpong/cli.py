@@ -1,7 +1,9 @@
 """The ``fastpong`` command: train, eval and plot.
 
 Every mistake a user can type ends in one readable line on stderr and exit code 2, before any work
-starts; an interrupted training run saves its checkpoint and exits 130 (SIGINT) or 143 (SIGTERM).
+starts; an interrupted training run saves its checkpoint and exits 130 (SIGINT) or 143 (SIGTERM);
+a file that cannot be written mid-run (full disk, unwritable directory) ends it with one line and
+exit code 1.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import sys
 from .config import DEFAULT_ENV_ID, ENGINES, OPTIMIZERS, PRESETS, RETURN_WINDOW
 
 EXIT_USAGE = 2
+EXIT_FAILURE = 1
 
 
 class _Parser(argparse.ArgumentParser):
@@ -135,6 +138,9 @@ def _run_train(args) -> int:
             raise
         print(f"fastpong train: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:
+        raise OSError(exc.errno, f"{exc.strerror or exc}; the last checkpoint written is intact: "
+                                 "free space (or fix the cause), then continue with --resume") from None
     stop.ignore()  # the checkpoint is written: from here on, only report and exit
     if args.json:
         print(json.dumps(summary.to_dict()))
@@ -261,6 +267,9 @@ def main(argv=None) -> int:
     except ValueError as exc:  # bad input found before (or instead of) any work: one line
         print(f"fastpong {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except OSError as exc:  # the disk filled up or a place became unwritable while working
+        print(f"fastpong {args.command}: error: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_FAILURE
 
 
 if __name__ == "__main__":

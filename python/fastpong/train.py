@@ -18,10 +18,12 @@ import numpy as np
 
 from . import _core
 from .agents import ATARI, CLASSIC
-from .checkpoint import CheckpointError, check_tensors, load_checkpoint, save_checkpoint, write_atomically
+from .checkpoint import (CheckpointError, check_tensors, load_checkpoint, remove_stale_temporaries,
+                         save_checkpoint, write_atomically)
 from .config import ALGORITHM_FIELDS, RETURN_WINDOW, RUN_FIELDS, TrainConfig
 from .metrics import MetricsLog, columns_for
 from .periodic_video import PeriodicVideo
+from .runlock import RunLock
 
 CONFIG_FILE = "config.json"
 CHECKPOINT_FILE = "checkpoint.npz"
@@ -58,17 +60,24 @@ def default_run_dir(env_id: str) -> Path:
     return Path("runs") / f"{name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
 
 
-def prepare_run(config: TrainConfig, run_dir, resume: bool, explicit=ALGORITHM_FIELDS):
+def prepare_run(config: TrainConfig, run_dir, resume: bool, explicit=ALGORITHM_FIELDS,
+                lock: RunLock | None = None):
     """Checks everything that can go wrong before any work starts; writes nothing on failure.
 
     Returns (config, run_dir, checkpoint or None). On resume the algorithm settings come from the
     checkpoint; those named in `explicit` (the ones the caller actually set) must agree with it.
-    Run length, environments and threads always come from `config`."""
+    Run length, environments and threads always come from `config`.
+
+    With `lock` (a RunLock the caller releases), the run directory is locked for this process:
+    before anything in it is read when it exists, else as soon as it is created. Under the lock,
+    temporary files of a killed earlier process are deleted."""
     config.validate()
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(config.env_id)
     if run_dir.exists() and not run_dir.is_dir():
         raise RunError(f"run directory {run_dir} exists and is not a directory")
     config_path, checkpoint_path = run_dir / CONFIG_FILE, run_dir / CHECKPOINT_FILE
+    if lock is not None and run_dir.is_dir():
+        lock.acquire(run_dir)  # what is checked below is what this process continues
     checkpoint = None
     if resume:
         if not checkpoint_path.exists():
@@ -106,13 +115,20 @@ def prepare_run(config: TrainConfig, run_dir, resume: bool, explicit=ALGORITHM_F
         except ValueError as exc:  # say that there is more than Atari
             raise ValueError(f"{exc} (fastpong also trains {' and '.join(CLASSIC_ENV_IDS)})") from None
     _check_writable(run_dir)
+    if lock is not None:
+        if lock.run_dir is None:  # the directory was just made: lock it, then look again
+            lock.acquire(run_dir)
+            if config_path.exists() or checkpoint_path.exists():
+                raise RunError(f"run directory {run_dir} already holds a run (another process started "
+                               "it a moment ago): choose another --run-dir")
+        remove_stale_temporaries(run_dir)
     return config, run_dir, checkpoint
 
 
 def _check_writable(run_dir: Path) -> None:
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / f".write-test-{os.getpid()}"
+        probe = run_dir / f".write-test.tmp-{os.getpid()}"
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
@@ -247,24 +263,25 @@ def train(config: TrainConfig | None = None, *, run_dir=None, resume: bool = Fal
         config = TrainConfig(**settings)
     else:
         config = dataclasses.replace(config, **settings)
-    config, run_dir, checkpoint = prepare_run(config, run_dir, resume, explicit)
-    if config.seed is None:
-        config = dataclasses.replace(config, seed=int(np.random.SeedSequence().entropy % 2**31))
-    if ray is not None and config.num_envs is None and "num_envs" not in config.agent_record().defaults:
-        from .distributed.ray_train import WORKER_NUM_ENVS  # Atari: a worker's core, not the machine's
+    with RunLock() as lock:  # one process per run directory, until the final checkpoint is written
+        config, run_dir, checkpoint = prepare_run(config, run_dir, resume, explicit, lock)
+        if config.seed is None:
+            config = dataclasses.replace(config, seed=int(np.random.SeedSequence().entropy % 2**31))
+        if ray is not None and config.num_envs is None and "num_envs" not in config.agent_record().defaults:
+            from .distributed.ray_train import WORKER_NUM_ENVS  # Atari: a worker's core, not the machine's
 
-        config = dataclasses.replace(config, num_envs=WORKER_NUM_ENVS)
-    config = config.resolved()
-    if ray is None:
-        run = _Run(config, run_dir, checkpoint, progress, on_episode)
-    else:
-        from .distributed.ray_train import RayRun
+            config = dataclasses.replace(config, num_envs=WORKER_NUM_ENVS)
+        config = config.resolved()
+        if ray is None:
+            run = _Run(config, run_dir, checkpoint, progress, on_episode)
+        else:
+            from .distributed.ray_train import RayRun
 
-        run = RayRun(config, run_dir, checkpoint, progress, on_episode, address=ray, workers=workers)
-    if stop_signals is not None:
-        return run.execute(stop_signals)
-    with StopSignals() as stop:
-        return run.execute(stop)
+            run = RayRun(config, run_dir, checkpoint, progress, on_episode, address=ray, workers=workers)
+        if stop_signals is not None:
+            return run.execute(stop_signals)
+        with StopSignals() as stop:
+            return run.execute(stop)
 
 
 def _ray_of(config: TrainConfig) -> tuple:
@@ -305,6 +322,12 @@ class _Run:
             self.recent_returns.extend(checkpoint["recent_returns"])
             self.wall_offset = checkpoint["wall_seconds"]
             self.rng.bit_generator.state = checkpoint["rng_state"]
+        else:
+            # Before config.json: a run killed at any moment after this line can be resumed, and
+            # one killed before it left no config.json behind to block a fresh start. The first
+            # update is still saved whenever it comes (CHECKPOINT_INTERVAL counts from there).
+            self._save(0.0)
+            self.last_save = -math.inf
         write_atomically(run_dir / CONFIG_FILE,
                          lambda f: f.write(json.dumps(config.to_dict(), indent=2, sort_keys=True).encode()))
         self.metrics = MetricsLog(run_dir / METRICS_FILE, keep_episodes=self.episodes if checkpoint else 0,
@@ -378,14 +401,16 @@ class _Run:
                     envs.send(learner.act(i))
         finally:
             elapsed = time.perf_counter() - start
-            self._save(elapsed)
-            self.metrics.close()
-            for envs in lanes:
-                envs.close()
-            if self.video is not None:
-                self.video.close(wait=stop.signum is None)
-            if bar is not None:
-                bar.close()
+            try:  # a full disk fails this save too: the environments must still be closed
+                self._save(elapsed)
+            finally:
+                self.metrics.close()
+                for envs in lanes:
+                    envs.close()
+                if self.video is not None:
+                    self.video.close(wait=stop.signum is None)
+                if bar is not None:
+                    bar.close()
         return TrainSummary(
             run_dir=str(self.run_dir), steps=self.env_steps, episodes=self.episodes,
             updates=self.updates, seconds=elapsed,
