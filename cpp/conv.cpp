@@ -1,0 +1,771 @@
+#include "fastpong/conv.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <stdexcept>
+#include <type_traits>
+
+#include "fastpong/parallel.hpp"
+
+// The convolutions and the 576 -> 128 dense layer are GEMMs over output pixels (a dense layer is
+// a 1x1 convolution of a 1x1 image). Their inner kernels are register-blocked by hand with GCC's
+// generic vectors of 16 floats: a tile of pixels (or kernel rows) times up to 4 vectors of output
+// channels stays in registers while the reduction streams by. The same source is compiled for
+// AVX-512, AVX2 + FMA and the x86-64 baseline with target attributes, each with the tile that
+// fits its register file, and the CPU picks one at load time (no -march=native needed).
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#define FASTPONG_CONV_X86 1
+#define FASTPONG_TARGET_AVX512 __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")))
+#define FASTPONG_TARGET_AVX2 __attribute__((target("avx2,fma")))
+#else
+#define FASTPONG_CONV_X86 0
+#endif
+#define FASTPONG_INLINE inline __attribute__((always_inline))
+#define FASTPONG_INLINE_LAMBDA __attribute__((always_inline))
+
+namespace fastpong {
+
+SamePadding::SamePadding(int64_t in, int64_t kernel, int64_t stride)
+    : out((in + stride - 1) / stride), before(0), after(0) {
+  const int64_t total = std::max<int64_t>((out - 1) * stride + kernel - in, 0);
+  before = total / 2;
+  after = total - before;
+}
+
+namespace {
+
+// ---------------------------------------------------------------------------------------------
+// Vectors of 16 floats; on AVX2 a pair of registers, on the baseline four.
+
+typedef float Vec __attribute__((vector_size(64)));
+constexpr int64_t kLanes = 16;
+
+FASTPONG_INLINE Vec load(const float* p) {
+  Vec v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+FASTPONG_INLINE void store(float* p, Vec v) { std::memcpy(p, &v, sizeof v); }
+FASTPONG_INLINE Vec relu(Vec v) {
+  const Vec zero = {};
+  return v > zero ? v : zero;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Geometry.
+
+// An activation buffer of NHWC images, side x side pixels of `channels` floats, whose interior
+// starts at (pad, pad); the border stays zero: it is the 'same' padding of the layer reading it.
+struct Buffer {
+  int64_t side, channels, pad;
+  int64_t image() const { return side * side * channels; }
+};
+
+// A layer as a GEMM over its output pixels: pixel (n, oy, ox) meets row r = (ky, kx, ci) of the
+// kernel (Keras' (kh, kw, in, out) flattened) at input + in_offset + tap[r], and writes its
+// `cols` outputs at output + out_offset.
+struct GemmLayer {
+  // in_side: the input's side before padding.
+  GemmLayer(Buffer in_, int64_t in_side, Buffer out_, int64_t kernel_, int64_t stride_)
+      : in(in_), out(out_), kernel(kernel_), stride(stride_),
+        out_side(SamePadding(in_side, kernel_, stride_).out),
+        rows(kernel_ * kernel_ * in_.channels), cols(out_.channels) {
+    for (int64_t ky = 0; ky < kernel; ++ky) {
+      for (int64_t kx = 0; kx < kernel; ++kx) {
+        for (int64_t c = 0; c < in.channels; ++c) {
+          tap.push_back(static_cast<int32_t>((ky * in.side + kx) * in.channels + c));
+        }
+      }
+    }
+    for (int64_t oy = 0; oy < out_side; ++oy) {
+      for (int64_t ox = 0; ox < out_side; ++ox) {
+        in_at.push_back((stride * oy * in.side + stride * ox) * in.channels);
+        out_at.push_back(((oy + out.pad) * out.side + ox + out.pad) * out.channels);
+      }
+    }
+  }
+  int64_t pixels() const { return out_side * out_side; }  // per image
+  int64_t in_offset(int64_t p) const { return p / pixels() * in.image() + in_at[p % pixels()]; }
+  int64_t out_offset(int64_t p) const { return p / pixels() * out.image() + out_at[p % pixels()]; }
+
+  Buffer in, out;
+  int64_t kernel, stride, out_side, rows, cols;
+  std::vector<int32_t> tap;
+  std::vector<int64_t> in_at, out_at;  // per pixel of one image
+};
+
+// ---------------------------------------------------------------------------------------------
+// Micro-kernels. P pixels (or R kernel rows) by NV vectors of output channels.
+
+// out[j] = act(bias + sum_r in[j][tap[r]] * w[r, :]) for P pixels, NV * 16 channels.
+template <int P, int NV>
+FASTPONG_INLINE void forward_tile(const float* const* in, const int32_t* tap, int64_t rows,
+                                  const float* w, int64_t ldw, const float* bias,
+                                  float* const* out, bool apply_relu) {
+  Vec acc[P][NV];
+  for (int v = 0; v < NV; ++v) {
+    const Vec b = load(bias + v * kLanes);
+    for (int j = 0; j < P; ++j) acc[j][v] = b;
+  }
+  for (int64_t r = 0; r < rows; ++r) {
+    Vec wr[NV];
+    for (int v = 0; v < NV; ++v) wr[v] = load(w + r * ldw + v * kLanes);
+    const int32_t t = tap[r];
+    for (int j = 0; j < P; ++j) {
+      const float a = in[j][t];
+      for (int v = 0; v < NV; ++v) acc[j][v] += a * wr[v];
+    }
+  }
+  for (int j = 0; j < P; ++j) {
+    for (int v = 0; v < NV; ++v) store(out[j] + v * kLanes, apply_relu ? relu(acc[j][v]) : acc[j][v]);
+  }
+}
+
+// dw[r0 + i, :] += sum_p in[p][tap[r0 + i]] * g[p, :] for R kernel rows, NV * 16 channels.
+template <int R, int NV>
+FASTPONG_INLINE void weight_grad_tile(const float* in, const int64_t* pixel_in, const float* g,
+                                      int64_t ldg, int64_t pixels, const int32_t* tap,
+                                      float* dw, int64_t ldw) {
+  Vec acc[R][NV] = {};
+  int32_t t[R];
+  for (int i = 0; i < R; ++i) t[i] = tap[i];
+  for (int64_t p = 0; p < pixels; ++p) {
+    Vec gp[NV];
+    for (int v = 0; v < NV; ++v) gp[v] = load(g + p * ldg + v * kLanes);
+    const float* ip = in + pixel_in[p];
+    for (int i = 0; i < R; ++i) {
+      const float a = ip[t[i]];
+      for (int v = 0; v < NV; ++v) acc[i][v] += a * gp[v];
+    }
+  }
+  for (int i = 0; i < R; ++i) {
+    for (int v = 0; v < NV; ++v) {
+      float* d = dw + i * ldw + v * kLanes;
+      store(d, load(d) + acc[i][v]);
+    }
+  }
+}
+
+// din[j][tap[16 v] ...] += sum_c g[j][c] * wt[c, 16 v ...] for P pixels and NV vectors of kernel
+// rows (wt is the kernel transposed, cols x rows; the 16 rows of a vector are 16 consecutive input
+// channels of one tap, contiguous in the input).
+template <int P, int NV>
+FASTPONG_INLINE void input_grad_tile(const float* const* g, int64_t cols, const float* wt,
+                                     int64_t ldwt, const int32_t* tap, float* const* din) {
+  Vec acc[P][NV] = {};
+  for (int64_t c = 0; c < cols; ++c) {
+    Vec wc[NV];
+    for (int v = 0; v < NV; ++v) wc[v] = load(wt + c * ldwt + v * kLanes);
+    for (int j = 0; j < P; ++j) {
+      const float a = g[j][c];
+      for (int v = 0; v < NV; ++v) acc[j][v] += a * wc[v];
+    }
+  }
+  for (int j = 0; j < P; ++j) {
+    for (int v = 0; v < NV; ++v) {
+      float* d = din[j] + tap[v * kLanes];
+      store(d, load(d) + acc[j][v]);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Layer-level loops over the micro-kernels, for one register budget (accumulator vectors) and
+// widest chunk of output vectors. Instantiated once per instruction set below.
+
+// Calls body(std::integral_constant<int, NV>, first column) for the chunks of `vectors` vectors of
+// 16 columns, NV <= kMaxNV vectors at a time. The bodies are lambdas marked always_inline: inlined
+// into the instruction-set-specific caller, they are compiled for its instruction set.
+template <int kMaxNV, typename Body>
+FASTPONG_INLINE void for_column_chunks(int64_t vectors, const Body& body) {
+  constexpr int kNV4 = kMaxNV >= 4 ? 4 : 1, kNV3 = kMaxNV >= 3 ? 3 : 1, kNV2 = kMaxNV >= 2 ? 2 : 1;
+  for (int64_t v0 = 0; v0 < vectors; v0 += kMaxNV) {
+    const int64_t nv = std::min<int64_t>(kMaxNV, vectors - v0);
+    const int64_t c0 = v0 * kLanes;
+    if (nv == 4) body(std::integral_constant<int, kNV4>{}, c0);
+    else if (nv == 3) body(std::integral_constant<int, kNV3>{}, c0);
+    else if (nv == 2) body(std::integral_constant<int, kNV2>{}, c0);
+    else body(std::integral_constant<int, 1>{}, c0);
+  }
+}
+
+constexpr int tile_for(int budget, int nv) { return budget / nv > 0 ? budget / nv : 1; }
+
+// Output pixels [p0, p1) of `layer`: out = act(in * w + bias).
+template <int kBudget, int kMaxNV>
+FASTPONG_INLINE void gemm_forward(const GemmLayer& L, const float* in, const float* w,
+                                  const float* bias, float* out, int64_t p0, int64_t p1,
+                                  bool apply_relu) {
+  for_column_chunks<kMaxNV>(L.cols / kLanes, [&](auto nv, int64_t c0) FASTPONG_INLINE_LAMBDA {
+    constexpr int NV = decltype(nv)::value;
+    constexpr int P = tile_for(kBudget, NV);
+    const float* ip[P];
+    float* op[P];
+    int64_t p = p0;
+    for (; p + P <= p1; p += P) {
+      for (int j = 0; j < P; ++j) {
+        ip[j] = in + L.in_offset(p + j);
+        op[j] = out + L.out_offset(p + j) + c0;
+      }
+      forward_tile<P, NV>(ip, L.tap.data(), L.rows, w + c0, L.cols, bias + c0, op, apply_relu);
+    }
+    for (; p < p1; ++p) {
+      const float* ip1 = in + L.in_offset(p);
+      float* op1 = out + L.out_offset(p) + c0;
+      forward_tile<1, NV>(&ip1, L.tap.data(), L.rows, w + c0, L.cols, bias + c0, &op1,
+                          apply_relu);
+    }
+  });
+}
+
+// dw[rows [r0, r1)] += in-patches^T g over `pixels` pixels (input offsets pixel_in, gradient rows
+// g of L.cols floats). Rows are cut into tiles from r0 in steps of the tile height.
+template <int kBudget, int kMaxNV>
+FASTPONG_INLINE void gemm_weight_grad(const GemmLayer& L, const float* in, const int64_t* pixel_in,
+                                      const float* g, int64_t pixels, int64_t r0, int64_t r1,
+                                      float* dw) {
+  for_column_chunks<kMaxNV>(L.cols / kLanes, [&](auto nv, int64_t c0) FASTPONG_INLINE_LAMBDA {
+    constexpr int NV = decltype(nv)::value;
+    constexpr int R = tile_for(kBudget, NV);
+    int64_t r = r0;
+    for (; r + R <= r1; r += R) {
+      weight_grad_tile<R, NV>(in, pixel_in, g + c0, L.cols, pixels, L.tap.data() + r,
+                              dw + r * L.cols + c0, L.cols);
+    }
+    for (; r < r1; ++r) {
+      weight_grad_tile<1, NV>(in, pixel_in, g + c0, L.cols, pixels, L.tap.data() + r,
+                              dw + r * L.cols + c0, L.cols);
+    }
+  });
+}
+
+// din (shaped like the layer's input buffer) += g * w^T scattered back over the patches, for
+// images [n0, n1); g holds L.cols floats per pixel, pixels of image n0 first. Tiles never span two
+// images, so every input element sums its pixels in one order, whatever the split into parts.
+template <int kBudget, int kMaxNV>
+FASTPONG_INLINE void gemm_input_grad(const GemmLayer& L, const float* g, const float* wt,
+                                     int64_t n0, int64_t n1, float* din) {
+  const int64_t per_image = L.kernel == 1 ? (n1 - n0) * L.pixels() : L.pixels();
+  const int64_t total = (n1 - n0) * L.pixels();
+  for_column_chunks<kMaxNV>(L.rows / kLanes, [&](auto nv, int64_t r0) FASTPONG_INLINE_LAMBDA {
+    constexpr int NV = decltype(nv)::value;
+    constexpr int P = tile_for(kBudget, NV);
+    const float* gp[P];
+    float* dp[P];
+    for (int64_t start = 0; start < total; start += per_image) {
+      const int64_t end = start + per_image;
+      int64_t p = start;
+      for (; p + P <= end; p += P) {
+        for (int j = 0; j < P; ++j) {
+          gp[j] = g + (p + j) * L.cols;
+          dp[j] = din + L.in_offset(n0 * L.pixels() + p + j);
+        }
+        input_grad_tile<P, NV>(gp, L.cols, wt + r0, L.rows, L.tap.data() + r0, dp);
+      }
+      for (; p < end; ++p) {
+        const float* g1 = g + p * L.cols;
+        float* d1 = din + L.in_offset(n0 * L.pixels() + p);
+        input_grad_tile<1, NV>(&g1, L.cols, wt + r0, L.rows, L.tap.data() + r0, &d1);
+      }
+    }
+  });
+}
+
+struct KernelSet {
+  const char* name;
+  bool (*supported)();
+  void (*forward)(const GemmLayer&, const float*, const float*, const float*, float*, int64_t,
+                  int64_t, bool);
+  void (*weight_grad)(const GemmLayer&, const float*, const int64_t*, const float*, int64_t,
+                      int64_t, int64_t, float*);
+  void (*input_grad)(const GemmLayer&, const float*, const float*, int64_t, int64_t, float*);
+};
+
+#define FASTPONG_KERNEL_SET(NAME, TARGET, BUDGET, MAXNV)                                        \
+  TARGET void NAME##_forward(const GemmLayer& L, const float* in, const float* w,               \
+                             const float* bias, float* out, int64_t p0, int64_t p1, bool relu) { \
+    gemm_forward<BUDGET, MAXNV>(L, in, w, bias, out, p0, p1, relu);                              \
+  }                                                                                              \
+  TARGET void NAME##_weight_grad(const GemmLayer& L, const float* in, const int64_t* pixel_in,   \
+                                 const float* g, int64_t pixels, int64_t r0, int64_t r1,         \
+                                 float* dw) {                                                    \
+    gemm_weight_grad<BUDGET, MAXNV>(L, in, pixel_in, g, pixels, r0, r1, dw);                     \
+  }                                                                                              \
+  TARGET void NAME##_input_grad(const GemmLayer& L, const float* g, const float* wt, int64_t n0, \
+                                int64_t n1, float* din) {                                        \
+    gemm_input_grad<BUDGET, MAXNV>(L, g, wt, n0, n1, din);                                       \
+  }
+
+// Budgets in vectors of 16 floats: AVX-512 has 32 registers of one vector (24 accumulators
+// leave room for the weights); AVX2 16 registers of half a vector; the baseline 16 of a quarter.
+#if FASTPONG_CONV_X86
+FASTPONG_KERNEL_SET(avx512, FASTPONG_TARGET_AVX512, 24, 4)
+FASTPONG_KERNEL_SET(avx2, FASTPONG_TARGET_AVX2, 6, 2)
+#endif
+FASTPONG_KERNEL_SET(portable, , 3, 1)
+
+bool avx512_supported() {
+#if FASTPONG_CONV_X86
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+         __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq");
+#else
+  return false;
+#endif
+}
+bool avx2_supported() {
+#if FASTPONG_CONV_X86
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+  return false;
+#endif
+}
+bool always() { return true; }
+
+const KernelSet kKernelSets[] = {
+#if FASTPONG_CONV_X86
+    {"avx512", avx512_supported, avx512_forward, avx512_weight_grad, avx512_input_grad},
+    {"avx2", avx2_supported, avx2_forward, avx2_weight_grad, avx2_input_grad},
+#endif
+    {"portable", always, portable_forward, portable_weight_grad, portable_input_grad},
+};
+
+const KernelSet* best_kernel_set() {
+  for (const KernelSet& k : kKernelSets) {
+    if (k.supported()) return &k;
+  }
+  return &kKernelSets[std::size(kKernelSets) - 1];
+}
+
+std::atomic<const KernelSet*> g_kernels{best_kernel_set()};
+
+// ---------------------------------------------------------------------------------------------
+// The lab's network.
+
+struct ConvSpec {
+  int64_t filters, kernel, stride;
+};
+constexpr ConvSpec kConvSpecs[ConvPolicy::kConvLayers] = {{32, 5, 2}, {48, 5, 2}, {64, 3, 2},
+                                                          {64, 3, 2}};
+
+// The buffers between layers and the GEMM layers (conv2d_1..3, dense_0); conv2d_0, whose input
+// is the sparse frame change, and the 6 logits are done apart.
+struct Network {
+  Network() {
+    int64_t side = ConvPolicy::kInputSide, channels = 1;
+    for (int l = 0; l < ConvPolicy::kConvLayers; ++l) {
+      const ConvSpec& s = kConvSpecs[l];
+      const SamePadding pad(side, s.kernel, s.stride);
+      if (l == 0) {
+        input_pad = pad.before;
+        first_out_side = pad.out;
+      } else {
+        // The previous layer writes into this layer's zero-padded input.
+        buffers[l - 1] = {side + pad.before + pad.after, channels, pad.before};
+      }
+      sides[l] = side;
+      side = pad.out;
+      channels = s.filters;
+    }
+    buffers[ConvPolicy::kConvLayers - 1] = {side, channels, 0};  // flattened: (h, w, c) order
+    flat = side * side * channels;
+    hidden = {1, ConvPolicy::kHidden, 0};
+    for (int l = 1; l < ConvPolicy::kConvLayers; ++l) {
+      layers.emplace_back(buffers[l - 1], sides[l], buffers[l], kConvSpecs[l].kernel,
+                          kConvSpecs[l].stride);
+    }
+    layers.emplace_back(Buffer{1, flat, 0}, 1, hidden, 1, 1);
+    for (const GemmLayer& L : layers) {
+      if (L.in.channels % kLanes != 0 || L.cols % kLanes != 0) {
+        throw std::logic_error("conv: channels must be multiples of 16");
+      }
+    }
+  }
+  int64_t input_pad = 0, first_out_side = 0, flat = 0;
+  int64_t sides[ConvPolicy::kConvLayers] = {};  // input side of each conv layer, unpadded
+  Buffer buffers[ConvPolicy::kConvLayers];  // outputs of conv2d_0..3 (inputs of the next)
+  Buffer hidden;
+  std::vector<GemmLayer> layers;
+};
+
+const Network& network() {
+  static const Network net;
+  return net;
+}
+
+// conv2d_0 for m images: out = relu(bias + W * x), x a 40x40 single-channel image that is almost
+// all zeros. Each nonzero pixel is scattered into the outputs whose windows hold it (at most 3x3
+// of them), rather than every output gathering its 25 taps.
+void first_layer_forward(const float* x, int64_t m, const float* w, const float* bias,
+                         float* out) {
+  const Network& net = network();
+  const Buffer& b = net.buffers[0];
+  const int64_t side = ConvPolicy::kInputSide, out_side = net.first_out_side;
+  const int64_t k = kConvSpecs[0].kernel, s = kConvSpecs[0].stride, pad = net.input_pad;
+  const int64_t c = b.channels;
+  for (int64_t n = 0; n < m; ++n) {
+    float* o = out + n * b.image();
+    const float* xi = x + n * ConvPolicy::kInputSize;
+    for (int64_t oy = 0; oy < out_side; ++oy) {
+      for (int64_t ox = 0; ox < out_side; ++ox) {
+        std::copy(bias, bias + c, o + ((oy + b.pad) * b.side + ox + b.pad) * c);
+      }
+    }
+    for (int64_t iy = 0; iy < side; ++iy) {
+      for (int64_t ix = 0; ix < side; ++ix) {
+        const float v = xi[iy * side + ix];
+        if (v == 0.0f) continue;
+        // outputs (oy, ox) with 0 <= iy + pad - s * oy < k
+        const int64_t oy0 = std::max<int64_t>(0, (iy + pad - k + s) / s);
+        const int64_t oy1 = std::min(out_side - 1, (iy + pad) / s);
+        const int64_t ox0 = std::max<int64_t>(0, (ix + pad - k + s) / s);
+        const int64_t ox1 = std::min(out_side - 1, (ix + pad) / s);
+        for (int64_t oy = oy0; oy <= oy1; ++oy) {
+          for (int64_t ox = ox0; ox <= ox1; ++ox) {
+            const float* wt = w + ((iy + pad - s * oy) * k + (ix + pad - s * ox)) * c;
+            float* op = o + ((oy + b.pad) * b.side + ox + b.pad) * c;
+            for (int64_t j = 0; j < c; j += kLanes) store(op + j, load(op + j) + v * load(wt + j));
+          }
+        }
+      }
+    }
+    for (int64_t oy = 0; oy < out_side; ++oy) {
+      float* op = o + ((oy + b.pad) * b.side + b.pad) * c;
+      for (int64_t j = 0; j < out_side * c; j += kLanes) store(op + j, relu(load(op + j)));
+    }
+  }
+}
+
+// dW0 += sum over nonzero input pixels of x * g at the outputs whose windows hold them; g is
+// conv2d_0's output gradient, compact (m, 20, 20, 32).
+void first_layer_weight_grad(const float* x, int64_t m, const float* g, float* dw) {
+  const Network& net = network();
+  const int64_t side = ConvPolicy::kInputSide, out_side = net.first_out_side;
+  const int64_t k = kConvSpecs[0].kernel, s = kConvSpecs[0].stride, pad = net.input_pad;
+  const int64_t c = kConvSpecs[0].filters;
+  for (int64_t n = 0; n < m; ++n) {
+    const float* xi = x + n * ConvPolicy::kInputSize;
+    const float* gi = g + n * out_side * out_side * c;
+    for (int64_t iy = 0; iy < side; ++iy) {
+      for (int64_t ix = 0; ix < side; ++ix) {
+        const float v = xi[iy * side + ix];
+        if (v == 0.0f) continue;
+        const int64_t oy0 = std::max<int64_t>(0, (iy + pad - k + s) / s);
+        const int64_t oy1 = std::min(out_side - 1, (iy + pad) / s);
+        const int64_t ox0 = std::max<int64_t>(0, (ix + pad - k + s) / s);
+        const int64_t ox1 = std::min(out_side - 1, (ix + pad) / s);
+        for (int64_t oy = oy0; oy <= oy1; ++oy) {
+          for (int64_t ox = ox0; ox <= ox1; ++ox) {
+            float* d = dw + ((iy + pad - s * oy) * k + (ix + pad - s * ox)) * c;
+            const float* gp = gi + (oy * out_side + ox) * c;
+            for (int64_t j = 0; j < c; j += kLanes) store(d + j, load(d + j) + v * load(gp + j));
+          }
+        }
+      }
+    }
+  }
+}
+
+// logits[n, a] = bias[a] + h[n, :] . w[:, a], for the 6 actions (too narrow for the GEMM tiles).
+void logits_forward(const float* h, int64_t m, const float* w, const float* bias,
+                    float* logits) {
+  constexpr int64_t A = ConvPolicy::kActions, H = ConvPolicy::kHidden;
+  for (int64_t n = 0; n < m; ++n) {
+    float acc[A];
+    for (int64_t a = 0; a < A; ++a) acc[a] = bias[a];
+    for (int64_t i = 0; i < H; ++i) {
+      const float hi = h[n * H + i];
+      for (int64_t a = 0; a < A; ++a) acc[a] += hi * w[i * A + a];
+    }
+    std::copy(acc, acc + A, logits + n * A);
+  }
+}
+
+// Work (multiply-adds) below which a batch stays on one thread.
+constexpr int64_t kParallelMinMacs = int64_t{1} << 21;
+constexpr int64_t kMacsPerFrame = 5300000;  // the lab's network, about 5.3M multiply-adds
+
+// Activations of m frames through the network: a[l] is conv2d_l's output in the buffer the next
+// layer reads (zero borders), hidden the dense ReLU layer's output.
+struct Activations {
+  // Room for m frames. Buffers only grow, and only interiors are ever written, so the zero
+  // borders (the padding) survive reuse.
+  void reserve(int64_t m) {
+    const Network& net = network();
+    for (int l = 0; l < ConvPolicy::kConvLayers; ++l) {
+      const size_t size = static_cast<size_t>(m * net.buffers[l].image());
+      if (a[l].size() < size) a[l].resize(size, 0.0f);
+    }
+    const size_t size = static_cast<size_t>(m * ConvPolicy::kHidden);
+    if (hidden.size() < size) hidden.resize(size, 0.0f);
+  }
+  std::vector<float> a[ConvPolicy::kConvLayers];
+  std::vector<float> hidden;
+};
+
+// Frames [n0, n1) of x through the network, into acts (which holds them from row n0 on: pass
+// n0 = 0 for activations of exactly these frames) and logits.
+void forward_frames(const ConvPolicy& policy, const float* x, int64_t n0, int64_t n1,
+                    Activations& acts, float* logits) {
+  const Network& net = network();
+  const KernelSet& kernels = *g_kernels.load(std::memory_order_relaxed);
+  const int64_t m = n1 - n0;
+  float* a0 = acts.a[0].data() + n0 * net.buffers[0].image();
+  first_layer_forward(x + n0 * ConvPolicy::kInputSize, m, policy.tensor(0), policy.tensor(1), a0);
+  for (size_t l = 0; l < net.layers.size(); ++l) {
+    const GemmLayer& L = net.layers[l];
+    const float* in = acts.a[l].data() + n0 * L.in.image();
+    float* out = (l + 1 < net.layers.size() ? acts.a[l + 1].data() : acts.hidden.data()) +
+                 n0 * L.out.image();
+    kernels.forward(L, in, policy.tensor(2 * static_cast<int>(l) + 2),
+                    policy.tensor(2 * static_cast<int>(l) + 3), out, 0, m * L.pixels(), true);
+  }
+  logits_forward(acts.hidden.data() + n0 * ConvPolicy::kHidden, m, policy.tensor(10),
+                 policy.tensor(11), logits + n0 * ConvPolicy::kActions);
+}
+
+void forward_batch(const ConvPolicy& policy, const float* x, int64_t m, Activations& acts,
+                   float* logits) {
+  const int parts = parts_for(m > 1 && m * kMacsPerFrame >= kParallelMinMacs);
+  run_in_parts(std::min<int64_t>(parts, m), [&](int part, int count) {
+    forward_frames(policy, x, m * part / count, m * (part + 1) / count, acts, logits);
+  });
+}
+
+// kernel (rows, cols) -> (cols, rows)
+std::vector<float> transposed(const float* w, int64_t rows, int64_t cols) {
+  std::vector<float> t(static_cast<size_t>(rows * cols));
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t c = 0; c < cols; ++c) t[c * rows + r] = w[r * cols + c];
+  }
+  return t;
+}
+
+// compact[p, :] = d[at(p), :] where act[at(p), :] > 0 (the ReLU gate), else 0; at(p) is the
+// offset of the layer's output pixel p in its (padded) output buffer.
+void gate_gradient(const GemmLayer* L, const Buffer& b, int64_t out_side, int64_t m,
+                   const float* d, const float* act, float* compact) {
+  const int64_t pixels = out_side * out_side, c = b.channels;
+  for (int64_t p = 0; p < m * pixels; ++p) {
+    const int64_t q = p % pixels;
+    const int64_t at = L != nullptr ? L->out_offset(p)
+                                    : p / pixels * b.image() +
+                                          ((q / out_side + b.pad) * b.side + q % out_side + b.pad) * c;
+    for (int64_t j = 0; j < c; ++j) compact[p * c + j] = act[at + j] > 0.0f ? d[at + j] : 0.0f;
+  }
+}
+
+// bias_grad[j] += sum_p g[p, j]
+void add_column_sums(const float* g, int64_t rows, int64_t cols, float* bias_grad) {
+  for (int64_t p = 0; p < rows; ++p) {
+    for (int64_t j = 0; j < cols; ++j) bias_grad[j] += g[p * cols + j];
+  }
+}
+
+// Pixels per block of the weight gradient: the block's gradient rows and patches stay in cache
+// while every tile of kernel rows passes over them.
+constexpr int64_t kPixelBlock = 256;
+
+// dw += patches^T g for all m * pixels pixels of one layer, threads splitting the kernel rows.
+void weight_grad(const GemmLayer& L, const float* in, const float* g, int64_t m, float* dw) {
+  const KernelSet& kernels = *g_kernels.load(std::memory_order_relaxed);
+  const int64_t total = m * L.pixels();
+  std::vector<int64_t> pixel_in(static_cast<size_t>(total));
+  for (int64_t p = 0; p < total; ++p) pixel_in[p] = L.in_offset(p);
+  // Each kernel row's sum runs over the pixels in order inside whatever tile holds it, so the
+  // rows can be split anywhere; parts get whole groups of 8.
+  const int64_t groups = (L.rows + 7) / 8;
+  const int parts = parts_for(total * L.rows * L.cols >= kParallelMinMacs);
+  run_in_parts(static_cast<int>(std::min<int64_t>(parts, groups)), [&](int part, int count) {
+    const int64_t r0 = groups * part / count * 8;
+    const int64_t r1 = std::min(L.rows, groups * (part + 1) / count * 8);
+    for (int64_t p0 = 0; p0 < total; p0 += kPixelBlock) {
+      const int64_t pixels = std::min(kPixelBlock, total - p0);
+      kernels.weight_grad(L, in, pixel_in.data() + p0, g + p0 * L.cols, pixels, r0, r1, dw);
+    }
+  });
+}
+
+// din (zeroed here; shaped like L's input buffer for m images) = the input gradient of g.
+void input_grad(const GemmLayer& L, const float* g, const std::vector<float>& wt, int64_t m,
+                std::vector<float>& din) {
+  const KernelSet& kernels = *g_kernels.load(std::memory_order_relaxed);
+  din.assign(static_cast<size_t>(m * L.in.image()), 0.0f);
+  const int parts = parts_for(m > 1 && m * L.pixels() * L.rows * L.cols >= kParallelMinMacs);
+  run_in_parts(static_cast<int>(std::min<int64_t>(parts, m)), [&](int part, int count) {
+    const int64_t n0 = m * part / count, n1 = m * (part + 1) / count;
+    kernels.input_grad(L, g + n0 * L.pixels() * L.cols, wt.data(), n0, n1, din.data());
+  });
+}
+
+const std::vector<std::string>& names() {
+  static const std::vector<std::string> n = [] {
+    std::vector<std::string> v;
+    for (int l = 0; l < ConvPolicy::kConvLayers; ++l) {
+      v.push_back("conv2d_" + std::to_string(l) + "/kernel");
+      v.push_back("conv2d_" + std::to_string(l) + "/bias");
+    }
+    for (const char* layer : {"dense_0", "logits"}) {
+      v.push_back(std::string(layer) + "/kernel");
+      v.push_back(std::string(layer) + "/bias");
+    }
+    return v;
+  }();
+  return n;
+}
+
+const std::vector<std::vector<int64_t>>& shapes() {
+  static const std::vector<std::vector<int64_t>> s = [] {
+    std::vector<std::vector<int64_t>> v;
+    int64_t channels = 1;
+    for (const ConvSpec& c : kConvSpecs) {
+      v.push_back({c.kernel, c.kernel, channels, c.filters});
+      v.push_back({c.filters});
+      channels = c.filters;
+    }
+    const int64_t flat = network().flat;
+    v.push_back({flat, ConvPolicy::kHidden});
+    v.push_back({ConvPolicy::kHidden});
+    v.push_back({ConvPolicy::kHidden, ConvPolicy::kActions});
+    v.push_back({ConvPolicy::kActions});
+    return v;
+  }();
+  return s;
+}
+
+}  // namespace
+
+const std::string& ConvPolicy::tensor_name(int i) { return names()[i]; }
+const std::vector<int64_t>& ConvPolicy::tensor_shape(int i) { return shapes()[i]; }
+int64_t ConvPolicy::tensor_size(int i) {
+  int64_t n = 1;
+  for (int64_t d : shapes()[i]) n *= d;
+  return n;
+}
+
+ConvPolicy::ConvPolicy() {
+  int64_t total = 0;
+  for (int i = 0; i < kTensors; ++i) {
+    offsets_[i] = total;
+    total += tensor_size(i);
+  }
+  parameters_.assign(static_cast<size_t>(total), 0.0f);
+}
+
+void ConvPolicy::forward(const float* x, int64_t n, float* logits) const {
+  if (n == 0) return;
+  // Reused across calls: the training loop calls this once per step with a few frames.
+  thread_local Activations acts;
+  acts.reserve(n);
+  forward_batch(*this, x, n, acts, logits);
+}
+
+void softmax_rows(const float* logits, int64_t n, int64_t actions, float* probs,
+                  float* log_probs) {
+  for (int64_t r = 0; r < n; ++r) {
+    const float* z = logits + r * actions;
+    const float top = *std::max_element(z, z + actions);
+    float sum = 0.0f;
+    for (int64_t a = 0; a < actions; ++a) sum += std::exp(z[a] - top);
+    const float log_sum = std::log(sum);
+    for (int64_t a = 0; a < actions; ++a) {
+      const float lp = z[a] - top - log_sum;
+      if (log_probs != nullptr) log_probs[r * actions + a] = lp;
+      if (probs != nullptr) probs[r * actions + a] = std::exp(lp);
+    }
+  }
+}
+
+void ConvPolicy::accumulate_gradient(const float* x, const int64_t* actions,
+                                     const float* advantages, int64_t steps, float scale,
+                                     const std::array<float*, kTensors>& grads) const {
+  const Network& net = network();
+  constexpr int64_t A = kActions, H = kHidden;
+  // Kernels transposed (cols, rows), for the input gradients of the GEMM layers.
+  std::vector<std::vector<float>> wt;
+  for (size_t l = 0; l < net.layers.size(); ++l) {
+    const GemmLayer& L = net.layers[l];
+    wt.push_back(transposed(tensor(2 * static_cast<int>(l) + 2), L.rows, L.cols));
+  }
+  std::vector<float> logits, probs, d_logits, d_hidden, din, g, g_next;
+  Activations acts;
+  acts.reserve(std::min(kStepChunk, steps));
+  for (int64_t t0 = 0; t0 < steps; t0 += kStepChunk) {
+    const int64_t m = std::min(kStepChunk, steps - t0);
+    const float* xm = x + t0 * kInputSize;
+    logits.resize(static_cast<size_t>(m * A));
+    forward_batch(*this, xm, m, acts, logits.data());
+    // d J / d logits = scale * A_t * (onehot(a_t) - softmax(logits_t))
+    probs.resize(logits.size());
+    softmax_rows(logits.data(), m, A, probs.data(), nullptr);
+    d_logits.resize(logits.size());
+    for (int64_t t = 0; t < m; ++t) {
+      const float coef = scale * advantages[t0 + t];
+      for (int64_t a = 0; a < A; ++a) {
+        const float onehot = a == actions[t0 + t] ? 1.0f : 0.0f;
+        d_logits[t * A + a] = coef * (onehot - probs[t * A + a]);
+      }
+    }
+    // Logits layer: dW += h^T d, db += sum d, d_hidden = (d W^T) gated by h > 0.
+    const float* h = acts.hidden.data();
+    const float* w_logits = tensor(10);
+    d_hidden.assign(static_cast<size_t>(m * H), 0.0f);
+    for (int64_t t = 0; t < m; ++t) {
+      const float* dt = d_logits.data() + t * A;
+      for (int64_t i = 0; i < H; ++i) {
+        const float hi = h[t * H + i];
+        float sum = 0.0f;
+        for (int64_t a = 0; a < A; ++a) {
+          grads[10][i * A + a] += hi * dt[a];
+          sum += w_logits[i * A + a] * dt[a];
+        }
+        d_hidden[t * H + i] = hi > 0.0f ? sum : 0.0f;
+      }
+      for (int64_t a = 0; a < A; ++a) grads[11][a] += dt[a];
+    }
+    // The GEMM layers from the top (dense_0) down to conv2d_1: g is the gradient at the layer's
+    // output (ReLU gate applied), compact (pixels, cols).
+    g.assign(d_hidden.begin(), d_hidden.end());
+    for (int l = static_cast<int>(net.layers.size()) - 1; l >= 0; --l) {
+      const GemmLayer& L = net.layers[l];
+      const float* in = acts.a[l].data();
+      weight_grad(L, in, g.data(), m, grads[2 * l + 2]);
+      add_column_sums(g.data(), m * L.pixels(), L.cols, grads[2 * l + 3]);
+      input_grad(L, g.data(), wt[l], m, din);
+      // The gradient at conv2d_l's output, gated by its ReLU, compact for the next layer down.
+      const GemmLayer* producer = l > 0 ? &net.layers[l - 1] : nullptr;
+      const int64_t out_side = l > 0 ? producer->out_side : net.first_out_side;
+      g_next.resize(static_cast<size_t>(m * out_side * out_side * net.buffers[l].channels));
+      gate_gradient(producer, net.buffers[l], out_side, m, din.data(), in, g_next.data());
+      std::swap(g, g_next);
+    }
+    first_layer_weight_grad(xm, m, g.data(), grads[0]);
+    add_column_sums(g.data(), m * net.first_out_side * net.first_out_side,
+                    kConvSpecs[0].filters, grads[1]);
+  }
+}
+
+std::vector<std::string> conv_kernels() {
+  std::vector<std::string> v;
+  for (const KernelSet& k : kKernelSets) {
+    if (k.supported()) v.emplace_back(k.name);
+  }
+  return v;
+}
+
+std::string conv_kernel() { return g_kernels.load()->name; }
+
+bool use_conv_kernel(const std::string& name) {
+  for (const KernelSet& k : kKernelSets) {
+    if (name == k.name && k.supported()) {
+      g_kernels.store(&k);
+      return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace fastpong

@@ -1,0 +1,69 @@
+// The MIT lab's CNN Pong policy: four 'same' stride-2 ReLU convolutions over the 40x40 frame
+// change, Flatten (NHWC), Dense 128 ReLU, Dense 6 logits. Keras semantics and layouts throughout.
+#pragma once
+#include <array>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace fastpong {
+
+// One 'same' convolution along one axis, TensorFlow's rule (kernel_shape_util.cc): out =
+// ceil(in / stride), total padding max((out - 1) * stride + kernel - in, 0), the smaller half
+// before (so an odd total puts the extra row/column at the bottom/right).
+struct SamePadding {
+  SamePadding(int64_t in, int64_t kernel, int64_t stride);
+  int64_t out, before, after;
+};
+
+class ConvPolicy {
+ public:
+  static constexpr int kConvLayers = 4;
+  static constexpr int kTensors = 2 * (kConvLayers + 2);  // a kernel and a bias per layer
+  static constexpr int64_t kInputSide = 40;
+  static constexpr int64_t kInputSize = kInputSide * kInputSide;
+  static constexpr int64_t kHidden = 128;
+  static constexpr int64_t kActions = 6;
+
+  ConvPolicy();
+  // Tensor i (Keras' order: conv2d_0/kernel, conv2d_0/bias, ..., dense_0/..., logits/...).
+  static const std::string& tensor_name(int i);
+  static const std::vector<int64_t>& tensor_shape(int i);
+  static int64_t tensor_size(int i);
+  float* tensor(int i) { return parameters_.data() + offsets_[i]; }
+  const float* tensor(int i) const { return parameters_.data() + offsets_[i]; }
+  int64_t num_parameters() const { return static_cast<int64_t>(parameters_.size()); }
+
+  // n frame changes x[n * kInputSize] (row-major 40x40) -> logits[n * kActions]. Frames are
+  // spread over threads when it pays; each frame's logits are the same whatever the thread count.
+  // Assumes valid arguments (finite x).
+  void forward(const float* x, int64_t n, float* logits) const;
+
+  // grads[i] += scale * sum_t advantages[t] * d log pi(actions[t] | x[t]) / d tensor i: the
+  // ascent direction of J = scale * sum_t A_t log pi(a_t|s_t) (minus the gradient of the lab's
+  // loss for scale = 1 / T). The forward pass is recomputed, kStepChunk steps at a time, so the
+  // memory stays bounded for thousands of steps; sums run in a fixed order whatever the thread
+  // count. Assumes valid arguments: actions in [0, kActions), grads shaped like the tensors.
+  void accumulate_gradient(const float* x, const int64_t* actions, const float* advantages,
+                           int64_t steps, float scale,
+                           const std::array<float*, kTensors>& grads) const;
+
+  // Steps whose activations are kept at once in accumulate_gradient.
+  static constexpr int64_t kStepChunk = 64;
+
+ private:
+  std::vector<float> parameters_;
+  std::array<int64_t, kTensors> offsets_{};
+};
+
+// Softmax of each row of logits[n * actions], max-shifted. Either output may be null.
+void softmax_rows(const float* logits, int64_t n, int64_t actions, float* probs,
+                  float* log_probs);
+
+// Names of the GEMM micro-kernel variants this CPU runs, best first, the one in use, and a switch
+// for tests and benchmarks (false, and no change, for a name not in the list).
+std::vector<std::string> conv_kernels();
+std::string conv_kernel();
+bool use_conv_kernel(const std::string& name);
+
+}  // namespace fastpong
