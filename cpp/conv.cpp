@@ -68,9 +68,9 @@ struct Buffer {
 // `cols` outputs at output + out_offset.
 struct GemmLayer {
   // in_side: the input's side before padding.
-  GemmLayer(Buffer in_, int64_t in_side, Buffer out_, int64_t kernel_, int64_t stride_)
-      : in(in_), out(out_), kernel(kernel_), stride(stride_),
-        out_side(SamePadding(in_side, kernel_, stride_).out),
+  GemmLayer(Buffer in_, int64_t in_side_, Buffer out_, int64_t kernel_, int64_t stride_)
+      : in(in_), out(out_), in_side(in_side_), kernel(kernel_), stride(stride_),
+        out_side(SamePadding(in_side_, kernel_, stride_).out),
         rows(kernel_ * kernel_ * in_.channels), cols(out_.channels) {
     for (int64_t ky = 0; ky < kernel; ++ky) {
       for (int64_t kx = 0; kx < kernel; ++kx) {
@@ -91,7 +91,7 @@ struct GemmLayer {
   int64_t out_offset(int64_t p) const { return p / pixels() * out.image() + out_at[p % pixels()]; }
 
   Buffer in, out;
-  int64_t kernel, stride, out_side, rows, cols;
+  int64_t in_side, kernel, stride, out_side, rows, cols;
   std::vector<int32_t> tap;
   std::vector<int64_t> in_at, out_at;  // per pixel of one image
 };
@@ -193,27 +193,28 @@ FASTPONG_INLINE void for_column_chunks(int64_t vectors, const Body& body) {
 
 constexpr int tile_for(int budget, int nv) { return budget / nv > 0 ? budget / nv : 1; }
 
-// Output pixels [p0, p1) of `layer`: out = act(in * w + bias).
+// `count` output pixels of layer L, the i-th reading its patch at in + pixel_in[i] and writing at
+// out + pixel_out[i]: out = relu(patch . w + bias) (or without the ReLU).
 template <int kBudget, int kMaxNV>
 FASTPONG_INLINE void gemm_forward(const GemmLayer& L, const float* in, const float* w,
-                                  const float* bias, float* out, int64_t p0, int64_t p1,
-                                  bool apply_relu) {
+                                  const float* bias, float* out, const int64_t* pixel_in,
+                                  const int64_t* pixel_out, int64_t count, bool apply_relu) {
   for_column_chunks<kMaxNV>(L.cols / kLanes, [&](auto nv, int64_t c0) FASTPONG_INLINE_LAMBDA {
     constexpr int NV = decltype(nv)::value;
     constexpr int P = tile_for(kBudget, NV);
     const float* ip[P];
     float* op[P];
-    int64_t p = p0;
-    for (; p + P <= p1; p += P) {
+    int64_t i = 0;
+    for (; i + P <= count; i += P) {
       for (int j = 0; j < P; ++j) {
-        ip[j] = in + L.in_offset(p + j);
-        op[j] = out + L.out_offset(p + j) + c0;
+        ip[j] = in + pixel_in[i + j];
+        op[j] = out + pixel_out[i + j] + c0;
       }
       forward_tile<P, NV>(ip, L.tap.data(), L.rows, w + c0, L.cols, bias + c0, op, apply_relu);
     }
-    for (; p < p1; ++p) {
-      const float* ip1 = in + L.in_offset(p);
-      float* op1 = out + L.out_offset(p) + c0;
+    for (; i < count; ++i) {
+      const float* ip1 = in + pixel_in[i];
+      float* op1 = out + pixel_out[i] + c0;
       forward_tile<1, NV>(&ip1, L.tap.data(), L.rows, w + c0, L.cols, bias + c0, &op1,
                           apply_relu);
     }
@@ -276,8 +277,8 @@ FASTPONG_INLINE void gemm_input_grad(const GemmLayer& L, const float* g, const f
 struct KernelSet {
   const char* name;
   bool (*supported)();
-  void (*forward)(const GemmLayer&, const float*, const float*, const float*, float*, int64_t,
-                  int64_t, bool);
+  void (*forward)(const GemmLayer&, const float*, const float*, const float*, float*,
+                  const int64_t*, const int64_t*, int64_t, bool);
   void (*weight_grad)(const GemmLayer&, const float*, const int64_t*, const float*, int64_t,
                       int64_t, int64_t, float*);
   void (*input_grad)(const GemmLayer&, const float*, const float*, int64_t, int64_t, float*);
@@ -285,8 +286,9 @@ struct KernelSet {
 
 #define FASTPONG_KERNEL_SET(NAME, TARGET, BUDGET, MAXNV)                                        \
   TARGET void NAME##_forward(const GemmLayer& L, const float* in, const float* w,               \
-                             const float* bias, float* out, int64_t p0, int64_t p1, bool relu) { \
-    gemm_forward<BUDGET, MAXNV>(L, in, w, bias, out, p0, p1, relu);                              \
+                             const float* bias, float* out, const int64_t* pixel_in,             \
+                             const int64_t* pixel_out, int64_t count, bool relu) {               \
+    gemm_forward<BUDGET, MAXNV>(L, in, w, bias, out, pixel_in, pixel_out, count, relu);          \
   }                                                                                              \
   TARGET void NAME##_weight_grad(const GemmLayer& L, const float* in, const int64_t* pixel_in,   \
                                  const float* g, int64_t pixels, int64_t r0, int64_t r1,         \
@@ -396,9 +398,12 @@ const Network& network() {
   return net;
 }
 
+void first_layer_dirty(const float* x, uint8_t* dirty);
+
 // conv2d_0 for m images: out = relu(bias + W * x), x a 40x40 single-channel image that is almost
 // all zeros. Each nonzero pixel is scattered into the outputs whose windows hold it (at most 3x3
 // of them), rather than every output gathering its 25 taps.
+FASTPONG_SIMD_CLONES
 void first_layer_forward(const float* x, int64_t m, const float* w, const float* bias,
                          float* out) {
   const Network& net = network();
@@ -427,20 +432,23 @@ void first_layer_forward(const float* x, int64_t m, const float* w, const float*
           for (int64_t ox = ox0; ox <= ox1; ++ox) {
             const float* wt = w + ((iy + pad - s * oy) * k + (ix + pad - s * ox)) * c;
             float* op = o + ((oy + b.pad) * b.side + ox + b.pad) * c;
-            for (int64_t j = 0; j < c; j += kLanes) store(op + j, load(op + j) + v * load(wt + j));
+#pragma omp simd
+            for (int64_t j = 0; j < c; ++j) op[j] += v * wt[j];
           }
         }
       }
     }
     for (int64_t oy = 0; oy < out_side; ++oy) {
       float* op = o + ((oy + b.pad) * b.side + b.pad) * c;
-      for (int64_t j = 0; j < out_side * c; j += kLanes) store(op + j, relu(load(op + j)));
+#pragma omp simd
+      for (int64_t j = 0; j < out_side * c; ++j) op[j] = op[j] > 0.0f ? op[j] : 0.0f;
     }
   }
 }
 
 // dW0 += sum over nonzero input pixels of x * g at the outputs whose windows hold them; g is
 // conv2d_0's output gradient, compact (m, 20, 20, 32).
+FASTPONG_SIMD_CLONES
 void first_layer_weight_grad(const float* x, int64_t m, const float* g, float* dw) {
   const Network& net = network();
   const int64_t side = ConvPolicy::kInputSide, out_side = net.first_out_side;
@@ -461,10 +469,28 @@ void first_layer_weight_grad(const float* x, int64_t m, const float* g, float* d
           for (int64_t ox = ox0; ox <= ox1; ++ox) {
             float* d = dw + ((iy + pad - s * oy) * k + (ix + pad - s * ox)) * c;
             const float* gp = gi + (oy * out_side + ox) * c;
-            for (int64_t j = 0; j < c; j += kLanes) store(d + j, load(d + j) + v * load(gp + j));
+#pragma omp simd
+            for (int64_t j = 0; j < c; ++j) d[j] += v * gp[j];
           }
         }
       }
+    }
+  }
+}
+
+// db0 += g summed over the positions whose window holds a nonzero input pixel (the others of g
+// are not computed).
+FASTPONG_SIMD_CLONES
+void add_first_layer_bias_grad(const float* x, int64_t m, const float* g, float* db) {
+  const Network& net = network();
+  const int64_t pixels = net.first_out_side * net.first_out_side, c = kConvSpecs[0].filters;
+  uint8_t dirty[64 * 64];
+  for (int64_t n = 0; n < m; ++n) {
+    first_layer_dirty(x + n * ConvPolicy::kInputSize, dirty);
+    for (int64_t p = 0; p < pixels; ++p) {
+      if (!dirty[p]) continue;
+      const float* gp = g + (n * pixels + p) * c;
+      for (int64_t j = 0; j < c; ++j) db[j] += gp[j];
     }
   }
 }
@@ -487,6 +513,8 @@ void logits_forward(const float* h, int64_t m, const float* w, const float* bias
 // Work (multiply-adds) below which a batch stays on one thread.
 constexpr int64_t kParallelMinMacs = int64_t{1} << 21;
 constexpr int64_t kMacsPerFrame = 5300000;  // the lab's network, about 5.3M multiply-adds
+// Batches from this size on skip the conv outputs that equal the zero frame's (forward_frames).
+constexpr int64_t kBackgroundMinFrames = 3;
 
 // Activations of m frames through the network: a[l] is conv2d_l's output in the buffer the next
 // layer reads (zero borders), hidden the dense ReLU layer's output.
@@ -506,32 +534,123 @@ struct Activations {
   std::vector<float> hidden;
 };
 
+// Which of conv2d_0's outputs differ from the zero frame's: those whose window holds a nonzero
+// pixel of x (one image), as out_side^2 flags.
+void first_layer_dirty(const float* x, uint8_t* dirty) {
+  const Network& net = network();
+  const int64_t side = ConvPolicy::kInputSide, out_side = net.first_out_side;
+  const int64_t k = kConvSpecs[0].kernel, s = kConvSpecs[0].stride, pad = net.input_pad;
+  std::fill(dirty, dirty + out_side * out_side, 0);
+  for (int64_t iy = 0; iy < side; ++iy) {
+    for (int64_t ix = 0; ix < side; ++ix) {
+      if (x[iy * side + ix] == 0.0f) continue;
+      const int64_t oy0 = std::max<int64_t>(0, (iy + pad - k + s) / s);
+      const int64_t oy1 = std::min(out_side - 1, (iy + pad) / s);
+      const int64_t ox0 = std::max<int64_t>(0, (ix + pad - k + s) / s);
+      const int64_t ox1 = std::min(out_side - 1, (ix + pad) / s);
+      for (int64_t oy = oy0; oy <= oy1; ++oy) {
+        for (int64_t ox = ox0; ox <= ox1; ++ox) dirty[oy * out_side + ox] = 1;
+      }
+    }
+  }
+}
+
+// The same one layer up: an output of L is dirty when its window holds a dirty input.
+void window_dirty(const GemmLayer& L, const uint8_t* in_dirty, uint8_t* out_dirty) {
+  const int64_t pad = L.in.pad;
+  for (int64_t oy = 0; oy < L.out_side; ++oy) {
+    for (int64_t ox = 0; ox < L.out_side; ++ox) {
+      uint8_t any = 0;
+      for (int64_t ky = 0; ky < L.kernel; ++ky) {
+        const int64_t iy = L.stride * oy + ky - pad;
+        if (iy < 0 || iy >= L.in_side) continue;
+        for (int64_t kx = 0; kx < L.kernel; ++kx) {
+          const int64_t ix = L.stride * ox + kx - pad;
+          if (ix >= 0 && ix < L.in_side) any |= in_dirty[iy * L.in_side + ix];
+        }
+      }
+      out_dirty[oy * L.out_side + ox] = any;
+    }
+  }
+}
+
 // Frames [n0, n1) of x through the network, into acts (which holds them from row n0 on: pass
 // n0 = 0 for activations of exactly these frames) and logits.
+//
+// With `background` (the activations of an all-zero frame), a conv output whose window sees only
+// inputs equal to the zero frame's is copied from it instead of computed: a frame change has ~17
+// nonzeros of 1600, and only ~8% of conv2d_0's and ~26% of conv2d_1's outputs see any of them.
+// The copy is what the computation would give, bit for bit (same inputs, same sums in the same
+// order), so results do not depend on whether a background is passed.
 void forward_frames(const ConvPolicy& policy, const float* x, int64_t n0, int64_t n1,
-                    Activations& acts, float* logits) {
+                    Activations& acts, float* logits, const Activations* background) {
   const Network& net = network();
   const KernelSet& kernels = *g_kernels.load(std::memory_order_relaxed);
   const int64_t m = n1 - n0;
+  const float* xm = x + n0 * ConvPolicy::kInputSize;
   float* a0 = acts.a[0].data() + n0 * net.buffers[0].image();
-  first_layer_forward(x + n0 * ConvPolicy::kInputSize, m, policy.tensor(0), policy.tensor(1), a0);
+  first_layer_forward(xm, m, policy.tensor(0), policy.tensor(1), a0);
+  const int64_t first_pixels = net.first_out_side * net.first_out_side;
+  std::vector<uint8_t> dirty_in, dirty_out;
+  if (background != nullptr) {
+    dirty_in.resize(static_cast<size_t>(m * first_pixels));
+    for (int64_t n = 0; n < m; ++n) {
+      first_layer_dirty(xm + n * ConvPolicy::kInputSize, dirty_in.data() + n * first_pixels);
+    }
+  }
+  std::vector<int64_t> pixel_in, pixel_out;
   for (size_t l = 0; l < net.layers.size(); ++l) {
     const GemmLayer& L = net.layers[l];
     const float* in = acts.a[l].data() + n0 * L.in.image();
-    float* out = (l + 1 < net.layers.size() ? acts.a[l + 1].data() : acts.hidden.data()) +
-                 n0 * L.out.image();
+    const bool conv = l + 1 < net.layers.size();
+    float* out = (conv ? acts.a[l + 1].data() : acts.hidden.data()) + n0 * L.out.image();
+    pixel_in.clear();
+    pixel_out.clear();
+    const int64_t pixels = m * L.pixels();
+    if (background != nullptr && conv) {
+      dirty_out.resize(static_cast<size_t>(pixels));
+      const int64_t in_pixels = L.in_side * L.in_side;
+      for (int64_t n = 0; n < m; ++n) {
+        window_dirty(L, dirty_in.data() + n * in_pixels, dirty_out.data() + n * L.pixels());
+      }
+      const float* clean = background->a[l + 1].data();
+      for (int64_t p = 0; p < pixels; ++p) {
+        if (dirty_out[p]) {
+          pixel_in.push_back(L.in_offset(p));
+          pixel_out.push_back(L.out_offset(p));
+        } else {
+          const float* from = clean + L.out_at[p % L.pixels()];
+          std::copy(from, from + L.cols, out + L.out_offset(p));
+        }
+      }
+      std::swap(dirty_in, dirty_out);
+    } else {
+      for (int64_t p = 0; p < pixels; ++p) {
+        pixel_in.push_back(L.in_offset(p));
+        pixel_out.push_back(L.out_offset(p));
+      }
+    }
     kernels.forward(L, in, policy.tensor(2 * static_cast<int>(l) + 2),
-                    policy.tensor(2 * static_cast<int>(l) + 3), out, 0, m * L.pixels(), true);
+                    policy.tensor(2 * static_cast<int>(l) + 3), out, pixel_in.data(),
+                    pixel_out.data(), static_cast<int64_t>(pixel_in.size()), true);
   }
   logits_forward(acts.hidden.data() + n0 * ConvPolicy::kHidden, m, policy.tensor(10),
                  policy.tensor(11), logits + n0 * ConvPolicy::kActions);
 }
 
+// The activations of one all-zero frame, computed in full: the background of forward_frames.
+void zero_frame_activations(const ConvPolicy& policy, Activations& background) {
+  static const std::vector<float> zero(static_cast<size_t>(ConvPolicy::kInputSize), 0.0f);
+  float logits[ConvPolicy::kActions];
+  background.reserve(1);
+  forward_frames(policy, zero.data(), 0, 1, background, logits, nullptr);
+}
+
 void forward_batch(const ConvPolicy& policy, const float* x, int64_t m, Activations& acts,
-                   float* logits) {
+                   float* logits, const Activations* background) {
   const int parts = parts_for(m > 1 && m * kMacsPerFrame >= kParallelMinMacs);
   run_in_parts(std::min<int64_t>(parts, m), [&](int part, int count) {
-    forward_frames(policy, x, m * part / count, m * (part + 1) / count, acts, logits);
+    forward_frames(policy, x, m * part / count, m * (part + 1) / count, acts, logits, background);
   });
 }
 
@@ -544,21 +663,84 @@ std::vector<float> transposed(const float* w, int64_t rows, int64_t cols) {
   return t;
 }
 
-// compact[p, :] = d[at(p), :] where act[at(p), :] > 0 (the ReLU gate), else 0; at(p) is the
-// offset of the layer's output pixel p in its (padded) output buffer.
-void gate_gradient(const GemmLayer* L, const Buffer& b, int64_t out_side, int64_t m,
-                   const float* d, const float* act, float* compact) {
-  const int64_t pixels = out_side * out_side, c = b.channels;
-  for (int64_t p = 0; p < m * pixels; ++p) {
-    const int64_t q = p % pixels;
-    const int64_t at = L != nullptr ? L->out_offset(p)
-                                    : p / pixels * b.image() +
-                                          ((q / out_side + b.pad) * b.side + q % out_side + b.pad) * c;
-    for (int64_t j = 0; j < c; ++j) compact[p * c + j] = act[at + j] > 0.0f ? d[at + j] : 0.0f;
+// compact[p, :] = d[at(p), :] where act[at(p), :] > 0 (the ReLU gate), else 0, for the m * pixels
+// output pixels of layer L, at(p) being pixel p's offset in L's (padded) output buffer.
+FASTPONG_SIMD_CLONES
+void gate_gradient(const GemmLayer& L, int64_t m, const float* d, const float* act,
+                   float* compact) {
+  const int64_t c = L.cols;
+  for (int64_t p = 0; p < m * L.pixels(); ++p) {
+    const int64_t at = L.out_offset(p);
+    float* out = compact + p * c;
+    for (int64_t j = 0; j < c; ++j) out[j] = act[at + j] > 0.0f ? d[at + j] : 0.0f;
   }
 }
 
+// conv2d_0's output gradient, for conv2d_1 = L, at the only positions dW0 needs: those whose
+// window holds a nonzero input pixel (~8% of them). g1[n, pos, :] = gate(a0) * sum over the
+// conv2d_1 outputs q whose windows hold pos of W1[tap]^T g2[n, q, :] (wt = W1 transposed, (48,
+// 800)); other positions of g1 are left as they are. ungated[n, :] gets the sum of the ungated
+// values over those positions, for the bias gradient.
+// One image n of first_layer_output_grad.
+FASTPONG_SIMD_CLONES
+void first_layer_output_grad_image(const GemmLayer& L, int64_t n, const float* x, const float* a0,
+                                   const float* g2, const float* wt, float* g1, float* ungated) {
+  const Network& net = network();
+  const int64_t side = net.first_out_side, pixels = side * side, c = L.in.channels;
+  const int64_t pad = L.in.pad, k = L.kernel, s = L.stride;
+  uint8_t dirty[64 * 64];
+  first_layer_dirty(x + n * ConvPolicy::kInputSize, dirty);
+  float* un = ungated + n * c;
+  std::fill(un, un + c, 0.0f);
+  float acc[256];
+  for (int64_t iy = 0; iy < side; ++iy) {
+    for (int64_t ix = 0; ix < side; ++ix) {
+      if (!dirty[iy * side + ix]) continue;
+      std::fill(acc, acc + c, 0.0f);
+      // conv2d_1 outputs (oy, ox) with 0 <= iy + pad - s * oy < k
+      const int64_t oy0 = std::max<int64_t>(0, (iy + pad - k + s) / s);
+      const int64_t oy1 = std::min(L.out_side - 1, (iy + pad) / s);
+      const int64_t ox0 = std::max<int64_t>(0, (ix + pad - k + s) / s);
+      const int64_t ox1 = std::min(L.out_side - 1, (ix + pad) / s);
+      for (int64_t oy = oy0; oy <= oy1; ++oy) {
+        for (int64_t ox = ox0; ox <= ox1; ++ox) {
+          const int64_t tap = ((iy + pad - s * oy) * k + (ix + pad - s * ox)) * c;
+          const float* gq = g2 + (n * L.pixels() + oy * L.out_side + ox) * L.cols;
+          // acc += W1[tap]^T g2[q]: a column of wt per output channel
+          for (int64_t co = 0; co < L.cols; ++co) {
+            const float gv = gq[co];
+            const float* w = wt + co * L.rows + tap;
+#pragma omp simd
+            for (int64_t j = 0; j < c; ++j) acc[j] += gv * w[j];
+          }
+        }
+      }
+      const float* act = a0 + n * L.in.image() + ((iy + pad) * L.in.side + ix + pad) * c;
+      float* out = g1 + (n * pixels + iy * side + ix) * c;
+#pragma omp simd
+      for (int64_t j = 0; j < c; ++j) {
+        un[j] += acc[j];
+        out[j] = act[j] > 0.0f ? acc[j] : 0.0f;
+      }
+    }
+  }
+}
+
+// conv2d_0's output gradient, for conv2d_1 = L, at the only positions dW0 needs: those whose
+// window holds a nonzero input pixel (~8% of them). g1[n, pos, :] = gate(a0) * sum over the
+// conv2d_1 outputs q whose windows hold pos of W1[tap]^T g2[n, q, :] (wt = W1 transposed, (48,
+// 800)); other positions of g1 are left as they are. ungated[n, :] gets the sum of the ungated
+// values over those positions, for the bias gradient.
+void first_layer_output_grad(const GemmLayer& L, const float* x, const float* a0, const float* g2,
+                             const float* wt, int64_t m, float* g1, float* ungated) {
+  const int64_t work = m * 40 * L.in.channels * L.cols * 9;  // ~40 positions of 9 taps each
+  parallel_for(m, work >= kParallelMinMacs, [&](int64_t n) {
+    first_layer_output_grad_image(L, n, x, a0, g2, wt, g1, ungated);
+  });
+}
+
 // bias_grad[j] += sum_p g[p, j]
+FASTPONG_SIMD_CLONES
 void add_column_sums(const float* g, int64_t rows, int64_t cols, float* bias_grad) {
   for (int64_t p = 0; p < rows; ++p) {
     for (int64_t j = 0; j < cols; ++j) bias_grad[j] += g[p * cols + j];
@@ -658,9 +840,12 @@ ConvPolicy::ConvPolicy() {
 void ConvPolicy::forward(const float* x, int64_t n, float* logits) const {
   if (n == 0) return;
   // Reused across calls: the training loop calls this once per step with a few frames.
-  thread_local Activations acts;
+  thread_local Activations acts, background;
   acts.reserve(n);
-  forward_batch(*this, x, n, acts, logits);
+  // The zero frame costs one frame's full pass; the frames then save more than that from 3 on.
+  const bool use_background = n >= kBackgroundMinFrames;
+  if (use_background) zero_frame_activations(*this, background);
+  forward_batch(*this, x, n, acts, logits, use_background ? &background : nullptr);
 }
 
 void softmax_rows(const float* logits, int64_t n, int64_t actions, float* probs,
@@ -690,14 +875,22 @@ void ConvPolicy::accumulate_gradient(const float* x, const int64_t* actions,
     const GemmLayer& L = net.layers[l];
     wt.push_back(transposed(tensor(2 * static_cast<int>(l) + 2), L.rows, L.cols));
   }
-  std::vector<float> logits, probs, d_logits, d_hidden, din, g, g_next;
-  Activations acts;
+  std::vector<float> logits, probs, d_logits, d_hidden, din, g, g_next, ungated;
+  Activations acts, background;
   acts.reserve(std::min(kStepChunk, steps));
+  zero_frame_activations(*this, background);
+  const GemmLayer& second = net.layers[0];  // conv2d_1
+  const int64_t first_pixels = net.first_out_side * net.first_out_side;
+  const int64_t first_channels = kConvSpecs[0].filters;
+  // Sums over all steps: conv2d_1's output gradient per pixel (for conv2d_0's bias, below), and
+  // the ungated input gradient of conv2d_1 over the positions computed one by one.
+  std::vector<float> g2_sum(static_cast<size_t>(second.pixels() * second.cols), 0.0f);
+  std::vector<float> ungated_sum(static_cast<size_t>(first_channels), 0.0f);
   for (int64_t t0 = 0; t0 < steps; t0 += kStepChunk) {
     const int64_t m = std::min(kStepChunk, steps - t0);
     const float* xm = x + t0 * kInputSize;
     logits.resize(static_cast<size_t>(m * A));
-    forward_batch(*this, xm, m, acts, logits.data());
+    forward_batch(*this, xm, m, acts, logits.data(), &background);
     // d J / d logits = scale * A_t * (onehot(a_t) - softmax(logits_t))
     probs.resize(logits.size());
     softmax_rows(logits.data(), m, A, probs.data(), nullptr);
@@ -729,22 +922,45 @@ void ConvPolicy::accumulate_gradient(const float* x, const int64_t* actions,
     // The GEMM layers from the top (dense_0) down to conv2d_1: g is the gradient at the layer's
     // output (ReLU gate applied), compact (pixels, cols).
     g.assign(d_hidden.begin(), d_hidden.end());
-    for (int l = static_cast<int>(net.layers.size()) - 1; l >= 0; --l) {
+    for (int l = static_cast<int>(net.layers.size()) - 1; l >= 1; --l) {
       const GemmLayer& L = net.layers[l];
       const float* in = acts.a[l].data();
       weight_grad(L, in, g.data(), m, grads[2 * l + 2]);
       add_column_sums(g.data(), m * L.pixels(), L.cols, grads[2 * l + 3]);
       input_grad(L, g.data(), wt[l], m, din);
-      // The gradient at conv2d_l's output, gated by its ReLU, compact for the next layer down.
-      const GemmLayer* producer = l > 0 ? &net.layers[l - 1] : nullptr;
-      const int64_t out_side = l > 0 ? producer->out_side : net.first_out_side;
-      g_next.resize(static_cast<size_t>(m * out_side * out_side * net.buffers[l].channels));
-      gate_gradient(producer, net.buffers[l], out_side, m, din.data(), in, g_next.data());
+      // The gradient at conv2d_l's output (conv2d_l is GEMM layer l - 1), gated by its ReLU.
+      g_next.resize(static_cast<size_t>(m * net.layers[l - 1].pixels() * net.layers[l - 1].cols));
+      gate_gradient(net.layers[l - 1], m, din.data(), in, g_next.data());
       std::swap(g, g_next);
     }
-    first_layer_weight_grad(xm, m, g.data(), grads[0]);
-    add_column_sums(g.data(), m * net.first_out_side * net.first_out_side,
-                    kConvSpecs[0].filters, grads[1]);
+    // conv2d_1: its weights as above; its input gradient only where conv2d_0's weights need it.
+    weight_grad(second, acts.a[0].data(), g.data(), m, grads[2]);
+    add_column_sums(g.data(), m * second.pixels(), second.cols, grads[3]);
+    add_column_sums(g.data(), m, second.pixels() * second.cols, g2_sum.data());
+    g_next.resize(static_cast<size_t>(m * first_pixels * first_channels));
+    ungated.resize(static_cast<size_t>(m * first_channels));
+    first_layer_output_grad(second, xm, acts.a[0].data(), g.data(), wt[0].data(), m,
+                            g_next.data(), ungated.data());
+    add_column_sums(ungated.data(), m, first_channels, ungated_sum.data());
+    first_layer_weight_grad(xm, m, g_next.data(), grads[0]);
+    // The bias gradient sums the gated gradient over every position: over the computed ones
+    // directly, and over the others, whose pre-activation is the bias itself (their window
+    // sees no input), as (all positions - computed ones) of the ungated gradient where b > 0.
+    add_first_layer_bias_grad(xm, m, g_next.data(), grads[1]);
+  }
+  // sum over every position and step of conv2d_1's input gradient = the input gradient of the
+  // per-pixel sums of its output gradient, summed over the positions.
+  input_grad(second, g2_sum.data(), wt[0], 1, din);
+  const float* b0 = tensor(1);
+  for (int64_t j = 0; j < first_channels; ++j) {
+    if (!(b0[j] > 0.0f)) continue;
+    float all = 0.0f;
+    for (int64_t iy = 0; iy < net.first_out_side; ++iy) {
+      for (int64_t ix = 0; ix < net.first_out_side; ++ix) {
+        all += din[((iy + second.in.pad) * second.in.side + ix + second.in.pad) * first_channels + j];
+      }
+    }
+    grads[1][j] += all - ungated_sum[j];
   }
 }
 

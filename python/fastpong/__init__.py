@@ -15,9 +15,12 @@ from ._core import (
     frame_preprocessing,
     get_num_threads,
     has_openmp,
+    lab_frame_change,
+    lab_preprocess,
     set_num_threads,
     standardize,
 )
+from .conv_policy import ConvPolicy
 from .optim import RMSProp
 from .policy import Policy
 
@@ -46,6 +49,7 @@ def __getattr__(name):
 
 
 __all__ = [
+    "ConvPolicy",
     "EpisodeBatch",
     "EpisodeBuffer",
     "FrameDifferencer",
@@ -59,6 +63,8 @@ __all__ = [
     "frame_preprocessing",
     "get_num_threads",
     "has_openmp",
+    "lab_frame_change",
+    "lab_preprocess",
     "plot_runs",
     "record_video",
     "reference",
