@@ -3,6 +3,8 @@
 #pragma once
 #include <array>
 #include <cstdint>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -52,8 +54,16 @@ class ConvPolicy {
   static constexpr int64_t kStepChunk = 64;
 
  private:
+  // The activations of an all-zero frame, which most conv outputs of a frame change equal (see
+  // conv.cpp), with the conv parameters they were computed from: recomputed only when those
+  // change, which in training is once per update, not once per step.
+  struct Background;
+  std::shared_ptr<const Background> background() const;
+
   std::vector<float> parameters_;
   std::array<int64_t, kTensors> offsets_{};
+  mutable std::mutex background_mutex_;
+  mutable std::shared_ptr<const Background> background_;
 };
 
 // Softmax of each row of logits[n * actions], max-shifted. Either output may be null.
