@@ -478,15 +478,14 @@ void first_layer_weight_grad(const float* x, int64_t m, const float* g, float* d
   }
 }
 
-// db0 += g summed over the positions whose window holds a nonzero input pixel (the others of g
-// are not computed).
+// db0 += g summed over the positions whose window holds a nonzero input pixel (dirty_masks, m
+// images of first_layer_dirty; the others of g are not computed).
 FASTPONG_SIMD_CLONES
-void add_first_layer_bias_grad(const float* x, int64_t m, const float* g, float* db) {
+void add_first_layer_bias_grad(const uint8_t* dirty_masks, int64_t m, const float* g, float* db) {
   const Network& net = network();
   const int64_t pixels = net.first_out_side * net.first_out_side, c = kConvSpecs[0].filters;
-  uint8_t dirty[64 * 64];
   for (int64_t n = 0; n < m; ++n) {
-    first_layer_dirty(x + n * ConvPolicy::kInputSize, dirty);
+    const uint8_t* dirty = dirty_masks + n * pixels;
     for (int64_t p = 0; p < pixels; ++p) {
       if (!dirty[p]) continue;
       const float* gp = g + (n * pixels + p) * c;
@@ -677,22 +676,23 @@ void gate_gradient(const GemmLayer& L, int64_t m, const float* d, const float* a
 }
 
 // conv2d_0's output gradient, for conv2d_1 = L, at the only positions dW0 needs: those whose
-// window holds a nonzero input pixel (~8% of them). g1[n, pos, :] = gate(a0) * sum over the
+// window holds a nonzero input pixel (~8% of them; dirty_masks, m images of first_layer_dirty). g1[n, pos, :] = gate(a0) * sum over the
 // conv2d_1 outputs q whose windows hold pos of W1[tap]^T g2[n, q, :] (wt = W1 transposed, (48,
 // 800)); other positions of g1 are left as they are. ungated[n, :] gets the sum of the ungated
 // values over those positions, for the bias gradient.
 // One image n of first_layer_output_grad.
 FASTPONG_SIMD_CLONES
-void first_layer_output_grad_image(const GemmLayer& L, int64_t n, const float* x, const float* a0,
-                                   const float* g2, const float* wt, float* g1, float* ungated) {
+void first_layer_output_grad_image(const GemmLayer& L, int64_t n, const uint8_t* dirty_masks,
+                                   const float* a0, const float* g2, const float* wt, float* g1,
+                                   float* ungated) {
   const Network& net = network();
-  const int64_t side = net.first_out_side, pixels = side * side, c = L.in.channels;
+  constexpr int64_t c = kConvSpecs[0].filters;  // a compile-time width keeps acc in registers
+  const int64_t side = net.first_out_side, pixels = side * side;
   const int64_t pad = L.in.pad, k = L.kernel, s = L.stride;
-  uint8_t dirty[64 * 64];
-  first_layer_dirty(x + n * ConvPolicy::kInputSize, dirty);
+  const uint8_t* dirty = dirty_masks + n * pixels;
   float* un = ungated + n * c;
   std::fill(un, un + c, 0.0f);
-  float acc[256];
+  float acc[c];
   for (int64_t iy = 0; iy < side; ++iy) {
     for (int64_t ix = 0; ix < side; ++ix) {
       if (!dirty[iy * side + ix]) continue;
@@ -727,16 +727,60 @@ void first_layer_output_grad_image(const GemmLayer& L, int64_t n, const float* x
 }
 
 // conv2d_0's output gradient, for conv2d_1 = L, at the only positions dW0 needs: those whose
-// window holds a nonzero input pixel (~8% of them). g1[n, pos, :] = gate(a0) * sum over the
+// window holds a nonzero input pixel (~8% of them; dirty_masks, m images of first_layer_dirty). g1[n, pos, :] = gate(a0) * sum over the
 // conv2d_1 outputs q whose windows hold pos of W1[tap]^T g2[n, q, :] (wt = W1 transposed, (48,
 // 800)); other positions of g1 are left as they are. ungated[n, :] gets the sum of the ungated
 // values over those positions, for the bias gradient.
-void first_layer_output_grad(const GemmLayer& L, const float* x, const float* a0, const float* g2,
-                             const float* wt, int64_t m, float* g1, float* ungated) {
+void first_layer_output_grad(const GemmLayer& L, const uint8_t* dirty_masks, const float* a0,
+                             const float* g2, const float* wt, int64_t m, float* g1,
+                             float* ungated) {
   const int64_t work = m * 40 * L.in.channels * L.cols * 9;  // ~40 positions of 9 taps each
   parallel_for(m, work >= kParallelMinMacs, [&](int64_t n) {
-    first_layer_output_grad_image(L, n, x, a0, g2, wt, g1, ungated);
+    first_layer_output_grad_image(L, n, dirty_masks, a0, g2, wt, g1, ungated);
   });
+}
+
+// dW1 += sum over m steps of (a1 - zero frame's a1) patches^T g2, for conv2d_1 = L and the rows
+// of input channels [c0, c1); dirty_masks: m images of first_layer_dirty. a1 departs from the zero frame's activations only at the positions
+// whose window holds a nonzero input pixel (~8%), so this is the sparse part of conv2d_1's weight
+// gradient; the rest, the zero frame's patches times the step-summed g2, is added once per call.
+FASTPONG_SIMD_CLONES
+void second_layer_departure_grad(const GemmLayer& L, const uint8_t* dirty_masks, const float* a1,
+                                 const float* zero_a1, const float* g2, int64_t m, int64_t c0,
+                                 int64_t c1, float* dw) {
+  const Network& net = network();
+  constexpr int64_t cols = kConvSpecs[1].filters;
+  const int64_t side = net.first_out_side, c = L.in.channels;
+  const int64_t pad = L.in.pad, k = L.kernel, s = L.stride;
+  for (int64_t n = 0; n < m; ++n) {
+    const uint8_t* dirty = dirty_masks + n * side * side;
+    for (int64_t iy = 0; iy < side; ++iy) {
+      for (int64_t ix = 0; ix < side; ++ix) {
+        if (!dirty[iy * side + ix]) continue;
+        const int64_t at = ((iy + pad) * L.in.side + ix + pad) * c;
+        const float* act = a1 + n * L.in.image() + at;
+        const float* zero = zero_a1 + at;
+        const int64_t oy0 = std::max<int64_t>(0, (iy + pad - k + s) / s);
+        const int64_t oy1 = std::min(L.out_side - 1, (iy + pad) / s);
+        const int64_t ox0 = std::max<int64_t>(0, (ix + pad - k + s) / s);
+        const int64_t ox1 = std::min(L.out_side - 1, (ix + pad) / s);
+        for (int64_t oy = oy0; oy <= oy1; ++oy) {
+          for (int64_t ox = ox0; ox <= ox1; ++ox) {
+            const int64_t tap = (iy + pad - s * oy) * k + (ix + pad - s * ox);
+            const float* gq = g2 + (n * L.pixels() + oy * L.out_side + ox) * cols;
+            for (int64_t ci = c0; ci < c1; ++ci) {
+              const float d = act[ci] - zero[ci];
+              if (d == 0.0f) continue;  // both clipped by the ReLU, most often
+              float* row = dw + (tap * c + ci) * cols;
+              // dW1[tap, ci, :] += d * g2[q, :]
+#pragma omp simd
+              for (int64_t j = 0; j < cols; ++j) row[j] += d * gq[j];
+            }
+          }
+        }
+      }
+    }
+  }
 }
 
 // bias_grad[j] += sum_p g[p, j]
@@ -899,6 +943,7 @@ void ConvPolicy::accumulate_gradient(const float* x, const int64_t* actions,
     wt.push_back(transposed(tensor(2 * static_cast<int>(l) + 2), L.rows, L.cols));
   }
   std::vector<float> logits, probs, d_logits, d_hidden, din, g, g_next, ungated;
+  std::vector<uint8_t> dirty;  // per step, conv2d_0's outputs whose window holds a nonzero pixel
   Activations acts;
   acts.reserve(std::min(kStepChunk, steps));
   const std::shared_ptr<const Background> zero = background();
@@ -915,6 +960,8 @@ void ConvPolicy::accumulate_gradient(const float* x, const int64_t* actions,
     const float* xm = x + t0 * kInputSize;
     logits.resize(static_cast<size_t>(m * A));
     forward_batch(*this, xm, m, acts, logits.data(), &background);
+    dirty.resize(static_cast<size_t>(m * first_pixels));
+    for (int64_t t = 0; t < m; ++t) first_layer_dirty(xm + t * kInputSize, dirty.data() + t * first_pixels);
     // d J / d logits = scale * A_t * (onehot(a_t) - softmax(logits_t))
     probs.resize(logits.size());
     softmax_rows(logits.data(), m, A, probs.data(), nullptr);
@@ -957,21 +1004,32 @@ void ConvPolicy::accumulate_gradient(const float* x, const int64_t* actions,
       gate_gradient(net.layers[l - 1], m, din.data(), in, g_next.data());
       std::swap(g, g_next);
     }
-    // conv2d_1: its weights as above; its input gradient only where conv2d_0's weights need it.
-    weight_grad(second, acts.a[0].data(), g.data(), m, grads[2]);
+    // conv2d_1: its weights from the sparse departures of a1 from the zero frame's (the rest
+    // after the loop); its input gradient only where conv2d_0's weights need it.
+    {
+      const int64_t c = second.in.channels;
+      const int parts = parts_for(m * 40 * 9 * c * second.cols >= kParallelMinMacs);
+      run_in_parts(parts, [&](int part, int count) {
+        second_layer_departure_grad(second, dirty.data(), acts.a[0].data(), background.a[0].data(),
+                                    g.data(), m, c * part / count, c * (part + 1) / count,
+                                    grads[2]);
+      });
+    }
     add_column_sums(g.data(), m * second.pixels(), second.cols, grads[3]);
     add_column_sums(g.data(), m, second.pixels() * second.cols, g2_sum.data());
     g_next.resize(static_cast<size_t>(m * first_pixels * first_channels));
     ungated.resize(static_cast<size_t>(m * first_channels));
-    first_layer_output_grad(second, xm, acts.a[0].data(), g.data(), wt[0].data(), m,
+    first_layer_output_grad(second, dirty.data(), acts.a[0].data(), g.data(), wt[0].data(), m,
                             g_next.data(), ungated.data());
     add_column_sums(ungated.data(), m, first_channels, ungated_sum.data());
     first_layer_weight_grad(xm, m, g_next.data(), grads[0]);
     // The bias gradient sums the gated gradient over every position: over the computed ones
     // directly, and over the others, whose pre-activation is the bias itself (their window
     // sees no input), as (all positions - computed ones) of the ungated gradient where b > 0.
-    add_first_layer_bias_grad(xm, m, g_next.data(), grads[1]);
+    add_first_layer_bias_grad(dirty.data(), m, g_next.data(), grads[1]);
   }
+  // conv2d_1's weight gradient, the zero frame's part: its patches are the same at every step.
+  weight_grad(second, background.a[0].data(), g2_sum.data(), 1, grads[2]);
   // sum over every position and step of conv2d_1's input gradient = the input gradient of the
   // per-pixel sums of its output gradient, summed over the positions.
   input_grad(second, g2_sum.data(), wt[0], 1, din);
