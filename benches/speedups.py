@@ -4,7 +4,8 @@
     python benches/speedups.py bench.json [--check]
 
 One row per fast-path benchmark: its group (the kernel), the median of the group's reference test
-(``test_<kernel>_reference``), its own median and the ratio, against the project's target where it
+(``test_<kernel>_reference``, or ``test_<kernel>[reference]`` when one test is parametrized over
+the paths), its own median and the ratio, against the project's target where it
 has one. ``--check`` exits with status 1 if any target is missed.
 """
 
@@ -33,13 +34,24 @@ def format_seconds(seconds: float) -> str:
     return f"{seconds / 1e-9:.3g} ns"
 
 
+def _is_reference(name: str) -> bool:
+    return name.endswith("_reference") or name.endswith("[reference]")
+
+
+def _variant(name: str) -> str:
+    """"fast_sparse" of test_forward_fast_sparse, "fast" of test_adam_cartpole[fast]."""
+    if name.endswith("]"):
+        return name[name.rindex("[") + 1:-1]
+    return name[name.index("_fast") + 1:] if "_fast" in name else name
+
+
 def rows(benchmarks: list[dict]) -> list[dict]:
     groups: dict[str, list[dict]] = defaultdict(list)
     for bench in benchmarks:
         groups[bench["group"] or ""].append(bench)
     table = []
     for group, members in groups.items():
-        references = [b for b in members if b["name"].endswith("_reference")]
+        references = [b for b in members if _is_reference(b["name"])]
         if len(references) != 1:
             continue
         ref_median = references[0]["stats"]["median"]
@@ -53,7 +65,7 @@ def rows(benchmarks: list[dict]) -> list[dict]:
             table.append({
                 "group": group,
                 "name": name,
-                "variant": name[name.index("_fast") + 1:] if "_fast" in name else name,
+                "variant": _variant(name),
                 "reference": ref_median,
                 "fast": median,
                 "speedup": speedup,

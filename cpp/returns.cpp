@@ -4,12 +4,13 @@
 
 namespace fastpong {
 
-void discount_rewards(const float* rewards, int64_t n, double gamma, float* out) {
+void discount_rewards(const float* rewards, int64_t n, double gamma, float* out,
+                      bool reset_at_points) {
   // Accumulated in double so that long rallies round once, like the float64 reference.
   double running = 0.0;
   for (int64_t t = n - 1; t >= 0; --t) {
     const double r = rewards[t];
-    if (r != 0.0) running = 0.0;  // a point ended the rally: the game restarts here
+    if (reset_at_points && r != 0.0) running = 0.0;  // a point ended the rally: it restarts here
     running = running * gamma + r;
     out[t] = static_cast<float>(running);
   }

@@ -17,7 +17,7 @@ FloatArray as_vector(const py::handle& obj, const std::string& name) {
   return a;
 }
 
-FloatArray discount(const py::handle& rewards_obj, double gamma) {
+FloatArray discount(const py::handle& rewards_obj, double gamma, bool reset_at_points) {
   if (!(gamma > 0.0 && gamma <= 1.0)) {
     fail("gamma must be in (0, 1], got " + py::repr(py::float_(gamma)).cast<std::string>());
   }
@@ -27,7 +27,7 @@ FloatArray discount(const py::handle& rewards_obj, double gamma) {
   const float* in = rewards.data();
   float* result = out.mutable_data();
   py::gil_scoped_release release;
-  discount_rewards(in, n, gamma, result);
+  discount_rewards(in, n, gamma, result, reset_at_points);
   return out;
 }
 
@@ -88,7 +88,9 @@ EpisodeBuffer episode_from_arrays(const py::handle& epx_obj, const py::handle& e
 
 void bind_training(py::module_& m) {
   m.def("discount_rewards", &discount, py::arg("r"), py::arg("gamma"),
-        "Discounted returns, float32, restarting at every nonzero reward (each point in Pong).");
+        py::arg("reset_at_points") = true,
+        "Discounted returns, float32. With reset_at_points (the default; the tutorial's Pong) the "
+        "sum restarts at every nonzero reward; without it (the lab's CartPole) it runs through.");
   m.def("standardize", &standardized, py::arg("values"),
         "(values - mean) / std as float32; all zeros when std is 0 (the tutorial would give NaN).");
 

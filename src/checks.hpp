@@ -122,6 +122,32 @@ inline void require_shape(const py::array& a, const std::vector<int64_t>& shape,
   }
 }
 
+// A caller-owned output or state array the core writes in place: it must already be a writable,
+// C-contiguous float32 array of the given shape, since a converted copy would take the writes.
+inline float* writable_float32(const py::handle& obj, const std::vector<int64_t>& shape,
+                               const std::string& name) {
+  const std::string expected =
+      name + " must be a writable C-contiguous float32 array of shape " + shape_text(shape);
+  if (!py::isinstance<py::array>(obj)) fail(expected + ", got " + describe_object(obj));
+  auto a = py::reinterpret_borrow<py::array>(obj);
+  if (!a.dtype().is(py::dtype::of<float>()) || !has_shape(a, shape)) {
+    fail(expected + ", got " + describe(a));
+  }
+  if (!(a.flags() & py::array::c_style)) fail(expected + ", got a non-contiguous view");
+  if (!a.writeable()) fail(expected + ", got a read-only array");
+  return static_cast<float*>(a.mutable_data());
+}
+
+// A learning rate, beta or epsilon: finite in float32, and above (or at) zero as asked.
+inline void require_finite_number(double value, bool allow_zero, const std::string& name,
+                                  const std::string& expected) {
+  const bool finite = std::isfinite(static_cast<float>(value));
+  if (!finite || value < 0.0 || (!allow_zero && value == 0.0)) {
+    fail(name + " must be " + expected + ", got " +
+         py::repr(py::float_(value)).cast<std::string>());
+  }
+}
+
 inline void require_positive(int64_t value, const std::string& name) {
   if (value <= 0) fail(name + " must be a positive integer, got " + std::to_string(value));
 }

@@ -6,6 +6,8 @@ void bind_runtime(pybind11::module_& m);
 void bind_frames(pybind11::module_& m);
 void bind_policy(pybind11::module_& m);
 void bind_training(pybind11::module_& m);
+void bind_dense(pybind11::module_& m);
+void bind_adam(pybind11::module_& m);
 void bind_conv(pybind11::module_& m);
 }  // namespace fastpong::bind
 
@@ -15,5 +17,7 @@ PYBIND11_MODULE(_core, m) {
   fastpong::bind::bind_frames(m);
   fastpong::bind::bind_policy(m);
   fastpong::bind::bind_training(m);
+  fastpong::bind::bind_dense(m);
+  fastpong::bind::bind_adam(m);
   fastpong::bind::bind_conv(m);
 }

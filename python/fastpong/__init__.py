@@ -17,11 +17,13 @@ from ._core import (
     has_openmp,
     lab_frame_change,
     lab_preprocess,
+    sample_actions,
     set_num_threads,
     standardize,
 )
+from .categorical import CategoricalPolicy
 from .conv_policy import ConvPolicy
-from .optim import RMSProp
+from .optim import Adam, RMSProp
 from .policy import Policy
 
 __version__ = "0.1.0"
@@ -49,6 +51,8 @@ def __getattr__(name):
 
 
 __all__ = [
+    "Adam",
+    "CategoricalPolicy",
     "ConvPolicy",
     "EpisodeBatch",
     "EpisodeBuffer",
@@ -68,6 +72,7 @@ __all__ = [
     "plot_runs",
     "record_video",
     "reference",
+    "sample_actions",
     "set_num_threads",
     "standardize",
     "train",

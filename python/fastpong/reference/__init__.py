@@ -5,6 +5,7 @@ here so that ``reference.policy_forward`` and friends keep their names). The MIT
 modules of their own beside it: ``reference.cnn`` is the lab's CNN Pong agent.
 """
 
+from . import lab  # noqa: F401  (reference.lab: the MIT lab's agents; names not re-exported)
 from . import cnn  # noqa: F401  (the MIT lab's CNN agent: reference.cnn.<name>)
 from .tutorial import *  # noqa: F401,F403
 from .tutorial import __all__ as _tutorial_names
