@@ -7,6 +7,7 @@
 #include <stdexcept>
 #include <type_traits>
 
+#include "fastpong/dense.hpp"
 #include "fastpong/parallel.hpp"
 
 // The convolutions and the 576 -> 128 dense layer are GEMMs over output pixels (a dense layer is
@@ -353,8 +354,8 @@ struct ConvSpec {
 constexpr ConvSpec kConvSpecs[ConvPolicy::kConvLayers] = {{32, 5, 2}, {48, 5, 2}, {64, 3, 2},
                                                           {64, 3, 2}};
 
-// The buffers between layers and the GEMM layers (conv2d_1..3, dense_0); conv2d_0, whose input
-// is the sparse frame change, and the 6 logits are done apart.
+// The buffers between layers and the GEMM layers (conv2d_1..3); conv2d_0, whose input is the
+// sparse frame change, is done apart, and the dense head by DensePolicy (dense.cpp).
 struct Network {
   Network() {
     int64_t side = ConvPolicy::kInputSide, channels = 1;
@@ -374,12 +375,10 @@ struct Network {
     }
     buffers[ConvPolicy::kConvLayers - 1] = {side, channels, 0};  // flattened: (h, w, c) order
     flat = side * side * channels;
-    hidden = {1, ConvPolicy::kHidden, 0};
     for (int l = 1; l < ConvPolicy::kConvLayers; ++l) {
       layers.emplace_back(buffers[l - 1], sides[l], buffers[l], kConvSpecs[l].kernel,
                           kConvSpecs[l].stride);
     }
-    layers.emplace_back(Buffer{1, flat, 0}, 1, hidden, 1, 1);
     for (const GemmLayer& L : layers) {
       if (L.in.channels % kLanes != 0 || L.cols % kLanes != 0) {
         throw std::logic_error("conv: channels must be multiples of 16");
@@ -389,7 +388,6 @@ struct Network {
   int64_t input_pad = 0, first_out_side = 0, flat = 0;
   int64_t sides[ConvPolicy::kConvLayers] = {};  // input side of each conv layer, unpadded
   Buffer buffers[ConvPolicy::kConvLayers];  // outputs of conv2d_0..3 (inputs of the next)
-  Buffer hidden;
   std::vector<GemmLayer> layers;
 };
 
@@ -494,21 +492,6 @@ void add_first_layer_bias_grad(const uint8_t* dirty_masks, int64_t m, const floa
   }
 }
 
-// logits[n, a] = bias[a] + h[n, :] . w[:, a], for the 6 actions (too narrow for the GEMM tiles).
-void logits_forward(const float* h, int64_t m, const float* w, const float* bias,
-                    float* logits) {
-  constexpr int64_t A = ConvPolicy::kActions, H = ConvPolicy::kHidden;
-  for (int64_t n = 0; n < m; ++n) {
-    float acc[A];
-    for (int64_t a = 0; a < A; ++a) acc[a] = bias[a];
-    for (int64_t i = 0; i < H; ++i) {
-      const float hi = h[n * H + i];
-      for (int64_t a = 0; a < A; ++a) acc[a] += hi * w[i * A + a];
-    }
-    std::copy(acc, acc + A, logits + n * A);
-  }
-}
-
 // Work (multiply-adds) below which a batch stays on one thread.
 constexpr int64_t kParallelMinMacs = int64_t{1} << 21;
 constexpr int64_t kMacsPerFrame = 5300000;  // the lab's network, about 5.3M multiply-adds
@@ -516,7 +499,7 @@ constexpr int64_t kMacsPerFrame = 5300000;  // the lab's network, about 5.3M mul
 constexpr int64_t kBackgroundMinFrames = 2;
 
 // Activations of m frames through the network: a[l] is conv2d_l's output in the buffer the next
-// layer reads (zero borders), hidden the dense ReLU layer's output.
+// layer reads (zero borders); the last, (m, 576), is the flattened input of the dense head.
 struct Activations {
   // Room for m frames. Buffers only grow, and only interiors are ever written, so the zero
   // borders (the padding) survive reuse.
@@ -526,11 +509,8 @@ struct Activations {
       const size_t size = static_cast<size_t>(m * net.buffers[l].image());
       if (a[l].size() < size) a[l].resize(size, 0.0f);
     }
-    const size_t size = static_cast<size_t>(m * ConvPolicy::kHidden);
-    if (hidden.size() < size) hidden.resize(size, 0.0f);
   }
   std::vector<float> a[ConvPolicy::kConvLayers];
-  std::vector<float> hidden;
 };
 
 // Which of conv2d_0's outputs differ from the zero frame's: those whose window holds a nonzero
@@ -574,7 +554,7 @@ void window_dirty(const GemmLayer& L, const uint8_t* in_dirty, uint8_t* out_dirt
 }
 
 // Frames [n0, n1) of x through the network, into acts (which holds them from row n0 on: pass
-// n0 = 0 for activations of exactly these frames) and logits.
+// n0 = 0 for activations of exactly these frames), up to the flattened conv output.
 //
 // With `background` (the activations of an all-zero frame), a conv output whose window sees only
 // inputs equal to the zero frame's is copied from it instead of computed: a frame change has ~17
@@ -582,7 +562,7 @@ void window_dirty(const GemmLayer& L, const uint8_t* in_dirty, uint8_t* out_dirt
 // The copy is what the computation would give, bit for bit (same inputs, same sums in the same
 // order), so results do not depend on whether a background is passed.
 void forward_frames(const ConvPolicy& policy, const float* x, int64_t n0, int64_t n1,
-                    Activations& acts, float* logits, const Activations* background) {
+                    Activations& acts, const Activations* background) {
   const Network& net = network();
   const KernelSet& kernels = *g_kernels.load(std::memory_order_relaxed);
   const int64_t m = n1 - n0;
@@ -601,12 +581,11 @@ void forward_frames(const ConvPolicy& policy, const float* x, int64_t n0, int64_
   for (size_t l = 0; l < net.layers.size(); ++l) {
     const GemmLayer& L = net.layers[l];
     const float* in = acts.a[l].data() + n0 * L.in.image();
-    const bool conv = l + 1 < net.layers.size();
-    float* out = (conv ? acts.a[l + 1].data() : acts.hidden.data()) + n0 * L.out.image();
+    float* out = acts.a[l + 1].data() + n0 * L.out.image();
     pixel_in.clear();
     pixel_out.clear();
     const int64_t pixels = m * L.pixels();
-    if (background != nullptr && conv) {
+    if (background != nullptr) {
       dirty_out.resize(static_cast<size_t>(pixels));
       const int64_t in_pixels = L.in_side * L.in_side;
       for (int64_t n = 0; n < m; ++n) {
@@ -633,23 +612,20 @@ void forward_frames(const ConvPolicy& policy, const float* x, int64_t n0, int64_
                     policy.tensor(2 * static_cast<int>(l) + 3), out, pixel_in.data(),
                     pixel_out.data(), static_cast<int64_t>(pixel_in.size()), true);
   }
-  logits_forward(acts.hidden.data() + n0 * ConvPolicy::kHidden, m, policy.tensor(10),
-                 policy.tensor(11), logits + n0 * ConvPolicy::kActions);
 }
 
 // The activations of one all-zero frame, computed in full: the background of forward_frames.
 void zero_frame_activations(const ConvPolicy& policy, Activations& background) {
   static const std::vector<float> zero(static_cast<size_t>(ConvPolicy::kInputSize), 0.0f);
-  float logits[ConvPolicy::kActions];
   background.reserve(1);
-  forward_frames(policy, zero.data(), 0, 1, background, logits, nullptr);
+  forward_frames(policy, zero.data(), 0, 1, background, nullptr);
 }
 
 void forward_batch(const ConvPolicy& policy, const float* x, int64_t m, Activations& acts,
-                   float* logits, const Activations* background) {
+                   const Activations* background) {
   const int parts = parts_for(m > 1 && m * kMacsPerFrame >= kParallelMinMacs);
   run_in_parts(std::min<int64_t>(parts, m), [&](int part, int count) {
-    forward_frames(policy, x, m * part / count, m * (part + 1) / count, acts, logits, background);
+    forward_frames(policy, x, m * part / count, m * (part + 1) / count, acts, background);
   });
 }
 
@@ -872,13 +848,21 @@ int64_t ConvPolicy::tensor_size(int i) {
   return n;
 }
 
-ConvPolicy::ConvPolicy() {
+ConvPolicy::ConvPolicy() : head_({network().flat, kHidden, kActions}) {
+  // The conv tensors back to back in one buffer (background() compares them in one piece); the
+  // dense head's live in the DensePolicy.
   int64_t total = 0;
-  for (int i = 0; i < kTensors; ++i) {
-    offsets_[i] = total;
-    total += tensor_size(i);
+  for (int i = 0; i < 2 * kConvLayers; ++i) total += tensor_size(i);
+  conv_parameters_.assign(static_cast<size_t>(total), 0.0f);
+  float* next = conv_parameters_.data();
+  for (int i = 0; i < 2 * kConvLayers; ++i) {
+    tensors_[i] = next;
+    next += tensor_size(i);
   }
-  parameters_.assign(static_cast<size_t>(total), 0.0f);
+  for (int64_t l = 0; l < head_.num_layers(); ++l) {
+    tensors_[2 * (kConvLayers + l)] = head_.kernel(l);
+    tensors_[2 * (kConvLayers + l) + 1] = head_.bias(l);
+  }
 }
 
 struct ConvPolicy::Background {
@@ -887,9 +871,8 @@ struct ConvPolicy::Background {
 };
 
 std::shared_ptr<const ConvPolicy::Background> ConvPolicy::background() const {
-  // The conv layers' tensors (0 .. 2 * kConvLayers - 1) are contiguous, in order.
-  const float* first = tensor(0);
-  const float* last = tensor(2 * kConvLayers);
+  const float* first = conv_parameters_.data();
+  const float* last = first + conv_parameters_.size();
   const size_t bytes = static_cast<size_t>(last - first) * sizeof(float);
   std::lock_guard<std::mutex> lock(background_mutex_);
   // A bitwise comparison (~270 KB, microseconds) rather than a version number: the parameters
@@ -903,7 +886,7 @@ std::shared_ptr<const ConvPolicy::Background> ConvPolicy::background() const {
   return background_;
 }
 
-void ConvPolicy::forward(const float* x, int64_t n, float* logits) const {
+void ConvPolicy::forward(const float* x, int64_t n, float* log_probs, float* probs) const {
   if (n == 0) return;
   // Reused across calls: the training loop calls this once per step with a few frames.
   thread_local Activations acts;
@@ -912,37 +895,26 @@ void ConvPolicy::forward(const float* x, int64_t n, float* logits) const {
   // result is the same to the bit.
   std::shared_ptr<const Background> zero;
   if (n >= kBackgroundMinFrames) zero = background();
-  forward_batch(*this, x, n, acts, logits, zero ? &zero->acts : nullptr);
-}
-
-void softmax_rows(const float* logits, int64_t n, int64_t actions, float* probs,
-                  float* log_probs) {
-  for (int64_t r = 0; r < n; ++r) {
-    const float* z = logits + r * actions;
-    const float top = *std::max_element(z, z + actions);
-    float sum = 0.0f;
-    for (int64_t a = 0; a < actions; ++a) sum += std::exp(z[a] - top);
-    const float log_sum = std::log(sum);
-    for (int64_t a = 0; a < actions; ++a) {
-      const float lp = z[a] - top - log_sum;
-      if (log_probs != nullptr) log_probs[r * actions + a] = lp;
-      if (probs != nullptr) probs[r * actions + a] = std::exp(lp);
-    }
-  }
+  forward_batch(*this, x, n, acts, zero ? &zero->acts : nullptr);
+  head_.forward(acts.a[kConvLayers - 1].data(), n, log_probs, probs);
 }
 
 void ConvPolicy::accumulate_gradient(const float* x, const int64_t* actions,
                                      const float* advantages, int64_t steps, float scale,
                                      const std::array<float*, kTensors>& grads) const {
   const Network& net = network();
-  constexpr int64_t A = kActions, H = kHidden;
   // Kernels transposed (cols, rows), for the input gradients of the GEMM layers.
   std::vector<std::vector<float>> wt;
   for (size_t l = 0; l < net.layers.size(); ++l) {
     const GemmLayer& L = net.layers[l];
     wt.push_back(transposed(tensor(2 * static_cast<int>(l) + 2), L.rows, L.cols));
   }
-  std::vector<float> logits, probs, d_logits, d_hidden, din, g, g_next, ungated;
+  DenseTensors head_grads;
+  for (int64_t l = 0; l < head_.num_layers(); ++l) {
+    head_grads.kernels.push_back(grads[2 * (kConvLayers + l)]);
+    head_grads.biases.push_back(grads[2 * (kConvLayers + l) + 1]);
+  }
+  std::vector<float> flat_grad, din, g, g_next, ungated;
   std::vector<uint8_t> dirty;  // per step, conv2d_0's outputs whose window holds a nonzero pixel
   Activations acts;
   acts.reserve(std::min(kStepChunk, steps));
@@ -958,41 +930,18 @@ void ConvPolicy::accumulate_gradient(const float* x, const int64_t* actions,
   for (int64_t t0 = 0; t0 < steps; t0 += kStepChunk) {
     const int64_t m = std::min(kStepChunk, steps - t0);
     const float* xm = x + t0 * kInputSize;
-    logits.resize(static_cast<size_t>(m * A));
-    forward_batch(*this, xm, m, acts, logits.data(), &background);
+    forward_batch(*this, xm, m, acts, &background);
     dirty.resize(static_cast<size_t>(m * first_pixels));
     for (int64_t t = 0; t < m; ++t) first_layer_dirty(xm + t * kInputSize, dirty.data() + t * first_pixels);
-    // d J / d logits = scale * A_t * (onehot(a_t) - softmax(logits_t))
-    probs.resize(logits.size());
-    softmax_rows(logits.data(), m, A, probs.data(), nullptr);
-    d_logits.resize(logits.size());
-    for (int64_t t = 0; t < m; ++t) {
-      const float coef = scale * advantages[t0 + t];
-      for (int64_t a = 0; a < A; ++a) {
-        const float onehot = a == actions[t0 + t] ? 1.0f : 0.0f;
-        d_logits[t * A + a] = coef * (onehot - probs[t * A + a]);
-      }
-    }
-    // Logits layer: dW += h^T d, db += sum d, d_hidden = (d W^T) gated by h > 0.
-    const float* h = acts.hidden.data();
-    const float* w_logits = tensor(10);
-    d_hidden.assign(static_cast<size_t>(m * H), 0.0f);
-    for (int64_t t = 0; t < m; ++t) {
-      const float* dt = d_logits.data() + t * A;
-      for (int64_t i = 0; i < H; ++i) {
-        const float hi = h[t * H + i];
-        float sum = 0.0f;
-        for (int64_t a = 0; a < A; ++a) {
-          grads[10][i * A + a] += hi * dt[a];
-          sum += w_logits[i * A + a] * dt[a];
-        }
-        d_hidden[t * H + i] = hi > 0.0f ? sum : 0.0f;
-      }
-      for (int64_t a = 0; a < A; ++a) grads[11][a] += dt[a];
-    }
-    // The GEMM layers from the top (dense_0) down to conv2d_1: g is the gradient at the layer's
+    // The dense head (DensePolicy) on the flattened conv output: its gradients, and d J / d flat.
+    const float* flat = acts.a[kConvLayers - 1].data();
+    flat_grad.resize(static_cast<size_t>(m * net.flat));
+    head_.accumulate_gradient(flat, actions + t0, advantages + t0, m, scale, head_grads,
+                              flat_grad.data());
+    // The conv layers from the top (conv2d_3) down to conv2d_2: g is the gradient at the layer's
     // output (ReLU gate applied), compact (pixels, cols).
-    g.assign(d_hidden.begin(), d_hidden.end());
+    g.resize(flat_grad.size());
+    gate_gradient(net.layers.back(), m, flat_grad.data(), flat, g.data());
     for (int l = static_cast<int>(net.layers.size()) - 1; l >= 1; --l) {
       const GemmLayer& L = net.layers[l];
       const float* in = acts.a[l].data();

@@ -78,24 +78,16 @@ FloatArray as_observations(const py::handle& obj, const std::string& name) {
   return x;
 }
 
-// (N, 6) logits, probabilities or log-probabilities of a batch of observations.
-enum class Output { kLogits, kProbs, kLogProbs };
-
-FloatArray forward(const ConvPolicy& self, const py::handle& obs_obj, Output what) {
+// (N, 6) probabilities or log-probabilities of a batch of observations.
+FloatArray forward(const ConvPolicy& self, const py::handle& obs_obj, bool log) {
   FloatArray x = as_observations(obs_obj, "obs");
   const int64_t n = x.shape(0);
-  FloatArray logits({n, ConvPolicy::kActions});
   FloatArray out({n, ConvPolicy::kActions});
   const float* in = x.data();
-  float* z = logits.mutable_data();
   float* o = out.mutable_data();
-  {
-    py::gil_scoped_release release;
-    self.forward(in, n, z);
-    if (what == Output::kProbs) softmax_rows(z, n, ConvPolicy::kActions, o, nullptr);
-    if (what == Output::kLogProbs) softmax_rows(z, n, ConvPolicy::kActions, nullptr, o);
-  }
-  return what == Output::kLogits ? logits : out;
+  py::gil_scoped_release release;
+  self.forward(in, n, log ? o : nullptr, log ? nullptr : o);
+  return out;
 }
 
 // A writable float32 view of tensor i whose base keeps the policy alive.
@@ -191,18 +183,13 @@ void bind_conv(py::module_& m) {
           },
           "{name: writable float32 view} of every tensor, Keras' names and layouts.")
       .def(
-          "logits", [](const ConvPolicy& self, const py::handle& obs) {
-            return forward(self, obs, Output::kLogits);
-          },
-          py::arg("obs"))
-      .def(
           "forward", [](const ConvPolicy& self, const py::handle& obs) {
-            return forward(self, obs, Output::kProbs);
+            return forward(self, obs, false);
           },
           py::arg("obs"))
       .def(
           "log_probs", [](const ConvPolicy& self, const py::handle& obs) {
-            return forward(self, obs, Output::kLogProbs);
+            return forward(self, obs, true);
           },
           py::arg("obs"))
       .def("accumulate_gradient", &accumulate_gradient, py::arg("obs"), py::arg("actions"),

@@ -148,9 +148,8 @@ def test_reference_gradient_matches_finite_differences():
 def test_forward_matches_reference_on_real_pong(policy, params, pong_changes):
     x = pong_changes
     logits, _ = cnn.policy_forward(x, params)
-    fast = policy.logits(x.astype(np.float32))
+    fast = policy.log_probs(x.astype(np.float32))
     assert fast.dtype == np.float32 and fast.shape == (len(x), 6)
-    assert_close(fast, logits, FORWARD_RTOL, FORWARD_ATOL, "logits")
     assert_close(policy.forward(x), cnn.softmax(logits), FORWARD_RTOL, FORWARD_ATOL, "probs")
     assert_close(policy.log_probs(x), cnn.log_softmax(logits), FORWARD_RTOL, FORWARD_ATOL,
                  "log_probs")
@@ -161,14 +160,16 @@ def test_forward_matches_reference_on_real_pong(policy, params, pong_changes):
 def test_forward_batch_sizes(policy, params, pong_changes, n):
     x = pong_changes[40:40 + n]
     logits, _ = cnn.policy_forward(x, params)
-    assert_close(policy.logits(x), logits, FORWARD_RTOL, FORWARD_ATOL, f"logits, n={n}")
+    assert_close(policy.log_probs(x), cnn.log_softmax(logits), FORWARD_RTOL, FORWARD_ATOL,
+                 f"log_probs, n={n}")
 
 
 @pytest.mark.parametrize("fill", [0.0, 1.0, -1.0])
 def test_forward_constant_inputs(policy, params, fill):
     x = np.full((3, 40, 40), fill)
     logits, _ = cnn.policy_forward(x, params)
-    assert_close(policy.logits(x), logits, FORWARD_RTOL, FORWARD_ATOL, f"all {fill}")
+    assert_close(policy.log_probs(x), cnn.log_softmax(logits), FORWARD_RTOL, FORWARD_ATOL,
+                 f"all {fill}")
 
 
 def test_forward_at_every_border_pixel(policy, params):
@@ -180,23 +181,24 @@ def test_forward_at_every_border_pixel(policy, params):
     for i, (r, c) in enumerate(positions):
         x[i, r, c] = 1.0 if i % 2 else -1.0
     logits, _ = cnn.policy_forward(x, params)
-    assert_close(policy.logits(x), logits, FORWARD_RTOL, FORWARD_ATOL, "border pixels")
+    assert_close(policy.log_probs(x), cnn.log_softmax(logits), FORWARD_RTOL, FORWARD_ATOL,
+                 "border pixels")
 
 
 def test_forward_accepts_a_channel_axis_and_any_real_dtype(policy, pong_changes):
     x = pong_changes[:5]
-    expected = policy.logits(x.astype(np.float32))
-    np.testing.assert_array_equal(policy.logits(x[..., None]), expected)
-    np.testing.assert_array_equal(policy.logits(x.astype(np.int8)), expected)
-    np.testing.assert_array_equal(policy.logits(x), expected)
+    expected = policy.log_probs(x.astype(np.float32))
+    np.testing.assert_array_equal(policy.log_probs(x[..., None]), expected)
+    np.testing.assert_array_equal(policy.log_probs(x.astype(np.int8)), expected)
+    np.testing.assert_array_equal(policy.log_probs(x), expected)
 
 
 def test_batched_forward_equals_one_frame_at_a_time(policy, pong_changes):
     """Batches skip the conv outputs that equal the zero frame's; one frame is computed in full.
     Both must give the same bits."""
     x = pong_changes[:24].astype(np.float32)
-    batched = policy.logits(x)
-    single = np.concatenate([policy.logits(x[i:i + 1]) for i in range(len(x))])
+    batched = policy.log_probs(x)
+    single = np.concatenate([policy.log_probs(x[i:i + 1]) for i in range(len(x))])
     np.testing.assert_array_equal(batched, single)
 
 
@@ -208,7 +210,8 @@ def test_every_kernel_variant_matches_reference(params, pong_changes, kernel):
         policy = fastpong.ConvPolicy.from_model(params)
         x = pong_changes[:9]
         logits, _ = cnn.policy_forward(x, params)
-        assert_close(policy.logits(x), logits, FORWARD_RTOL, FORWARD_ATOL, kernel)
+        assert_close(policy.log_probs(x), cnn.log_softmax(logits), FORWARD_RTOL, FORWARD_ATOL,
+                     kernel)
         actions = np.arange(9) % 6
         advantages = np.linspace(-1, 1, 9)
         grads = policy.gradient_buffer()
@@ -285,7 +288,7 @@ def test_results_do_not_depend_on_thread_count(policy, pong_changes, restore_thr
         fastpong.set_num_threads(threads)
         grads = policy.gradient_buffer()
         policy.accumulate_gradient(x, actions, advantages, grads)
-        results.append((policy.logits(x), grads))
+        results.append((policy.log_probs(x), grads))
     np.testing.assert_array_equal(results[0][0], results[1][0])
     for name in results[0][1]:
         np.testing.assert_array_equal(results[0][1][name], results[1][1][name])
@@ -307,9 +310,9 @@ def test_keras_layout_round_trip(policy, params, pong_changes):
         np.testing.assert_array_equal(value, params[name].astype(np.float32))
     copy = fastpong.ConvPolicy.from_model(model)
     x = pong_changes[:6]
-    np.testing.assert_array_equal(copy.logits(x), policy.logits(x))
+    np.testing.assert_array_equal(copy.log_probs(x), policy.log_probs(x))
     model["logits/bias"][:] = 5.0  # a copy: the policy is untouched
-    np.testing.assert_array_equal(copy.logits(x), policy.logits(x))
+    np.testing.assert_array_equal(copy.log_probs(x), policy.log_probs(x))
 
 
 def test_parameters_are_live_views(params, pong_changes):
@@ -317,10 +320,12 @@ def test_parameters_are_live_views(params, pong_changes):
     views = policy.parameters()
     assert set(views) == set(cnn.PARAMETER_NAMES)
     x = pong_changes[:3]
-    before = policy.logits(x)
+    before = policy.log_probs(x)
     views["logits/bias"][2] += 1.0  # what an optimizer step does
-    after = policy.logits(x)
-    np.testing.assert_allclose(after - before, np.eye(6)[[2, 2, 2]], atol=1e-5)
+    after = policy.log_probs(x)
+    # +1 on one logit: log pi shifts by 1 there, minus the change of the log-normalizer
+    np.testing.assert_allclose(after - before - np.eye(6)[[2, 2, 2]],
+                               np.broadcast_to((after - before)[:, :1], (3, 6)), atol=1e-5)
     del policy  # the views keep the weights alive
     assert np.isfinite(views["conv2d_0/kernel"]).all()
 

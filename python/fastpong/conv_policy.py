@@ -19,7 +19,8 @@ __all__ = ["ConvPolicy"]
 
 class ConvPolicy:
     """Conv2D 32@5x5/2, 48@5x5/2, 64@3x3/2, 64@3x3/2 ('same', ReLU), Flatten (576), Dense 128
-    ReLU, Dense 6 logits: the lab's ``create_pong_model``.
+    ReLU, Dense 6 logits: the lab's ``create_pong_model``. The convolutions run on fastpong's
+    conv kernels (cpp/conv.cpp), the dense head on CategoricalPolicy's (cpp/dense.cpp).
 
     ``seed`` draws Keras' initialization (Glorot-uniform kernels, zero biases) exactly as
     ``reference.cnn.init_params(seed)`` does, rounded to float32.
@@ -45,12 +46,9 @@ class ConvPolicy:
         return self._net.forward(obs)
 
     def log_probs(self, obs) -> np.ndarray:
-        """log pi(. | obs), (N, 6), computed stably from the logits (not as log of forward)."""
+        """log pi(. | obs), (N, 6): the log-softmax of the logits (what the lab's Keras model
+        returns, up to a constant per row), computed stably rather than as log(forward(obs))."""
         return self._net.log_probs(obs)
-
-    def logits(self, obs) -> np.ndarray:
-        """The network's output before the softmax, (N, 6): what the lab's Keras model returns."""
-        return self._net.logits(obs)
 
     # --- learning -------------------------------------------------------------------------------
 

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "fastpong/dense.hpp"
+
 namespace fastpong {
 
 // One 'same' convolution along one axis, TensorFlow's rule (kernel_shape_util.cc): out =
@@ -32,14 +34,13 @@ class ConvPolicy {
   static const std::string& tensor_name(int i);
   static const std::vector<int64_t>& tensor_shape(int i);
   static int64_t tensor_size(int i);
-  float* tensor(int i) { return parameters_.data() + offsets_[i]; }
-  const float* tensor(int i) const { return parameters_.data() + offsets_[i]; }
-  int64_t num_parameters() const { return static_cast<int64_t>(parameters_.size()); }
+  float* tensor(int i) { return tensors_[i]; }
+  const float* tensor(int i) const { return tensors_[i]; }
 
-  // n frame changes x[n * kInputSize] (row-major 40x40) -> logits[n * kActions]. Frames are
-  // spread over threads when it pays; each frame's logits are the same whatever the thread count.
-  // Assumes valid arguments (finite x).
-  void forward(const float* x, int64_t n, float* logits) const;
+  // n frame changes x[n * kInputSize] (row-major 40x40) -> log-probabilities and/or
+  // probabilities [n * kActions] (either may be null). Frames are spread over threads when it
+  // pays; each frame's result is the same whatever the thread count. Assumes valid arguments.
+  void forward(const float* x, int64_t n, float* log_probs, float* probs) const;
 
   // grads[i] += scale * sum_t advantages[t] * d log pi(actions[t] | x[t]) / d tensor i: the
   // ascent direction of J = scale * sum_t A_t log pi(a_t|s_t) (minus the gradient of the lab's
@@ -60,15 +61,12 @@ class ConvPolicy {
   struct Background;
   std::shared_ptr<const Background> background() const;
 
-  std::vector<float> parameters_;
-  std::array<int64_t, kTensors> offsets_{};
+  std::vector<float> conv_parameters_;  // the conv kernels and biases, back to back
+  DensePolicy head_;                    // Dense 128 ReLU, Dense 6 logits (dense.cpp)
+  std::array<float*, kTensors> tensors_{};
   mutable std::mutex background_mutex_;
   mutable std::shared_ptr<const Background> background_;
 };
-
-// Softmax of each row of logits[n * actions], max-shifted. Either output may be null.
-void softmax_rows(const float* logits, int64_t n, int64_t actions, float* probs,
-                  float* log_probs);
 
 // Names of the GEMM micro-kernel variants this CPU runs, best first, the one in use, and a switch
 // for tests and benchmarks (false, and no change, for a name not in the list).
