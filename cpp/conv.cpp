@@ -345,6 +345,10 @@ const KernelSet* best_kernel_set() {
 
 std::atomic<const KernelSet*> g_kernels{best_kernel_set()};
 
+// Whether forward passes copy the conv outputs that equal the zero frame's (on by default; off
+// only to measure what it saves, and to test that the results are the same bits either way).
+std::atomic<bool> g_skip_zero_frame{true};
+
 // ---------------------------------------------------------------------------------------------
 // The lab's network.
 
@@ -894,7 +898,7 @@ void ConvPolicy::forward(const float* x, int64_t n, float* log_probs, float* pro
   // A single frame is computed in full (no background), which keeps that path exercised; its
   // result is the same to the bit.
   std::shared_ptr<const Background> zero;
-  if (n >= kBackgroundMinFrames) zero = background();
+  if (n >= kBackgroundMinFrames && g_skip_zero_frame.load()) zero = background();
   forward_batch(*this, x, n, acts, zero ? &zero->acts : nullptr);
   head_.forward(acts.a[kConvLayers - 1].data(), n, log_probs, probs);
 }
@@ -930,7 +934,7 @@ void ConvPolicy::accumulate_gradient(const float* x, const int64_t* actions,
   for (int64_t t0 = 0; t0 < steps; t0 += kStepChunk) {
     const int64_t m = std::min(kStepChunk, steps - t0);
     const float* xm = x + t0 * kInputSize;
-    forward_batch(*this, xm, m, acts, &background);
+    forward_batch(*this, xm, m, acts, g_skip_zero_frame.load() ? &background : nullptr);
     dirty.resize(static_cast<size_t>(m * first_pixels));
     for (int64_t t = 0; t < m; ++t) first_layer_dirty(xm + t * kInputSize, dirty.data() + t * first_pixels);
     // The dense head (DensePolicy) on the flattened conv output: its gradients, and d J / d flat.
@@ -1004,6 +1008,9 @@ std::vector<std::string> conv_kernels() {
 }
 
 std::string conv_kernel() { return g_kernels.load()->name; }
+
+void set_zero_frame_skipping(bool on) { g_skip_zero_frame.store(on); }
+bool zero_frame_skipping() { return g_skip_zero_frame.load(); }
 
 bool use_conv_kernel(const std::string& name) {
   for (const KernelSet& k : kKernelSets) {

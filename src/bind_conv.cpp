@@ -154,6 +154,10 @@ void bind_conv(py::module_& m) {
   m.def("conv_kernel", &conv_kernel, "The GEMM kernel variant in use.");
   m.def("use_conv_kernel", &use_conv_kernel, py::arg("name"),
         "Switches the GEMM kernel variant (tests, benchmarks); False for an unknown name.");
+  m.def("set_zero_frame_skipping", &set_zero_frame_skipping, py::arg("on"),
+        "Whether batched CNN forward passes copy the conv outputs that see no change from the "
+        "zero frame's (default True; the results are the same bits either way).");
+  m.def("zero_frame_skipping", &zero_frame_skipping);
 
   py::class_<ConvPolicy>(m, "_ConvPolicy")
       .def(py::init<>())

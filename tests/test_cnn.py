@@ -202,6 +202,26 @@ def test_batched_forward_equals_one_frame_at_a_time(policy, pong_changes):
     np.testing.assert_array_equal(batched, single)
 
 
+def test_zero_frame_skipping_gives_the_same_bits(policy, pong_changes):
+    """Copying the zero frame's conv outputs where a window sees no change must be exactly what
+    computing them gives, forward and backward."""
+    x = pong_changes[:70].astype(np.float32)
+    actions = np.arange(70) % 6
+    advantages = np.sin(np.arange(70.0))
+    results = {}
+    try:
+        for skipping in (True, False):
+            _core.set_zero_frame_skipping(skipping)
+            grads = policy.gradient_buffer()
+            policy.accumulate_gradient(x, actions, advantages, grads)
+            results[skipping] = (policy.log_probs(x), grads)
+    finally:
+        _core.set_zero_frame_skipping(True)
+    np.testing.assert_array_equal(results[True][0], results[False][0])
+    for name in results[True][1]:
+        np.testing.assert_array_equal(results[True][1][name], results[False][1][name])
+
+
 @pytest.mark.parametrize("kernel", _core.conv_kernels())
 def test_every_kernel_variant_matches_reference(params, pong_changes, kernel):
     before = _core.conv_kernel()

@@ -74,4 +74,10 @@ std::vector<std::string> conv_kernels();
 std::string conv_kernel();
 bool use_conv_kernel(const std::string& name);
 
+// Forward passes of two frames or more copy the conv outputs whose window sees no change from
+// the zero frame's activations instead of computing them (same bits). A switch for tests and
+// benchmarks; on by default.
+void set_zero_frame_skipping(bool on);
+bool zero_frame_skipping();
+
 }  // namespace fastpong
