@@ -18,7 +18,8 @@
 // fits its register file, and the CPU picks one at load time (no -march=native needed).
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 #define FASTPONG_CONV_X86 1
-#define FASTPONG_TARGET_AVX512 __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")))
+#define FASTPONG_TARGET_AVX512 \
+  __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")))
 #define FASTPONG_TARGET_AVX2 __attribute__((target("avx2,fma")))
 #else
 #define FASTPONG_CONV_X86 0
@@ -120,7 +121,9 @@ FASTPONG_INLINE void forward_tile(const float* const* in, const int32_t* tap, in
     }
   }
   for (int j = 0; j < P; ++j) {
-    for (int v = 0; v < NV; ++v) store(out[j] + v * kLanes, apply_relu ? relu(acc[j][v]) : acc[j][v]);
+    for (int v = 0; v < NV; ++v) {
+      store(out[j] + v * kLanes, apply_relu ? relu(acc[j][v]) : acc[j][v]);
+    }
   }
 }
 
@@ -402,6 +405,23 @@ const Network& network() {
 
 void first_layer_dirty(const float* x, uint8_t* dirty);
 
+// Calls body(oy, ox, tap) for every output (oy, ox) of a layer (kernel k, stride st, padding
+// `pad` before, out_side outputs a side) whose window holds input position (iy, ix), tap being
+// that input's place in the window, ky * k + kx: the outputs with 0 <= iy + pad - st * oy < k.
+template <typename Body>
+FASTPONG_INLINE void for_each_window(int64_t iy, int64_t ix, int64_t k, int64_t st, int64_t pad,
+                                     int64_t out_side, const Body& body) {
+  const int64_t oy0 = std::max<int64_t>(0, (iy + pad - k + st) / st);
+  const int64_t oy1 = std::min(out_side - 1, (iy + pad) / st);
+  const int64_t ox0 = std::max<int64_t>(0, (ix + pad - k + st) / st);
+  const int64_t ox1 = std::min(out_side - 1, (ix + pad) / st);
+  for (int64_t oy = oy0; oy <= oy1; ++oy) {
+    for (int64_t ox = ox0; ox <= ox1; ++ox) {
+      body(oy, ox, (iy + pad - st * oy) * k + (ix + pad - st * ox));
+    }
+  }
+}
+
 // conv2d_0 for m images: out = relu(bias + W * x), x a 40x40 single-channel image that is almost
 // all zeros. Each nonzero pixel is scattered into the outputs whose windows hold it (at most 3x3
 // of them), rather than every output gathering its 25 taps.
@@ -425,19 +445,13 @@ void first_layer_forward(const float* x, int64_t m, const float* w, const float*
       for (int64_t ix = 0; ix < side; ++ix) {
         const float v = xi[iy * side + ix];
         if (v == 0.0f) continue;
-        // outputs (oy, ox) with 0 <= iy + pad - s * oy < k
-        const int64_t oy0 = std::max<int64_t>(0, (iy + pad - k + s) / s);
-        const int64_t oy1 = std::min(out_side - 1, (iy + pad) / s);
-        const int64_t ox0 = std::max<int64_t>(0, (ix + pad - k + s) / s);
-        const int64_t ox1 = std::min(out_side - 1, (ix + pad) / s);
-        for (int64_t oy = oy0; oy <= oy1; ++oy) {
-          for (int64_t ox = ox0; ox <= ox1; ++ox) {
-            const float* wt = w + ((iy + pad - s * oy) * k + (ix + pad - s * ox)) * c;
-            float* op = o + ((oy + b.pad) * b.side + ox + b.pad) * c;
+        for_each_window(iy, ix, k, s, pad, out_side,
+                        [&](int64_t oy, int64_t ox, int64_t tap) FASTPONG_INLINE_LAMBDA {
+          const float* wt = w + tap * c;
+          float* op = o + ((oy + b.pad) * b.side + ox + b.pad) * c;
 #pragma omp simd
-            for (int64_t j = 0; j < c; ++j) op[j] += v * wt[j];
-          }
-        }
+          for (int64_t j = 0; j < c; ++j) op[j] += v * wt[j];
+        });
       }
     }
     for (int64_t oy = 0; oy < out_side; ++oy) {
@@ -463,18 +477,13 @@ void first_layer_weight_grad(const float* x, int64_t m, const float* g, float* d
       for (int64_t ix = 0; ix < side; ++ix) {
         const float v = xi[iy * side + ix];
         if (v == 0.0f) continue;
-        const int64_t oy0 = std::max<int64_t>(0, (iy + pad - k + s) / s);
-        const int64_t oy1 = std::min(out_side - 1, (iy + pad) / s);
-        const int64_t ox0 = std::max<int64_t>(0, (ix + pad - k + s) / s);
-        const int64_t ox1 = std::min(out_side - 1, (ix + pad) / s);
-        for (int64_t oy = oy0; oy <= oy1; ++oy) {
-          for (int64_t ox = ox0; ox <= ox1; ++ox) {
-            float* d = dw + ((iy + pad - s * oy) * k + (ix + pad - s * ox)) * c;
-            const float* gp = gi + (oy * out_side + ox) * c;
+        for_each_window(iy, ix, k, s, pad, out_side,
+                        [&](int64_t oy, int64_t ox, int64_t tap) FASTPONG_INLINE_LAMBDA {
+          float* d = dw + tap * c;
+          const float* gp = gi + (oy * out_side + ox) * c;
 #pragma omp simd
-            for (int64_t j = 0; j < c; ++j) d[j] += v * gp[j];
-          }
-        }
+          for (int64_t j = 0; j < c; ++j) d[j] += v * gp[j];
+        });
       }
     }
   }
@@ -527,13 +536,9 @@ void first_layer_dirty(const float* x, uint8_t* dirty) {
   for (int64_t iy = 0; iy < side; ++iy) {
     for (int64_t ix = 0; ix < side; ++ix) {
       if (x[iy * side + ix] == 0.0f) continue;
-      const int64_t oy0 = std::max<int64_t>(0, (iy + pad - k + s) / s);
-      const int64_t oy1 = std::min(out_side - 1, (iy + pad) / s);
-      const int64_t ox0 = std::max<int64_t>(0, (ix + pad - k + s) / s);
-      const int64_t ox1 = std::min(out_side - 1, (ix + pad) / s);
-      for (int64_t oy = oy0; oy <= oy1; ++oy) {
-        for (int64_t ox = ox0; ox <= ox1; ++ox) dirty[oy * out_side + ox] = 1;
-      }
+      for_each_window(iy, ix, k, s, pad, out_side, [&](int64_t oy, int64_t ox, int64_t) {
+        dirty[oy * out_side + ox] = 1;
+      });
     }
   }
 }
@@ -655,12 +660,7 @@ void gate_gradient(const GemmLayer& L, int64_t m, const float* d, const float* a
   }
 }
 
-// conv2d_0's output gradient, for conv2d_1 = L, at the only positions dW0 needs: those whose
-// window holds a nonzero input pixel (~8% of them; dirty_masks, m images of first_layer_dirty). g1[n, pos, :] = gate(a0) * sum over the
-// conv2d_1 outputs q whose windows hold pos of W1[tap]^T g2[n, q, :] (wt = W1 transposed, (48,
-// 800)); other positions of g1 are left as they are. ungated[n, :] gets the sum of the ungated
-// values over those positions, for the bias gradient.
-// One image n of first_layer_output_grad.
+// One image n of first_layer_output_grad (below).
 FASTPONG_SIMD_CLONES
 void first_layer_output_grad_image(const GemmLayer& L, int64_t n, const uint8_t* dirty_masks,
                                    const float* a0, const float* g2, const float* wt, float* g1,
@@ -677,24 +677,17 @@ void first_layer_output_grad_image(const GemmLayer& L, int64_t n, const uint8_t*
     for (int64_t ix = 0; ix < side; ++ix) {
       if (!dirty[iy * side + ix]) continue;
       std::fill(acc, acc + c, 0.0f);
-      // conv2d_1 outputs (oy, ox) with 0 <= iy + pad - s * oy < k
-      const int64_t oy0 = std::max<int64_t>(0, (iy + pad - k + s) / s);
-      const int64_t oy1 = std::min(L.out_side - 1, (iy + pad) / s);
-      const int64_t ox0 = std::max<int64_t>(0, (ix + pad - k + s) / s);
-      const int64_t ox1 = std::min(L.out_side - 1, (ix + pad) / s);
-      for (int64_t oy = oy0; oy <= oy1; ++oy) {
-        for (int64_t ox = ox0; ox <= ox1; ++ox) {
-          const int64_t tap = ((iy + pad - s * oy) * k + (ix + pad - s * ox)) * c;
-          const float* gq = g2 + (n * L.pixels() + oy * L.out_side + ox) * L.cols;
-          // acc += W1[tap]^T g2[q]: a column of wt per output channel
-          for (int64_t co = 0; co < L.cols; ++co) {
-            const float gv = gq[co];
-            const float* w = wt + co * L.rows + tap;
+      for_each_window(iy, ix, k, s, pad, L.out_side,
+                      [&](int64_t oy, int64_t ox, int64_t tap) FASTPONG_INLINE_LAMBDA {
+        const float* gq = g2 + (n * L.pixels() + oy * L.out_side + ox) * L.cols;
+        // acc += W1[tap]^T g2[q]: a column of wt per output channel
+        for (int64_t co = 0; co < L.cols; ++co) {
+          const float gv = gq[co];
+          const float* w = wt + co * L.rows + tap * c;
 #pragma omp simd
-            for (int64_t j = 0; j < c; ++j) acc[j] += gv * w[j];
-          }
+          for (int64_t j = 0; j < c; ++j) acc[j] += gv * w[j];
         }
-      }
+      });
       const float* act = a0 + n * L.in.image() + ((iy + pad) * L.in.side + ix + pad) * c;
       float* out = g1 + (n * pixels + iy * side + ix) * c;
 #pragma omp simd
@@ -707,10 +700,11 @@ void first_layer_output_grad_image(const GemmLayer& L, int64_t n, const uint8_t*
 }
 
 // conv2d_0's output gradient, for conv2d_1 = L, at the only positions dW0 needs: those whose
-// window holds a nonzero input pixel (~8% of them; dirty_masks, m images of first_layer_dirty). g1[n, pos, :] = gate(a0) * sum over the
-// conv2d_1 outputs q whose windows hold pos of W1[tap]^T g2[n, q, :] (wt = W1 transposed, (48,
-// 800)); other positions of g1 are left as they are. ungated[n, :] gets the sum of the ungated
-// values over those positions, for the bias gradient.
+// window holds a nonzero input pixel (~8% of them; dirty_masks: m images of first_layer_dirty).
+// g1[n, pos, :] = gate(a0) * sum over the conv2d_1 outputs q whose windows hold pos of
+// W1[tap]^T g2[n, q, :] (wt = W1 transposed, (48, 800)); other positions of g1 are left as they
+// are. ungated[n, :] gets the sum of the ungated values over those positions, for the bias
+// gradient.
 void first_layer_output_grad(const GemmLayer& L, const uint8_t* dirty_masks, const float* a0,
                              const float* g2, const float* wt, int64_t m, float* g1,
                              float* ungated) {
@@ -721,9 +715,10 @@ void first_layer_output_grad(const GemmLayer& L, const uint8_t* dirty_masks, con
 }
 
 // dW1 += sum over m steps of (a1 - zero frame's a1) patches^T g2, for conv2d_1 = L and the rows
-// of input channels [c0, c1); dirty_masks: m images of first_layer_dirty. a1 departs from the zero frame's activations only at the positions
-// whose window holds a nonzero input pixel (~8%), so this is the sparse part of conv2d_1's weight
-// gradient; the rest, the zero frame's patches times the step-summed g2, is added once per call.
+// of input channels [c0, c1); dirty_masks: m images of first_layer_dirty. a1 departs from the
+// zero frame's activations only at the positions whose window holds a nonzero input pixel (~8%),
+// so this is the sparse part of conv2d_1's weight gradient; the rest, the zero frame's patches
+// times the step-summed g2, is added once per call.
 FASTPONG_SIMD_CLONES
 void second_layer_departure_grad(const GemmLayer& L, const uint8_t* dirty_masks, const float* a1,
                                  const float* zero_a1, const float* g2, int64_t m, int64_t c0,
@@ -740,24 +735,18 @@ void second_layer_departure_grad(const GemmLayer& L, const uint8_t* dirty_masks,
         const int64_t at = ((iy + pad) * L.in.side + ix + pad) * c;
         const float* act = a1 + n * L.in.image() + at;
         const float* zero = zero_a1 + at;
-        const int64_t oy0 = std::max<int64_t>(0, (iy + pad - k + s) / s);
-        const int64_t oy1 = std::min(L.out_side - 1, (iy + pad) / s);
-        const int64_t ox0 = std::max<int64_t>(0, (ix + pad - k + s) / s);
-        const int64_t ox1 = std::min(L.out_side - 1, (ix + pad) / s);
-        for (int64_t oy = oy0; oy <= oy1; ++oy) {
-          for (int64_t ox = ox0; ox <= ox1; ++ox) {
-            const int64_t tap = (iy + pad - s * oy) * k + (ix + pad - s * ox);
-            const float* gq = g2 + (n * L.pixels() + oy * L.out_side + ox) * cols;
-            for (int64_t ci = c0; ci < c1; ++ci) {
-              const float d = act[ci] - zero[ci];
-              if (d == 0.0f) continue;  // both clipped by the ReLU, most often
-              float* row = dw + (tap * c + ci) * cols;
-              // dW1[tap, ci, :] += d * g2[q, :]
+        for_each_window(iy, ix, k, s, pad, L.out_side,
+                        [&](int64_t oy, int64_t ox, int64_t tap) FASTPONG_INLINE_LAMBDA {
+          const float* gq = g2 + (n * L.pixels() + oy * L.out_side + ox) * cols;
+          for (int64_t ci = c0; ci < c1; ++ci) {
+            const float d = act[ci] - zero[ci];
+            if (d == 0.0f) continue;  // both clipped by the ReLU, most often
+            float* row = dw + (tap * c + ci) * cols;
+            // dW1[tap, ci, :] += d * g2[q, :]
 #pragma omp simd
-              for (int64_t j = 0; j < cols; ++j) row[j] += d * gq[j];
-            }
+            for (int64_t j = 0; j < cols; ++j) row[j] += d * gq[j];
           }
-        }
+        });
       }
     }
   }
@@ -881,7 +870,8 @@ std::shared_ptr<const ConvPolicy::Background> ConvPolicy::background() const {
   std::lock_guard<std::mutex> lock(background_mutex_);
   // A bitwise comparison (~270 KB, microseconds) rather than a version number: the parameters
   // are written in place from Python through NumPy views.
-  if (background_ == nullptr || std::memcmp(background_->conv_parameters.data(), first, bytes) != 0) {
+  if (background_ == nullptr ||
+      std::memcmp(background_->conv_parameters.data(), first, bytes) != 0) {
     auto fresh = std::make_shared<Background>();
     fresh->conv_parameters.assign(first, last);
     zero_frame_activations(*this, fresh->acts);
@@ -936,7 +926,9 @@ void ConvPolicy::accumulate_gradient(const float* x, const int64_t* actions,
     const float* xm = x + t0 * kInputSize;
     forward_batch(*this, xm, m, acts, g_skip_zero_frame.load() ? &background : nullptr);
     dirty.resize(static_cast<size_t>(m * first_pixels));
-    for (int64_t t = 0; t < m; ++t) first_layer_dirty(xm + t * kInputSize, dirty.data() + t * first_pixels);
+    for (int64_t t = 0; t < m; ++t) {
+      first_layer_dirty(xm + t * kInputSize, dirty.data() + t * first_pixels);
+    }
     // The dense head (DensePolicy) on the flattened conv output: its gradients, and d J / d flat.
     const float* flat = acts.a[kConvLayers - 1].data();
     flat_grad.resize(static_cast<size_t>(m * net.flat));
@@ -992,7 +984,8 @@ void ConvPolicy::accumulate_gradient(const float* x, const int64_t* actions,
     float all = 0.0f;
     for (int64_t iy = 0; iy < net.first_out_side; ++iy) {
       for (int64_t ix = 0; ix < net.first_out_side; ++ix) {
-        all += din[((iy + second.in.pad) * second.in.side + ix + second.in.pad) * first_channels + j];
+        const int64_t at = (iy + second.in.pad) * second.in.side + ix + second.in.pad;
+        all += din[at * first_channels + j];
       }
     }
     grads[1][j] += all - ungated_sum[j];

@@ -146,7 +146,8 @@ void accumulate_gradient(const ConvPolicy& self, const py::handle& obs_obj,
 void bind_conv(py::module_& m) {
   m.def("lab_preprocess", &lab_preprocess_py, py::arg("frames"),
         "The MIT lab's 40x40 image of (210, 160, 3) or (N, 210, 160, 3) uint8 frames: the "
-        "tutorial's 80x80 binary image, 3x3-dilated, every second row and column. float32 in {0, 1}.");
+        "tutorial's 80x80 binary image, 3x3-dilated, every second row and column. float32 in "
+        "{0, 1}.");
   m.def("lab_frame_change", &lab_frame_change_py, py::arg("prev_frames"), py::arg("frames"),
         "The MIT lab's network input, lab_preprocess(prev_frames) - lab_preprocess(frames): "
         "(40, 40) or (N, 40, 40) float32 in {-1, 0, 1}.");
