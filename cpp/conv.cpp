@@ -422,6 +422,25 @@ FASTPONG_INLINE void for_each_window(int64_t iy, int64_t ix, int64_t k, int64_t 
   }
 }
 
+// Calls body(v, oy, ox, tap) for every nonzero pixel v of one input image x (a frame change)
+// and every conv2d_0 output (oy, ox) whose window holds it, tap being its place in the window.
+template <typename Body>
+FASTPONG_INLINE void for_each_input_window(const float* x, const Body& body) {
+  const Network& net = network();
+  const int64_t side = ConvPolicy::kInputSide;
+  for (int64_t iy = 0; iy < side; ++iy) {
+    for (int64_t ix = 0; ix < side; ++ix) {
+      const float v = x[iy * side + ix];
+      if (v == 0.0f) continue;
+      for_each_window(iy, ix, kConvSpecs[0].kernel, kConvSpecs[0].stride, net.input_pad,
+                      net.first_out_side,
+                      [&](int64_t oy, int64_t ox, int64_t tap) FASTPONG_INLINE_LAMBDA {
+                        body(v, oy, ox, tap);
+                      });
+    }
+  }
+}
+
 // conv2d_0 for m images: out = relu(bias + W * x), x a 40x40 single-channel image that is almost
 // all zeros. Each nonzero pixel is scattered into the outputs whose windows hold it (at most 3x3
 // of them), rather than every output gathering its 25 taps.
@@ -430,9 +449,7 @@ void first_layer_forward(const float* x, int64_t m, const float* w, const float*
                          float* out) {
   const Network& net = network();
   const Buffer& b = net.buffers[0];
-  const int64_t side = ConvPolicy::kInputSide, out_side = net.first_out_side;
-  const int64_t k = kConvSpecs[0].kernel, s = kConvSpecs[0].stride, pad = net.input_pad;
-  const int64_t c = b.channels;
+  const int64_t out_side = net.first_out_side, c = b.channels;
   for (int64_t n = 0; n < m; ++n) {
     float* o = out + n * b.image();
     const float* xi = x + n * ConvPolicy::kInputSize;
@@ -441,19 +458,13 @@ void first_layer_forward(const float* x, int64_t m, const float* w, const float*
         std::copy(bias, bias + c, o + ((oy + b.pad) * b.side + ox + b.pad) * c);
       }
     }
-    for (int64_t iy = 0; iy < side; ++iy) {
-      for (int64_t ix = 0; ix < side; ++ix) {
-        const float v = xi[iy * side + ix];
-        if (v == 0.0f) continue;
-        for_each_window(iy, ix, k, s, pad, out_side,
-                        [&](int64_t oy, int64_t ox, int64_t tap) FASTPONG_INLINE_LAMBDA {
-          const float* wt = w + tap * c;
-          float* op = o + ((oy + b.pad) * b.side + ox + b.pad) * c;
+    for_each_input_window(xi, [&](float v, int64_t oy, int64_t ox, int64_t tap)
+                                  FASTPONG_INLINE_LAMBDA {
+      const float* wt = w + tap * c;
+      float* op = o + ((oy + b.pad) * b.side + ox + b.pad) * c;
 #pragma omp simd
-          for (int64_t j = 0; j < c; ++j) op[j] += v * wt[j];
-        });
-      }
-    }
+      for (int64_t j = 0; j < c; ++j) op[j] += v * wt[j];
+    });
     for (int64_t oy = 0; oy < out_side; ++oy) {
       float* op = o + ((oy + b.pad) * b.side + b.pad) * c;
 #pragma omp simd
@@ -466,26 +477,16 @@ void first_layer_forward(const float* x, int64_t m, const float* w, const float*
 // conv2d_0's output gradient, compact (m, 20, 20, 32).
 FASTPONG_SIMD_CLONES
 void first_layer_weight_grad(const float* x, int64_t m, const float* g, float* dw) {
-  const Network& net = network();
-  const int64_t side = ConvPolicy::kInputSide, out_side = net.first_out_side;
-  const int64_t k = kConvSpecs[0].kernel, s = kConvSpecs[0].stride, pad = net.input_pad;
-  const int64_t c = kConvSpecs[0].filters;
+  const int64_t out_side = network().first_out_side, c = kConvSpecs[0].filters;
   for (int64_t n = 0; n < m; ++n) {
-    const float* xi = x + n * ConvPolicy::kInputSize;
     const float* gi = g + n * out_side * out_side * c;
-    for (int64_t iy = 0; iy < side; ++iy) {
-      for (int64_t ix = 0; ix < side; ++ix) {
-        const float v = xi[iy * side + ix];
-        if (v == 0.0f) continue;
-        for_each_window(iy, ix, k, s, pad, out_side,
-                        [&](int64_t oy, int64_t ox, int64_t tap) FASTPONG_INLINE_LAMBDA {
-          float* d = dw + tap * c;
-          const float* gp = gi + (oy * out_side + ox) * c;
+    for_each_input_window(x + n * ConvPolicy::kInputSize,
+                          [&](float v, int64_t oy, int64_t ox, int64_t tap) FASTPONG_INLINE_LAMBDA {
+      float* d = dw + tap * c;
+      const float* gp = gi + (oy * out_side + ox) * c;
 #pragma omp simd
-          for (int64_t j = 0; j < c; ++j) d[j] += v * gp[j];
-        });
-      }
-    }
+      for (int64_t j = 0; j < c; ++j) d[j] += v * gp[j];
+    });
   }
 }
 
@@ -529,18 +530,11 @@ struct Activations {
 // Which of conv2d_0's outputs differ from the zero frame's: those whose window holds a nonzero
 // pixel of x (one image), as out_side^2 flags.
 void first_layer_dirty(const float* x, uint8_t* dirty) {
-  const Network& net = network();
-  const int64_t side = ConvPolicy::kInputSide, out_side = net.first_out_side;
-  const int64_t k = kConvSpecs[0].kernel, s = kConvSpecs[0].stride, pad = net.input_pad;
+  const int64_t out_side = network().first_out_side;
   std::fill(dirty, dirty + out_side * out_side, 0);
-  for (int64_t iy = 0; iy < side; ++iy) {
-    for (int64_t ix = 0; ix < side; ++ix) {
-      if (x[iy * side + ix] == 0.0f) continue;
-      for_each_window(iy, ix, k, s, pad, out_side, [&](int64_t oy, int64_t ox, int64_t) {
-        dirty[oy * out_side + ox] = 1;
-      });
-    }
-  }
+  for_each_input_window(x, [&](float, int64_t oy, int64_t ox, int64_t) {
+    dirty[oy * out_side + ox] = 1;
+  });
 }
 
 // The same one layer up: an output of L is dirty when its window holds a dirty input.
