@@ -506,8 +506,11 @@ void add_first_layer_bias_grad(const uint8_t* dirty_masks, int64_t m, const floa
   }
 }
 
-// Work (multiply-adds) below which a batch stays on one thread.
-constexpr int64_t kParallelMinMacs = int64_t{1} << 21;
+// Work (multiply-adds) below which a kernel stays on one thread: about a millisecond of one core.
+// Waking the second thread costs microseconds when its core is idle but milliseconds when another
+// process keeps it busy (a forward pass of 8 frames, ~0.3 ms, ran 10x slower on two threads of a
+// shared machine than on one); only work that dwarfs that is shared.
+constexpr int64_t kParallelMinMacs = int64_t{1} << 26;
 constexpr int64_t kMacsPerFrame = 5300000;  // the lab's network, about 5.3M multiply-adds
 // Batches from this size on skip the conv outputs that equal the zero frame's (forward_frames).
 constexpr int64_t kBackgroundMinFrames = 2;

@@ -247,9 +247,13 @@ def test_every_kernel_variant_matches_reference(params, pong_changes, kernel):
 # --- gradients: fast against the reference -------------------------------------------------------
 
 
-@pytest.mark.parametrize("steps", [1, 63, 64, 65, 150])
+#: ConvPolicy::kStepChunk (cpp/include/fastpong/conv.hpp): steps whose activations are kept at once.
+STEP_CHUNK = 256
+
+
+@pytest.mark.parametrize("steps", [1, 2, 150, STEP_CHUNK, STEP_CHUNK + 1, 399])
 def test_gradient_matches_reference_on_real_pong(policy, params, pong_changes, pong_play, steps):
-    """Around the chunk size (64 steps kept at once) and over several chunks."""
+    """Around the chunk size and over several chunks."""
     x = pong_changes[:steps]
     rng = np.random.default_rng(steps)
     actions = rng.integers(0, 6, size=steps)
@@ -300,9 +304,9 @@ def test_empty_episode_adds_nothing(policy):
 
 
 def test_results_do_not_depend_on_thread_count(policy, pong_changes, restore_threads):
-    x = pong_changes[:130].astype(np.float32)
-    actions = np.arange(130) % 6
-    advantages = np.cos(np.arange(130.0))
+    x = pong_changes[:STEP_CHUNK + 30].astype(np.float32)  # more than one chunk, large enough
+    actions = np.arange(len(x)) % 6                         # for the kernels to use threads
+    advantages = np.cos(np.arange(float(len(x))))
     results = []
     for threads in (1, 2):
         fastpong.set_num_threads(threads)
