@@ -1,8 +1,15 @@
 """Checkpoints: plain .npz files (no pickle), written atomically, validated on load.
 
-A checkpoint holds the weights in the tutorial's layout (``W1`` (H, D), ``W2`` (H,)), so numpy
-alone can load a policy from it, plus everything needed to resume: the RMSProp cache, the gradient
-buffer of the batch in progress, the counters, the running reward, the config and the RNG state.
+A checkpoint holds the learner's tensors under the names its agent declares (the tutorial's agent:
+its weights in the tutorial's layout, ``W1`` (H, D) and ``W2`` (H,), so numpy alone can load a
+policy from it; the RMSProp cache ``cache_W1``/``cache_W2`` or Adam's state ``adam/...``; the
+gradient of the batch in progress ``grad_W1``/``grad_W2``. The MIT lab's agents: Keras-layout names
+such as ``dense_0/kernel``, ``grad/<name>``, ``adam/<key>``), plus everything needed to resume:
+counters, running reward, the returns of the last episodes, the config (which names the agent) and
+the RNG state.
+
+Format 2 (this one) stores any agent's tensors; format 1 (fastpong before it had several agents)
+held the tutorial agent's six tensors and no returns window, and is read as such.
 """
 
 from __future__ import annotations
@@ -14,11 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: The tutorial agent's tensors, the only ones of a format-1 checkpoint.
 TENSOR_KEYS = ("W1", "W2", "cache_W1", "cache_W2", "grad_W1", "grad_W2")
 COUNTER_KEYS = ("episodes", "env_steps", "updates", "episodes_in_batch")
 FLOAT_KEYS = ("running_reward", "wall_seconds")
 TEXT_KEYS = ("config", "rng_state")
+#: Everything of a checkpoint that is not a learner's tensor.
+META_KEYS = (*COUNTER_KEYS, *FLOAT_KEYS, *TEXT_KEYS, "format_version", "recent_returns")
 
 
 class CheckpointError(ValueError):
@@ -42,11 +52,15 @@ def write_atomically(path: Path, write) -> None:
 
 
 def save_checkpoint(path, *, tensors: dict, counters: dict, running_reward, wall_seconds: float,
-                    config: dict, rng_state: dict) -> None:
-    arrays = {key: np.asarray(tensors[key]) for key in TENSOR_KEYS}
+                    config: dict, rng_state: dict, recent_returns=()) -> None:
+    clash = sorted(set(tensors) & set(META_KEYS))
+    if clash:
+        raise ValueError(f"tensor names {clash} are reserved for the checkpoint's own fields")
+    arrays = {key: np.asarray(value) for key, value in tensors.items()}
     arrays.update({key: np.int64(counters[key]) for key in COUNTER_KEYS})
     arrays["running_reward"] = np.float64(np.nan if running_reward is None else running_reward)
     arrays["wall_seconds"] = np.float64(wall_seconds)
+    arrays["recent_returns"] = np.asarray(recent_returns, dtype=np.float64)
     arrays["config"] = np.array(json.dumps(config, sort_keys=True))
     arrays["rng_state"] = np.array(json.dumps(rng_state))
     arrays["format_version"] = np.int64(FORMAT_VERSION)
@@ -56,31 +70,27 @@ def save_checkpoint(path, *, tensors: dict, counters: dict, running_reward, wall
 def load_checkpoint(path, *, hidden: int | None = None, input_size: int | None = None) -> dict:
     """The checkpoint's contents as a dict; CheckpointError with one line if anything is off.
 
-    hidden / input_size, when given, are the shapes the caller expects."""
+    Its tensors are under "tensors" and, as before, at the top level by name. hidden /
+    input_size, when given, are the tutorial network's shapes the caller expects (W1 (H, D))."""
     path = Path(path)
     data = _read_arrays(path)
-    missing = [k for k in (*TENSOR_KEYS, *COUNTER_KEYS, *FLOAT_KEYS, *TEXT_KEYS) if k not in data]
+    version = int(data["format_version"]) if "format_version" in data else 1
+    required = (*TENSOR_KEYS, *COUNTER_KEYS, *FLOAT_KEYS, *TEXT_KEYS) if version == 1 else (
+        *COUNTER_KEYS, *FLOAT_KEYS, *TEXT_KEYS)
+    missing = [k for k in required if k not in data]
     if missing:
         raise CheckpointError(f"checkpoint {path} is missing {', '.join(missing)}")
-    w1 = data["W1"]
-    if w1.ndim != 2:
-        raise CheckpointError(f"checkpoint {path}: W1 must have shape (H, D), got {w1.shape}")
-    h, d = w1.shape
-    if (hidden is not None and h != hidden) or (input_size is not None and d != input_size):
-        raise CheckpointError(
-            f"checkpoint {path} holds a network of hidden={h}, input_size={d}; "
-            f"expected hidden={hidden}, input_size={input_size}"
-        )
-    for key in TENSOR_KEYS:
-        expected = (h, d) if key.endswith("W1") else (h,)
-        value = data[key]
-        if value.shape != expected or value.dtype.kind != "f":
-            raise CheckpointError(
-                f"checkpoint {path}: {key} must be float of shape {expected}, got {value.dtype} {value.shape}"
-            )
-        if not np.all(np.isfinite(value)):
+    tensors = {key: value for key, value in data.items() if key not in META_KEYS}
+    for key, value in tensors.items():
+        if value.dtype.kind not in "fiu":
+            raise CheckpointError(f"checkpoint {path}: {key} must be numeric, got {value.dtype} {value.shape}")
+        if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
             raise CheckpointError(f"checkpoint {path}: {key} holds non-finite values")
-    result = {key: data[key] for key in TENSOR_KEYS}
+    if "W1" in tensors:
+        _check_tutorial_network(path, tensors, hidden, input_size)
+    result = dict(tensors)
+    result["tensors"] = tensors
+    result["format_version"] = version
     for key in COUNTER_KEYS:
         value = data[key]
         if value.shape != () or value.dtype.kind != "i" or int(value) < 0:
@@ -89,12 +99,41 @@ def load_checkpoint(path, *, hidden: int | None = None, input_size: int | None =
     running = float(data["running_reward"])
     result["running_reward"] = None if np.isnan(running) else running
     result["wall_seconds"] = float(data["wall_seconds"])
+    recent = data.get("recent_returns", np.zeros(0))
+    if recent.ndim != 1 or recent.dtype.kind != "f" or not np.all(np.isfinite(recent)):
+        raise CheckpointError(f"checkpoint {path}: recent_returns must be finite floats of shape (K,)")
+    result["recent_returns"] = [float(r) for r in recent]
     try:
         result["config"] = json.loads(str(data["config"]))
         result["rng_state"] = json.loads(str(data["rng_state"]))
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"checkpoint {path}: config or RNG state is not valid JSON ({exc})") from None
     return result
+
+
+def _check_tutorial_network(path: Path, tensors: dict, hidden, input_size) -> None:
+    w1 = tensors["W1"]
+    if w1.ndim != 2:
+        raise CheckpointError(f"checkpoint {path}: W1 must have shape (H, D), got {w1.shape}")
+    h, d = w1.shape
+    if (hidden is not None and h != hidden) or (input_size is not None and d != input_size):
+        raise CheckpointError(
+            f"checkpoint {path} holds a network of hidden={h}, input_size={d}; "
+            f"expected hidden={hidden}, input_size={input_size}"
+        )
+
+
+def check_tensors(path, tensors: dict, expected: dict) -> None:
+    """CheckpointError naming the first tensor of `expected` ({name: shape}) that is missing or
+    of another shape or kind."""
+    for name, shape in expected.items():
+        value = tensors.get(name)
+        if value is None:
+            raise CheckpointError(f"checkpoint {path} is missing {name}")
+        if value.shape != tuple(shape) or value.dtype.kind != "f":
+            raise CheckpointError(
+                f"checkpoint {path}: {name} must be float of shape {tuple(shape)}, got {value.dtype} {value.shape}"
+            )
 
 
 def load_policy_weights(path) -> dict:
@@ -111,6 +150,30 @@ def load_policy_weights(path) -> dict:
     if not (np.all(np.isfinite(w1)) and np.all(np.isfinite(w2))):
         raise CheckpointError(f"{path}: the weights hold non-finite values")
     return {"W1": w1, "W2": w2}
+
+
+def load_agent_weights(path):
+    """(agent, config or None, weights) from a checkpoint, a weights snapshot holding a config,
+    or an .npz of the tutorial's W1/W2 alone (the shipped policy): any agent's policy."""
+    from .agents import get_agent
+    from .config import TrainConfig
+
+    path = Path(path)
+    text = _read_arrays(path, keys=("config",))
+    if "config" not in text:
+        return get_agent("karpathy"), None, load_policy_weights(path)
+    try:
+        config = TrainConfig.from_dict(json.loads(str(text["config"])))
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint {path} holds an invalid config ({exc})") from None
+    agent = config.agent_record()
+    expected = agent.weight_shapes(config)
+    weights = _read_arrays(path, keys=tuple(expected))
+    check_tensors(path, weights, expected)
+    for name, value in weights.items():
+        if not np.all(np.isfinite(value)):
+            raise CheckpointError(f"checkpoint {path}: {name} holds non-finite values")
+    return agent, config, weights
 
 
 def _read_arrays(path: Path, keys=None) -> dict:

@@ -11,7 +11,7 @@ import json
 import signal
 import sys
 
-from .config import DEFAULT_ENV_ID, ENGINES, PRESETS, TrainConfig
+from .config import DEFAULT_ENV_ID, ENGINES, OPTIMIZERS, PRESETS, RETURN_WINDOW
 
 EXIT_USAGE = 2
 
@@ -51,34 +51,53 @@ def _number(text: str) -> float:
 
 
 def _add_train(subparsers) -> None:
+    from .agents import AGENTS, KARPATHY, MIT_CARTPOLE
+
     p = subparsers.add_parser(
-        "train", help="train the agent", description="Train the tutorial's policy-gradient agent.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        "train", help="train an agent", description="Train a policy-gradient agent: the tutorial's on Pong "
+        "(the default), or the MIT lab's on CartPole (--env CartPole-v1).")
     # Algorithm flags default to None so that we know which ones the user typed: on --resume only
-    # those must agree with the checkpoint.
-    d = TrainConfig()
+    # those must agree with the checkpoint; the agent fills in the others.
+    pong, cartpole = KARPATHY.defaults, MIT_CARTPOLE.defaults
+
+    def default(name):
+        if pong[name] == cartpole[name]:
+            return f"{pong[name]:g}"
+        return f"{pong[name]:g} for karpathy, {cartpole[name]:g} for mit-cartpole"
+
     p.add_argument("--preset", choices=sorted(PRESETS),
-                   help="karpathy or tutorial: the originals' settings; fast: see experiments/README.md "
-                        "(flags given with it still win)")
-    p.add_argument("--env", dest="env_id", metavar="ID", help=f"gymnasium ALE id (default {d.env_id})")
+                   help="Pong: karpathy or tutorial, the originals' settings; fast, see "
+                        "experiments/README.md. CartPole: lab, the MIT lab's own settings. Flags given "
+                        "with it still win")
+    p.add_argument("--env", dest="env_id", metavar="ID",
+                   help=f"a gymnasium ALE id, or CartPole-v1 / CartPole-v0 (default {DEFAULT_ENV_ID})")
+    p.add_argument("--agent", choices=list(AGENTS),
+                   help="karpathy (the tutorial's Pong agent) or mit-cartpole (the MIT lab's); "
+                        "default: the environment's")
+    p.add_argument("--optimizer", choices=OPTIMIZERS,
+                   help=f"default {pong['optimizer']} for karpathy, {cartpole['optimizer']} for mit-cartpole")
     p.add_argument("--num-envs", type=_positive_int, metavar="N",
-                   help="environments stepped together (default: enough to keep every core busy)")
+                   help="environments stepped together (default: Pong, enough to keep every core busy; "
+                        f"CartPole {cartpole['num_envs']})")
     length = p.add_mutually_exclusive_group()
     length.add_argument("--episodes", type=_positive_int, metavar="N",
                         help="stop after N finished episodes in all (default: run until interrupted)")
     length.add_argument("--steps", type=_positive_int, metavar="N",
                         help="stop after N environment steps in all")
+    p.add_argument("--target-return", type=_number, metavar="R",
+                        help=f"stop once the mean return of the last {RETURN_WINDOW} episodes reaches R")
     p.add_argument("--batch-size", type=_positive_int, metavar="N",
-                   help=f"finished episodes per RMSProp update (default {d.batch_size})")
-    p.add_argument("--learning-rate", type=_number, metavar="F", help=f"default {d.learning_rate:g}")
-    p.add_argument("--decay-rate", type=_number, metavar="F", help=f"RMSProp decay (default {d.decay_rate})")
-    p.add_argument("--gamma", type=_number, metavar="F", help=f"discount factor (default {d.gamma})")
-    p.add_argument("--hidden", type=_positive_int, metavar="N", help=f"hidden units (default {d.hidden})")
+                   help=f"finished episodes per update (default {default('batch_size')})")
+    p.add_argument("--learning-rate", type=_number, metavar="F", help=f"default {default('learning_rate')}")
+    p.add_argument("--decay-rate", type=_number, metavar="F", help="RMSProp decay (default 0.99)")
+    p.add_argument("--gamma", type=_number, metavar="F", help=f"discount factor (default {default('gamma')})")
+    p.add_argument("--hidden", type=_positive_int, metavar="N", help=f"hidden units (default {default('hidden')})")
     p.add_argument("--seed", type=_non_negative_int, metavar="N", help="default: random, recorded in config.json")
     p.add_argument("--run-dir", metavar="DIR", help="default: runs/<env>-<date>-<time>")
     p.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its checkpoint")
     p.add_argument("--threads", type=_positive_int, metavar="N", help="emulator and kernel threads (default: all cores)")
-    p.add_argument("--engine", choices=ENGINES, help="fast (C++ kernels, N envs) or reference (NumPy, 1 env); default fast")
+    p.add_argument("--engine", choices=ENGINES, help="fast (C++ kernels) or reference (the same algorithm in "
+                   "NumPy: the tutorial's loop with 1 env, or the lab's with N); default fast")
     p.add_argument("--video-every", type=_positive_int, metavar="K",
                    help="record RUN_DIR/video/update-XXXX.mp4 every K updates (default: never)")
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout at the end")
@@ -94,10 +113,13 @@ def _run_train(args) -> int:
     stop = StopSignals().install()
     if args.resume and args.run_dir is None:
         raise ValueError("--resume needs --run-dir: the run directory to continue")
-    settings = dict(PRESETS[args.preset]) if args.preset else {}
-    settings.update({name: getattr(args, name) for name in (
+    settings = {name: getattr(args, name) for name in (
         "env_id", "num_envs", "episodes", "steps", "batch_size", "learning_rate", "decay_rate",
-        "gamma", "hidden", "seed", "threads", "engine", "video_every") if getattr(args, name) is not None})
+        "gamma", "hidden", "seed", "threads", "engine", "video_every", "agent", "optimizer",
+        "target_return") if getattr(args, name) is not None}
+    if args.preset:
+        _check_preset(args.preset, settings)
+        settings = {**PRESETS[args.preset], **settings}
     summary = train(run_dir=args.run_dir, resume=args.resume, progress=not args.quiet,
                     stop_signals=stop, **settings)
     stop.ignore()  # the checkpoint is written: from here on, only report and exit
@@ -117,17 +139,31 @@ def _run_train(args) -> int:
     return 0
 
 
+def _check_preset(preset: str, settings: dict) -> None:
+    """A preset belongs to one agent (karpathy, tutorial, fast: Pong; lab: CartPole)."""
+    from .agents import AGENTS, default_agent
+
+    agent = settings.get("agent") or default_agent(settings.get("env_id", DEFAULT_ENV_ID))
+    if agent in AGENTS and preset not in AGENTS[agent].presets:
+        owner = next(a.name for a in AGENTS.values() if preset in a.presets)
+        raise ValueError(f"--preset {preset} holds settings of agent {owner!r}, not of {agent!r} "
+                         f"(its presets: {', '.join(AGENTS[agent].presets) or 'none'})")
+
+
 def _add_eval(subparsers) -> None:
     p = subparsers.add_parser(
         "eval", help="play a trained policy", description="Play full games with a trained policy "
         "and report the score; optionally record the first game as a video.")
     p.add_argument("--checkpoint", required=True, metavar="PATH",
                    help="a checkpoint .npz, a run directory, or 'pretrained' (the policy shipped with fastpong)")
-    p.add_argument("--env", dest="env_id", default=DEFAULT_ENV_ID, metavar="ID", help=f"default {DEFAULT_ENV_ID}")
-    p.add_argument("--episodes", type=_positive_int, default=10, metavar="N", help="games to play (default 10)")
-    p.add_argument("--num-envs", type=_positive_int, metavar="N", help="games played at once (default 4)")
+    p.add_argument("--env", dest="env_id", metavar="ID",
+                   help=f"default: the run's environment ({DEFAULT_ENV_ID} for a bare Pong policy)")
+    p.add_argument("--episodes", type=_positive_int, default=10, metavar="N", help="episodes to play (default 10)")
+    p.add_argument("--num-envs", type=_positive_int, metavar="N",
+                   help="episodes played at once (default 4 for Pong, 16 for CartPole)")
     p.add_argument("--seed", type=_non_negative_int, default=0, metavar="N", help="default 0")
-    p.add_argument("--greedy", action="store_true", help="move up when p > 0.5 instead of sampling")
+    p.add_argument("--greedy", action="store_true",
+                   help="play the most probable action (Pong: up when p > 0.5) instead of sampling")
     p.add_argument("--video", metavar="FILE", help="record the first game to FILE.mp4 or FILE.gif")
     p.add_argument("--max-steps", type=_positive_int, metavar="N",
                    help="stop after N agent steps; unfinished games count as truncated")
@@ -144,6 +180,26 @@ def _run_eval(args) -> int:
     if args.json:
         print(json.dumps(summary))
         return 0
+    if "mean_return" in summary:
+        _print_returns(result, summary)
+    else:
+        _print_games(result, summary)
+    if args.video:
+        print(f"video of the first episode: {args.video}")
+    return 0
+
+
+def _print_returns(result, summary) -> None:
+    print(f"{'episode':>7}  {'return':>7}  {'steps':>6}")
+    for i, e in enumerate(result.episodes, 1):
+        note = "  (truncated)" if e.truncated else ""  # by the time limit (balanced to the end) or --max-steps
+        print(f"{i:>7}  {e.reward:>7g}  {e.steps:>6}{note}")
+    print(f"mean return {summary['mean_return']:.1f} ± {summary['std_return']:.1f} over {summary['episodes']} "
+          f"episodes (min {summary['min_return']:g}, max {summary['max_return']:g}); mean length "
+          f"{summary['mean_length']:.1f} ± {summary['std_length']:.1f} steps")
+
+
+def _print_games(result, summary) -> None:
     print(f"{'episode':>7}  {'won':>3}  {'lost':>4}  {'reward':>6}  {'steps':>6}")
     for i, e in enumerate(result.episodes, 1):
         note = "  (truncated)" if e.truncated else ""
@@ -152,9 +208,6 @@ def _run_eval(args) -> int:
           f"episodes; episodes won {summary['episodes_won']}/{summary['episodes']}; points won "
           f"{summary['points_won']}/{summary['points_won'] + summary['points_lost']} "
           f"({100 * summary['point_win_rate']:.1f}%)")
-    if args.video:
-        print(f"video of the first episode: {args.video}")
-    return 0
 
 
 def _add_plot(subparsers) -> None:
@@ -177,7 +230,8 @@ def _run_plot(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="fastpong", description="Karpathy's Pong from pixels, fast.")
+    parser = _Parser(prog="fastpong", description="Policy-gradient agents, fast: Karpathy's Pong from pixels "
+                     "and the MIT lab's CartPole.")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
                                        parser_class=_Parser)
     _add_train(subparsers)

@@ -9,49 +9,96 @@ from dataclasses import dataclass
 
 DEFAULT_ENV_ID = "ALE/Pong-v5"
 ENGINES = ("fast", "reference")
+OPTIMIZERS = ("rmsprop", "adam")
 
 #: Settings that define what is learned: a resumed run must keep them. The rest (how long to run,
 #: how many envs and threads) may change between sessions of the same run.
 ALGORITHM_FIELDS = (
     "env_id", "batch_size", "learning_rate", "decay_rate", "gamma", "hidden", "seed", "engine",
+    "agent", "optimizer",
 )
-RUN_FIELDS = ("num_envs", "episodes", "steps", "threads", "video_every")
+RUN_FIELDS = ("num_envs", "episodes", "steps", "threads", "video_every", "target_return")
+#: Settings the agent chooses when none is given (see each agent's ``defaults``).
+AGENT_DEFAULT_FIELDS = ("batch_size", "learning_rate", "gamma", "hidden", "optimizer")
 
 #: Named starting points for `--preset`; flags typed after them still win.
 PRESETS = {
-    # Karpathy's pg-pong.py: H 200, batch 10, learning rate 1e-4, gamma 0.99, RMSProp decay 0.99.
-    "karpathy": dict(hidden=200, batch_size=10, learning_rate=1e-4, gamma=0.99, decay_rate=0.99),
+    # Karpathy's pg-pong.py: H 200, batch 10, learning rate 1e-4, gamma 0.99, RMSProp (decay 0.99,
+    # the RMSProp default).
+    "karpathy": dict(hidden=200, batch_size=10, learning_rate=1e-4, gamma=0.99),
     # The NumPy tutorial: the same, with an update every 3 games.
-    "tutorial": dict(hidden=200, batch_size=3, learning_rate=1e-4, gamma=0.99, decay_rate=0.99),
+    "tutorial": dict(hidden=200, batch_size=3, learning_rate=1e-4, gamma=0.99),
     # Least wall-clock to running reward 0 on 2 cores among the runs in experiments/README.md:
     # Karpathy's settings with a 10x learning rate.
-    "fast": dict(hidden=200, batch_size=10, learning_rate=1e-3, gamma=0.99, decay_rate=0.99),
+    "fast": dict(hidden=200, batch_size=10, learning_rate=1e-3, gamma=0.99),
+    # The MIT lab's CartPole settings as the lab runs them: gamma 0.95, Adam 1e-3, one environment
+    # (mit-cartpole's defaults differ in gamma, learning rate and environments: see the README).
+    "lab": dict(hidden=32, batch_size=1, learning_rate=1e-3, gamma=0.95, optimizer="adam", num_envs=1),
 }
+#: Episodes over which --target-return averages the return (gymnasium's "solved" rule for CartPole).
+RETURN_WINDOW = 100
+#: RMSProp's decay when none is given.
+DEFAULT_DECAY_RATE = 0.99
 
 
 @dataclass
 class TrainConfig:
-    """The tutorial's defaults where it has one (H 200, lr 1e-4, gamma 0.99, decay 0.99);
-    batch_size 10 as Karpathy's original (the tutorial used 3)."""
+    """Settings left at None take the agent's defaults when the config is made: for the tutorial's
+    agent (``karpathy``, Pong) H 200, lr 1e-4, gamma 0.99, RMSProp decay 0.99 and batch_size 10
+    as Karpathy's original (the tutorial used 3); for the MIT lab's CartPole agent
+    (``mit-cartpole``) H 32, lr 1e-3, gamma 0.95, Adam, one episode per update. The agent itself
+    defaults to the environment's: mit-cartpole for CartPole ids, karpathy for Atari ones."""
 
     env_id: str = DEFAULT_ENV_ID
-    num_envs: int | None = None  # None: enough environments to keep every core busy
+    num_envs: int | None = None  # None: the agent's choice (Atari: enough to keep every core busy)
     episodes: int | None = None  # stop after this many finished episodes (None: no limit)
     steps: int | None = None  # stop after this many environment steps (None: no limit)
-    batch_size: int = 10
-    learning_rate: float = 1e-4
-    decay_rate: float = 0.99
-    gamma: float = 0.99
-    hidden: int = 200
+    batch_size: int | None = None
+    learning_rate: float | None = None
+    decay_rate: float | None = None  # RMSProp only
+    gamma: float | None = None
+    hidden: int | None = None
     seed: int | None = None  # None: drawn at random and recorded, so the run can be repeated
     threads: int | None = None  # None: every core
     engine: str = "fast"
     video_every: int | None = None  # record video/update-XXXX.mp4 every this many updates
+    agent: str | None = None  # None: the environment's agent
+    optimizer: str | None = None  # rmsprop or adam; None: the agent's
+    #: stop once the mean return of the last RETURN_WINDOW finished episodes reaches this
+    target_return: float | None = None
+
+    def __post_init__(self):
+        from .agents import AGENTS, default_agent
+
+        if self.agent is None and isinstance(self.env_id, str):
+            self.agent = default_agent(self.env_id)
+        agent = AGENTS.get(self.agent) if isinstance(self.agent, str) else None
+        if agent is None:
+            return  # validate() names the bad agent
+        for name in AGENT_DEFAULT_FIELDS:
+            if getattr(self, name) is None:
+                setattr(self, name, agent.defaults[name])
+        if self.decay_rate is None and self.optimizer == "rmsprop":
+            self.decay_rate = DEFAULT_DECAY_RATE
+
+    def agent_record(self):
+        """The :class:`fastpong.agents.Agent` this config trains."""
+        from .agents import get_agent
+
+        return get_agent(self.agent)
 
     def validate(self) -> "TrainConfig":
         """Raises ValueError naming the first bad setting; returns self."""
+        from .agents import check_agent_plays
+
         if not isinstance(self.env_id, str) or not self.env_id:
             raise ValueError(f"env id must be a non-empty string, got {self.env_id!r}")
+        agent = self.agent_record()
+        check_agent_plays(agent, self.env_id)
+        if self.optimizer not in agent.optimizers:
+            raise ValueError(f"optimizer must be one of {', '.join(agent.optimizers)}, got {self.optimizer!r}")
+        if self.optimizer != "rmsprop" and self.decay_rate is not None:
+            raise ValueError(f"decay rate is a setting of RMSProp; this run's optimizer is {self.optimizer}")
         for name in ("num_envs", "episodes", "steps", "threads", "video_every"):
             value = getattr(self, name)
             if value is not None:
@@ -62,16 +109,25 @@ class TrainConfig:
             raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
         if not _is_real(self.learning_rate) or not self.learning_rate > 0 or not math.isfinite(self.learning_rate):
             raise ValueError(f"learning rate must be a positive number, got {self.learning_rate!r}")
-        if not _is_real(self.decay_rate) or not 0 <= self.decay_rate < 1:
+        if self.optimizer == "rmsprop" and (not _is_real(self.decay_rate) or not 0 <= self.decay_rate < 1):
             raise ValueError(f"decay rate must be in [0, 1), got {self.decay_rate!r}")
         if not _is_real(self.gamma) or not 0 < self.gamma <= 1:
             raise ValueError(f"gamma must be in (0, 1], got {self.gamma!r}")
+        if self.target_return is not None and (not _is_real(self.target_return)
+                                               or not math.isfinite(self.target_return)):
+            raise ValueError(f"target return must be a finite number, got {self.target_return!r}")
         if self.engine not in ENGINES:
             raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
-        if self.engine == "reference" and self.num_envs not in (None, 1):
+        if self.engine not in agent.learners:
+            raise ValueError(f"agent {agent.name!r} has no {self.engine} engine "
+                             f"(it has: {', '.join(agent.learners)})")
+        if self.engine == "reference" and not agent.reference_many_envs and self.num_envs not in (None, 1):
             raise ValueError(
                 f"the reference engine runs one environment (the tutorial's loop), got num_envs={self.num_envs}"
             )
+        if self.engine == "reference" and self.optimizer not in agent.reference_optimizers:
+            raise ValueError(f"the {agent.name} agent's reference engine runs "
+                             f"{' or '.join(agent.reference_optimizers)}, not {self.optimizer}")
         return self
 
     def resolved(self) -> "TrainConfig":
@@ -79,10 +135,11 @@ class TrainConfig:
         from .envs import default_num_envs
 
         threads = self.threads or os.cpu_count() or 1
-        if self.engine == "reference":
+        agent = self.agent_record()
+        if self.engine == "reference" and not agent.reference_many_envs:
             num_envs = 1
         else:
-            num_envs = self.num_envs or default_num_envs()
+            num_envs = self.num_envs or agent.defaults.get("num_envs") or default_num_envs()
         return dataclasses.replace(self, threads=threads, num_envs=num_envs)
 
     def to_dict(self) -> dict:

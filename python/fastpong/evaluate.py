@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from . import _core
-from .checkpoint import CheckpointError, load_policy_weights
+from .agents import ATARI, Agent, check_agent_plays, get_agent
+from .checkpoint import CheckpointError, load_agent_weights
 from .config import DEFAULT_ENV_ID, check_positive_int
 from .policy import Policy
 from .reference import DOWN, UP
@@ -58,6 +59,49 @@ class EvalResult:
         }
 
 
+@dataclass
+class ReturnEpisode:
+    """An episode of an environment without points (CartPole): its return and length."""
+
+    reward: float  # the return: the sum of the episode's rewards
+    steps: int
+    truncated: bool  # ended by the time limit (CartPole: the pole was still up) or by max_steps
+
+
+@dataclass
+class ReturnEvalResult:
+    episodes: list[ReturnEpisode]
+
+    @property
+    def rewards(self) -> np.ndarray:
+        return np.array([e.reward for e in self.episodes], dtype=float)
+
+    def summary(self) -> dict:
+        """episodes, mean_return, std_return, min_return, max_return, mean_length, std_length."""
+        returns = self.rewards
+        lengths = np.array([e.steps for e in self.episodes], dtype=float)
+        stat = (lambda f, a: float(f(a)) if a.size else 0.0)
+        return {
+            "episodes": len(self.episodes),
+            "mean_return": stat(np.mean, returns),
+            "std_return": stat(np.std, returns),
+            "min_return": stat(np.min, returns),
+            "max_return": stat(np.max, returns),
+            "mean_length": stat(np.mean, lengths),
+            "std_length": stat(np.std, lengths),
+            "per_episode": [dataclasses.asdict(e) for e in self.episodes],
+        }
+
+
+@dataclass
+class Player:
+    """A trained policy and what it plays: its agent, and the environment of its run if known."""
+
+    agent: Agent
+    policy: object
+    env_id: str | None = None
+
+
 def resolve_checkpoint(spec) -> Path:
     """'pretrained', a run directory (its checkpoint.npz) or a .npz file -> the file's path."""
     if str(spec) == PRETRAINED:
@@ -73,88 +117,200 @@ def resolve_checkpoint(spec) -> Path:
     return path
 
 
+def load_player(spec) -> Player:
+    """Any agent's policy from 'pretrained', a run directory, a checkpoint or weights file."""
+    agent, config, weights = load_agent_weights(resolve_checkpoint(spec))
+    return Player(agent, agent.policy_from_weights(weights), config.env_id if config is not None else None)
+
+
 def load_policy(spec) -> Policy:
-    """A Policy from 'pretrained', a run directory or a checkpoint file."""
-    return Policy.from_model(load_policy_weights(resolve_checkpoint(spec)))
+    """The tutorial agent's Policy from 'pretrained', a run directory or a checkpoint file."""
+    player = load_player(spec)
+    if player.agent.name != "karpathy":
+        raise CheckpointError(f"{spec} holds a policy of agent {player.agent.name!r}, not the tutorial's")
+    return player.policy
 
 
-def evaluate(checkpoint=PRETRAINED, *, env_id: str = DEFAULT_ENV_ID, episodes: int = 10,
+def _as_player(checkpoint) -> Player:
+    if isinstance(checkpoint, Player):
+        return checkpoint
+    if isinstance(checkpoint, Policy):
+        return Player(get_agent("karpathy"), checkpoint)
+    return load_player(checkpoint)
+
+
+def evaluate(checkpoint=PRETRAINED, *, env_id: str | None = None, episodes: int = 10,
              num_envs: int | None = None, seed: int | None = 0, greedy: bool = False,
-             video=None, max_steps: int | None = None) -> EvalResult:
-    """Plays `episodes` full games with a checkpoint's policy on the parallel fast path.
+             video=None, max_steps: int | None = None):
+    """Plays `episodes` full episodes with a checkpoint's policy on the parallel fast path.
 
-    Actions are sampled as in training (``greedy=True``: up when p > 0.5). ``video`` records the
-    first episode (MP4 or GIF). ``max_steps`` caps the agent steps of the whole evaluation (for
-    quick checks): games still going then count, marked truncated, with the points they had."""
-    from .envs import make_env_batch, validate_env_id
-    from .video import VideoWriter, check_video_path
+    ``checkpoint``: 'pretrained', a run directory, a checkpoint or weights file, a Policy or a
+    Player. ``env_id``: by default the one the policy was trained on (Pong for the shipped
+    policy). Actions are sampled as in training (``greedy=True``: the most probable action).
+    ``video`` records the first episode (MP4 or GIF). ``max_steps`` caps the agent steps of the
+    whole evaluation (for quick checks): episodes still going then count, marked truncated.
 
-    policy = checkpoint if isinstance(checkpoint, Policy) else load_policy(checkpoint)
+    Returns an EvalResult (Pong: points won and lost per game) or a ReturnEvalResult (CartPole:
+    return and length per episode)."""
+    from .video import check_video_path
+
+    player = _as_player(checkpoint)
     check_positive_int("episodes", episodes)
     for label, value in (("num_envs", num_envs), ("max_steps", max_steps)):
         if value is not None:
             check_positive_int(label, value)
-    validate_env_id(env_id)
-    video_path = check_video_path(video) if video is not None else None
-    num_envs = min(num_envs or 4, episodes)
+    env_id = env_id or player.env_id or DEFAULT_ENV_ID
+    check_agent_plays(player.agent, env_id)
+    if player.agent.env_kind == ATARI:
+        from .envs import validate_env_id
 
-    rng = np.random.default_rng(seed)
-    envs = make_env_batch(env_id, num_envs, seed=seed)
-    differencer = _core.FrameDifferencer(num_envs)
-    # Each environment plays whole episodes; once `episodes` have been started, an environment
-    # that finishes is left idle, so short games are not favoured over long ones.
+        validate_env_id(env_id)
+    video_path = check_video_path(video) if video is not None else None
+    if player.agent.env_kind != ATARI:
+        return _evaluate_returns(player.policy, env_id, episodes, min(num_envs or 16, episodes), seed, greedy,
+                                 video_path, max_steps)
+    return _evaluate_pong(player.policy, env_id, episodes, min(num_envs or 4, episodes), seed, greedy,
+                          video_path, max_steps)
+
+
+def _evaluate_pong(policy, env_id, episodes, num_envs, seed, greedy, video_path, max_steps) -> EvalResult:
+    from .envs import make_env_batch
+    from .video import VideoWriter
+
+    game = _PongGame(policy, num_envs, np.random.default_rng(seed), greedy)
+    writer = VideoWriter(video_path) if video_path is not None else None
+    return EvalResult(_play(make_env_batch(env_id, num_envs, seed=seed), game, episodes, seed, max_steps, writer))
+
+
+def _evaluate_returns(policy, env_id, episodes, num_envs, seed, greedy, video_path, max_steps) -> ReturnEvalResult:
+    from .classic_envs import ClassicEnvBatch, require_renderer
+    from .video import VideoWriter
+
+    if video_path is not None:
+        require_renderer()
+    game = _ReturnGame(policy, env_id, num_envs, np.random.default_rng(seed), greedy)
+    writer = VideoWriter(video_path, fps=50) if video_path is not None else None  # CartPole: 50 steps/s
+    envs = ClassicEnvBatch(env_id, num_envs, render=writer is not None)
+    return ReturnEvalResult(_play(envs, game, episodes, seed, max_steps, writer))
+
+
+def _play(envs, game, episodes: int, seed, max_steps, writer) -> list:
+    """Each environment plays whole episodes; once `episodes` have been started, an environment
+    that finishes is left idle, so short episodes are not favoured over long ones. `game` knows
+    what is particular to the environment: choosing actions, drawing a video frame, counting a
+    step's rewards, an episode's result. `writer` (or None) records the first environment's first
+    episode. Closes `envs`."""
+    num_envs = envs.num_envs
     started = num_envs
     active = np.ones(num_envs, dtype=bool)
-    won = np.zeros(num_envs, dtype=np.int64)
-    lost = np.zeros(num_envs, dtype=np.int64)
-    steps = np.zeros(num_envs, dtype=np.int64)
-    results: list[EpisodeResult] = []
-    writer = VideoWriter(video_path) if video_path is not None else None
+    results = []
     recording = writer is not None
     try:
-        frames = envs.reset(seed=seed)
+        observations = envs.reset(seed=seed)
         step = 0
         while active.any() and (max_steps is None or step < max_steps):
-            x = differencer.step(frames)
-            p, _ = policy.forward(x)
-            up = p > 0.5 if greedy else rng.random(num_envs) < p
+            actions = game.actions(observations)
             if recording:
-                network_input = x.to_dense(policy.input_size)[0].reshape(80, 80)
-                writer.add_frame(frames[0], network_input, (int(won[0]), int(lost[0])))
-            frames, rewards, ends = envs.step(np.where(up, UP, DOWN))
+                game.draw(writer, observations, envs)
+            observations, rewards, ends = envs.step(actions)
             step += 1
-            won += rewards > 0
-            lost += rewards < 0
-            steps += 1
+            game.count(rewards)
             for env in np.flatnonzero(ends & active):
-                results.append(EpisodeResult(int(won[env]), int(lost[env]), int(steps[env]),
-                                             truncated=bool(max(won[env], lost[env]) < 21)))
+                results.append(game.result(env, ended=True))
                 if env == 0 and recording:
                     writer.close()
                     recording = False
-                won[env] = lost[env] = steps[env] = 0
-                differencer.reset(env)
+                game.restart(env)
                 if started < episodes:
                     started += 1
                 else:
                     active[env] = False
-        # Games still going when max_steps ran out count with the points they had.
-        for env in np.flatnonzero(active):
-            results.append(EpisodeResult(int(won[env]), int(lost[env]), int(steps[env]), truncated=True))
+        # Episodes still going when max_steps ran out count with what they had.
+        results.extend(game.result(env, ended=False) for env in np.flatnonzero(active))
         if recording:
             writer.close()
             recording = False
     except BaseException:
-        if writer is not None and recording:
+        if recording:
             writer.abort()
         raise
     finally:
         envs.close()
-    return EvalResult(results)
+    return results
 
 
-def record_video(path, checkpoint=PRETRAINED, *, env_id: str = DEFAULT_ENV_ID, seed: int | None = 0,
-                 greedy: bool = False, max_steps: int | None = None) -> EpisodeResult:
+class _PongGame:
+    """The tutorial's agent on Pong: frame differences in, up or down out, points counted."""
+
+    def __init__(self, policy, num_envs: int, rng, greedy: bool):
+        self.policy, self.rng, self.greedy = policy, rng, greedy
+        self.differencer = _core.FrameDifferencer(num_envs)
+        self.won = np.zeros(num_envs, dtype=np.int64)
+        self.lost = np.zeros(num_envs, dtype=np.int64)
+        self.steps = np.zeros(num_envs, dtype=np.int64)
+        self.x = None
+
+    def actions(self, frames):
+        self.x = self.differencer.step(frames)
+        p, _ = self.policy.forward(self.x)
+        up = p > 0.5 if self.greedy else self.rng.random(p.shape[0]) < p
+        return np.where(up, UP, DOWN)
+
+    def draw(self, writer, frames, envs):
+        network_input = self.x.to_dense(self.policy.input_size)[0].reshape(80, 80)
+        writer.add_frame(frames[0], network_input, (int(self.won[0]), int(self.lost[0])))
+
+    def count(self, rewards):
+        self.won += rewards > 0
+        self.lost += rewards < 0
+        self.steps += 1
+
+    def result(self, env, ended: bool) -> EpisodeResult:
+        won, lost = int(self.won[env]), int(self.lost[env])
+        return EpisodeResult(won, lost, int(self.steps[env]), truncated=not ended or max(won, lost) < 21)
+
+    def restart(self, env):
+        self.won[env] = self.lost[env] = self.steps[env] = 0
+        self.differencer.reset(env)
+
+
+class _ReturnGame:
+    """A categorical policy on CartPole: observations in, sampled (or most probable) actions out,
+    returns and lengths counted."""
+
+    def __init__(self, policy, env_id: str, num_envs: int, rng, greedy: bool):
+        from .classic_envs import CLASSIC_ENV_IDS
+
+        self.policy, self.rng, self.greedy = policy, rng, greedy
+        self.time_limit = CLASSIC_ENV_IDS[env_id]
+        self.returns = np.zeros(num_envs)
+        self.steps = np.zeros(num_envs, dtype=np.int64)
+
+    def actions(self, observations):
+        from . import sample_actions
+
+        probs = self.policy.forward(observations)
+        if self.greedy:
+            return np.argmax(probs, axis=1).astype(np.int32)
+        return sample_actions(probs, self.rng.random(probs.shape[0]))
+
+    def draw(self, writer, observations, envs):
+        writer.add_image(envs.render_first())
+
+    def count(self, rewards):
+        self.returns += rewards
+        self.steps += 1
+
+    def result(self, env, ended: bool) -> ReturnEpisode:
+        steps = int(self.steps[env])
+        return ReturnEpisode(float(self.returns[env]), steps, truncated=not ended or steps >= self.time_limit)
+
+    def restart(self, env):
+        self.returns[env] = self.steps[env] = 0
+
+
+def record_video(path, checkpoint=PRETRAINED, *, env_id: str | None = None, seed: int | None = 0,
+                 greedy: bool = False, max_steps: int | None = None):
     """Plays one episode and records it to `path` (.mp4 or .gif); returns its result."""
     return evaluate(checkpoint, env_id=env_id, episodes=1, num_envs=1, seed=seed, greedy=greedy,
                     video=path, max_steps=max_steps).episodes[0]

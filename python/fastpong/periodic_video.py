@@ -10,6 +10,7 @@ rather than piling up recorders.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -30,8 +31,9 @@ class PeriodicVideo:
         self._recorder: subprocess.Popen | None = None
         self.skipped = 0
 
-    def after_update(self, updates: int, model: dict) -> Path | None:
-        """Starts a recording if this update is due and none is running; returns its path."""
+    def after_update(self, updates: int, weights: dict, config: dict) -> Path | None:
+        """Starts a recording if this update is due and none is running; returns its path.
+        `weights` are the policy's (any agent's), `config` the run's (it names the agent)."""
         if updates % self.every != 0:
             return None
         if self._recorder is not None and self._recorder.poll() is None:
@@ -40,7 +42,8 @@ class PeriodicVideo:
         self.directory.mkdir(parents=True, exist_ok=True)
         target = self.directory / f"update-{updates:04d}.mp4"
         snapshot = self.directory / f".update-{updates:04d}-weights.npz"
-        write_atomically(snapshot, lambda f: np.savez(f, W1=model["W1"], W2=model["W2"]))
+        arrays = {**weights, "config": np.array(json.dumps(config, sort_keys=True))}
+        write_atomically(snapshot, lambda f: np.savez(f, **arrays))
         self._recorder = subprocess.Popen(
             [sys.executable, "-m", "fastpong.periodic_video", str(snapshot), str(target), self.env_id,
              str(self.seed + updates)],
@@ -59,14 +62,12 @@ class PeriodicVideo:
 def _record(snapshot: str, target: str, env_id: str, seed: str) -> None:
     import os
 
-    from .checkpoint import load_policy_weights
-    from .evaluate import record_video
-    from .policy import Policy
+    from .evaluate import load_player, record_video
 
     os.nice(NICENESS)
-    policy = Policy.from_model(load_policy_weights(snapshot))
+    player = load_player(snapshot)
     Path(snapshot).unlink()
-    record_video(target, policy, env_id=env_id, seed=int(seed))
+    record_video(target, player, env_id=env_id, seed=int(seed))
 
 
 if __name__ == "__main__":

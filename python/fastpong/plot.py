@@ -5,7 +5,9 @@
     episode,env_steps,reward,running_reward,points_won,points_lost,wall_seconds,steps_per_second
 
 ``reward`` is ``points_won - points_lost``; ``wall_seconds`` counts seconds
-since the run began, cumulatively across resumes.
+since the run began, cumulatively across resumes.  A CartPole run has no points:
+its header is ``CLASSIC_COLUMNS`` (``length`` in their place), ``reward`` is the
+episode's return, and its plot has no win-rate panel.
 
 :func:`plot_runs` draws, for one or several runs:
 
@@ -35,7 +37,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
-__all__ = ["METRICS_FILE", "METRICS_COLUMNS", "PLOT_EXTENSIONS", "X_AXES", "load_metrics", "plot_runs"]
+__all__ = ["METRICS_FILE", "METRICS_COLUMNS", "CLASSIC_COLUMNS", "PLOT_EXTENSIONS", "X_AXES", "load_metrics", "plot_runs"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -50,7 +52,16 @@ METRICS_COLUMNS = (
     "wall_seconds",
     "steps_per_second",
 )
-_INT_COLUMNS = frozenset({"episode", "env_steps", "points_won", "points_lost"})
+CLASSIC_COLUMNS = (
+    "episode",
+    "env_steps",
+    "reward",
+    "running_reward",
+    "length",
+    "wall_seconds",
+    "steps_per_second",
+)
+_INT_COLUMNS = frozenset({"episode", "env_steps", "points_won", "points_lost", "length"})
 PLOT_EXTENSIONS = (".png", ".svg", ".pdf")
 X_AXES = ("episode", "env_steps", "wall_seconds")
 
@@ -90,12 +101,13 @@ def load_metrics(run_dir: PathLike) -> Dict[str, np.ndarray]:
 
     lines = text.splitlines(keepends=True)
     header = [name.strip() for name in next(csv.reader([lines[0]]))]
-    if tuple(header) != METRICS_COLUMNS:
+    if tuple(header) not in (METRICS_COLUMNS, CLASSIC_COLUMNS):
         raise ValueError(
-            f"metrics file {str(path)!r} has header {','.join(header)!r}, expected {','.join(METRICS_COLUMNS)!r}"
+            f"metrics file {str(path)!r} has header {','.join(header)!r}, expected {','.join(METRICS_COLUMNS)!r} "
+            f"(or, for CartPole, {','.join(CLASSIC_COLUMNS)!r})"
         )
-
-    ncol = len(METRICS_COLUMNS)
+    columns = tuple(header)
+    ncol = len(columns)
     rows: List[List[float]] = []
     for lineno, line in enumerate(lines[1:], start=2):
         if not line.strip():
@@ -117,7 +129,7 @@ def load_metrics(run_dir: PathLike) -> Dict[str, np.ndarray]:
 
     table = np.array(rows, dtype=np.float64)
     out: Dict[str, np.ndarray] = {}
-    for i, name in enumerate(METRICS_COLUMNS):
+    for i, name in enumerate(columns):
         column = table[:, i]
         out[name] = np.rint(column).astype(np.int64) if name in _INT_COLUMNS else column
     return out
@@ -275,6 +287,11 @@ def plot_runs(
         raise ValueError("no run directories given")
     runs = [load_metrics(p) for p in paths]
     labels = _run_labels(paths)
+    # Pong runs have points (a win-rate panel); CartPole runs have returns and lengths only.
+    scored = ["points_won" in r for r in runs]
+    if any(scored) and not all(scored):
+        raise ValueError("cannot plot Pong runs (points) and CartPole runs (returns) in one figure")
+    scored = scored[0]
 
     # Main x axis quantity and its unit.
     if x == "episode":
@@ -289,15 +306,19 @@ def plot_runs(
 
     fig = Figure(figsize=FIGSIZE, dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
-    ax_r, ax_w = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 2]})
+    if scored:
+        ax_r, ax_w = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 2]})
+    else:
+        ax_r = ax_w = fig.subplots(1, 1)
 
     colours = [f"C{i % 10}" for i in range(len(runs))]
     run_handles = []
     for run, xv, label, colour in zip(runs, xs, labels, colours):
         ax_r.plot(xv, run["reward"], color=colour, lw=0.6, alpha=0.25, zorder=2)
         ax_r.plot(xv, run["running_reward"], color=colour, lw=2.2, zorder=3)
-        rate = _trailing_win_rate(run["points_won"], run["points_lost"], window)
-        ax_w.plot(xv, rate, color=colour, lw=1.8, zorder=3)
+        if scored:
+            rate = _trailing_win_rate(run["points_won"], run["points_lost"], window)
+            ax_w.plot(xv, rate, color=colour, lw=1.8, zorder=3)
         summary = (
             f"{len(run['episode'])} episodes, {_format_steps(float(run['env_steps'][-1]))} steps, "
             f"{_format_duration(float(run['wall_seconds'][-1]))}"
@@ -307,23 +328,26 @@ def plot_runs(
     # Reward panel.
     lo = min(float(np.nanmin(np.r_[r["reward"], r["running_reward"]])) for r in runs)
     hi = max(float(np.nanmax(np.r_[r["reward"], r["running_reward"]])) for r in runs)
-    if lo >= -21 and hi <= 21:  # Pong: a game ends when one side reaches 21 points
+    if scored and lo >= -21 and hi <= 21:  # Pong: a game ends when one side reaches 21 points
         ax_r.set_ylim(-22, 22)
         ax_r.set_yticks(range(-21, 22, 7))
     ax_r.axhline(0, color="0.35", lw=0.8, ls=":", zorder=1)
-    ax_r.set_ylabel("reward per episode\n(points won \N{MINUS SIGN} points lost)")
+    ax_r.set_ylabel("reward per episode\n(points won \N{MINUS SIGN} points lost)" if scored
+                    else "return per episode\n(steps the pole stayed up)")
     ax_r.grid(True, alpha=0.3)
+    what = "reward" if scored else "return"
     style_handles = [
-        Line2D([], [], color="0.4", lw=0.8, alpha=0.5, label="episode reward"),
-        Line2D([], [], color="0.4", lw=2.2, label="running reward"),
+        Line2D([], [], color="0.4", lw=0.8, alpha=0.5, label=f"episode {what}"),
+        Line2D([], [], color="0.4", lw=2.2, label=f"running {what}"),
     ]
     ax_r.legend(handles=run_handles + style_handles, loc="upper left", fontsize=9, framealpha=0.9)
 
     # Win-rate panel.
-    ax_w.axhline(0.5, color="0.3", lw=1.0, ls="--", zorder=1)
-    ax_w.set_ylim(0, 1)
-    ax_w.yaxis.set_major_formatter(PercentFormatter(1.0))
-    ax_w.set_ylabel(f"point win rate\n(pooled over last {window} episodes)")
+    if scored:
+        ax_w.axhline(0.5, color="0.3", lw=1.0, ls="--", zorder=1)
+        ax_w.set_ylim(0, 1)
+        ax_w.yaxis.set_major_formatter(PercentFormatter(1.0))
+        ax_w.set_ylabel(f"point win rate\n(pooled over last {window} episodes)")
     ax_w.set_xlabel(xlabel)
     ax_w.grid(True, alpha=0.3)
 
@@ -349,7 +373,8 @@ def plot_runs(
             top.set_xlabel(olabel)
 
     if title is None:
-        title = "Pong policy gradient: " + (labels[0] if len(labels) == 1 else f"{len(labels)} runs")
+        game = "Pong" if scored else "CartPole"
+        title = f"{game} policy gradient: " + (labels[0] if len(labels) == 1 else f"{len(labels)} runs")
     fig.suptitle(title, fontsize=13, fontweight="bold")
 
     if out_path is not None:

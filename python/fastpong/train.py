@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
+import math
 import os
 import signal
 import threading
@@ -15,10 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from . import _core
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint, write_atomically
-from .config import ALGORITHM_FIELDS, RUN_FIELDS, TrainConfig
-from .learners import LEARNERS
-from .metrics import MetricsLog
+from .agents import ATARI, CLASSIC
+from .checkpoint import CheckpointError, check_tensors, load_checkpoint, save_checkpoint, write_atomically
+from .config import ALGORITHM_FIELDS, RETURN_WINDOW, RUN_FIELDS, TrainConfig
+from .metrics import MetricsLog, columns_for
 from .periodic_video import PeriodicVideo
 
 CONFIG_FILE = "config.json"
@@ -26,6 +28,10 @@ CHECKPOINT_FILE = "checkpoint.npz"
 METRICS_FILE = "metrics.csv"
 #: The tutorial's running reward: an exponential average over roughly the last 100 episodes.
 RUNNING_DECAY = 0.99
+#: A checkpoint is written after an update unless the last one is younger than this (seconds), and
+#: always at the end. Pong updates are minutes apart, so each gets one; CartPole updates after
+#: every episode, many per second, and writing each (an fsync) would take most of the time.
+CHECKPOINT_INTERVAL = 10.0
 
 
 @dataclass
@@ -58,8 +64,6 @@ def prepare_run(config: TrainConfig, run_dir, resume: bool, explicit=ALGORITHM_F
     Returns (config, run_dir, checkpoint or None). On resume the algorithm settings come from the
     checkpoint; those named in `explicit` (the ones the caller actually set) must agree with it.
     Run length, environments and threads always come from `config`."""
-    from .envs import validate_env_id
-
     config.validate()
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(config.env_id)
     if run_dir.exists() and not run_dir.is_dir():
@@ -69,14 +73,12 @@ def prepare_run(config: TrainConfig, run_dir, resume: bool, explicit=ALGORITHM_F
     if resume:
         if not checkpoint_path.exists():
             raise RunError(f"--resume: no checkpoint in {run_dir} (expected {checkpoint_path})")
-        checkpoint = load_checkpoint(checkpoint_path, input_size=6400)
+        checkpoint = load_checkpoint(checkpoint_path)
         try:
             stored = TrainConfig.from_dict(checkpoint["config"])
         except (TypeError, ValueError) as exc:
             raise CheckpointError(f"checkpoint {checkpoint_path} holds an invalid config ({exc})") from None
-        if checkpoint["W1"].shape[0] != stored.hidden:
-            raise CheckpointError(f"checkpoint {checkpoint_path}: W1 has {checkpoint['W1'].shape[0]} "
-                                  f"hidden units but its config says {stored.hidden}")
+        check_tensors(checkpoint_path, checkpoint["tensors"], stored.agent_record().tensor_shapes(stored))
         try:
             np.random.default_rng().bit_generator.state = checkpoint["rng_state"]
         except (TypeError, ValueError, KeyError) as exc:
@@ -85,7 +87,7 @@ def prepare_run(config: TrainConfig, run_dir, resume: bool, explicit=ALGORITHM_F
         if differences:
             raise RunError(f"--resume: {run_dir} was trained with other settings ({'; '.join(differences)})")
         run_settings = {name: getattr(config, name) for name in RUN_FIELDS}
-        config = dataclasses.replace(stored, **run_settings)
+        config = dataclasses.replace(stored, **run_settings).validate()
     elif config_path.exists() or checkpoint_path.exists():
         try:
             stored = TrainConfig.from_dict(json.loads(config_path.read_text()))
@@ -95,7 +97,14 @@ def prepare_run(config: TrainConfig, run_dir, resume: bool, explicit=ALGORITHM_F
         what = f"a run with other settings ({'; '.join(differences)})" if differences else "a run"
         raise RunError(f"run directory {run_dir} already holds {what}: pass --resume to continue it "
                        "or choose another --run-dir")
-    validate_env_id(config.env_id)
+    if config.agent_record().env_kind == ATARI:
+        from .classic_envs import CLASSIC_ENV_IDS
+        from .envs import validate_env_id
+
+        try:
+            validate_env_id(config.env_id)
+        except ValueError as exc:  # say that there is more than Atari
+            raise ValueError(f"{exc} (fastpong also trains {' and '.join(CLASSIC_ENV_IDS)})") from None
     _check_writable(run_dir)
     return config, run_dir, checkpoint
 
@@ -155,15 +164,20 @@ class StopSignals:
 
 def lane_sizes(config: TrainConfig) -> list[int]:
     """How the environments are split into lanes that take turns: two lanes (when there are two
-    environments or more) let the emulator step one lane while the network works on the other,
-    so neither the cores nor the emulator wait. The order is fixed, so runs stay reproducible."""
+    Atari environments or more) let the emulator step one lane while the network works on the
+    other, so neither the cores nor the emulator wait. The order is fixed, so runs stay
+    reproducible. CartPole steps in NumPy in this thread, so there is nothing to overlap: one lane."""
     n = config.num_envs
-    if config.engine == "reference" or n < 2:
+    if config.engine == "reference" or n < 2 or config.agent_record().env_kind != ATARI:
         return [n]
     return [n - n // 2, n // 2]
 
 
 def _make_lanes(config: TrainConfig, sizes: list[int], seed: int) -> list:
+    if config.agent_record().env_kind == CLASSIC:
+        from .classic_envs import ClassicEnvBatch
+
+        return [ClassicEnvBatch(config.env_id, sizes[0])]
     from .envs import make_env_batch
 
     if config.engine == "reference":
@@ -205,10 +219,12 @@ class _SingleGymEnv:
 def train(config: TrainConfig | None = None, *, run_dir=None, resume: bool = False,
           progress: bool = True, on_episode=None, stop_signals: StopSignals | None = None,
           **settings) -> TrainSummary:
-    """Trains the tutorial's agent and returns a summary; see ``fastpong train --help``.
+    """Trains an agent and returns a summary; see ``fastpong train --help``.
 
-    ``config`` or keyword settings (``fastpong.train(episodes=20, learning_rate=1e-3)``) give the
-    run's settings. The run directory receives config.json, metrics.csv and checkpoint.npz.
+    ``config`` or keyword settings (``fastpong.train(episodes=20, learning_rate=1e-3)``,
+    ``fastpong.train(env_id="CartPole-v1", target_return=475)``) give the run's settings; the
+    environment picks the agent (karpathy for Pong, mit-cartpole for CartPole) unless ``agent``
+    names one, and the agent fills in the settings not given. The run directory receives config.json, metrics.csv and checkpoint.npz.
     ``on_episode(row)`` is called with each metrics row (a dict). With ``resume=True`` the
     algorithm settings are the checkpoint's; ``episodes`` and ``steps`` count the whole run.
     ``stop_signals``: an installed StopSignals of the caller's (by default the run installs its
@@ -234,33 +250,46 @@ class _Run:
         self.run_dir = run_dir
         self.progress = progress
         self.on_episode = on_episode
+        self.agent = config.agent_record()
+        self.checkpoint_path = run_dir / CHECKPOINT_FILE
         _core.set_num_threads(config.threads)
         self.rng = np.random.default_rng([config.seed, 1])  # actions; weights use the seed itself
         self.lane_sizes = lane_sizes(config)
-        self.learner = LEARNERS[config.engine](config, self.lane_sizes, self.rng)
+        self.learner = self.agent.learners[config.engine](config, self.lane_sizes, self.rng)
         self.episodes = self.env_steps = self.updates = self.episodes_in_batch = 0
         self.running_reward: float | None = None
+        self.recent_returns: collections.deque = collections.deque(maxlen=RETURN_WINDOW)
         self.wall_offset = 0.0  # wall seconds of earlier sessions of this run
+        self.last_save = -math.inf  # perf_counter() of the last checkpoint
         if checkpoint is not None:
-            self.learner.load_tensors(checkpoint)
+            try:
+                self.learner.load_tensors(checkpoint["tensors"])
+            except (KeyError, ValueError) as exc:  # e.g. an optimizer state of other names or shapes
+                raise CheckpointError(f"checkpoint {self.checkpoint_path}: {_one_line(exc)}") from None
             self.episodes = checkpoint["episodes"]
             self.env_steps = checkpoint["env_steps"]
             self.updates = checkpoint["updates"]
             self.episodes_in_batch = checkpoint["episodes_in_batch"]
             self.running_reward = checkpoint["running_reward"]
+            self.recent_returns.extend(checkpoint["recent_returns"])
             self.wall_offset = checkpoint["wall_seconds"]
             self.rng.bit_generator.state = checkpoint["rng_state"]
-        self.checkpoint_path = run_dir / CHECKPOINT_FILE
         write_atomically(run_dir / CONFIG_FILE,
                          lambda f: f.write(json.dumps(config.to_dict(), indent=2, sort_keys=True).encode()))
-        self.metrics = MetricsLog(run_dir / METRICS_FILE, keep_episodes=self.episodes if checkpoint else 0)
+        self.metrics = MetricsLog(run_dir / METRICS_FILE, keep_episodes=self.episodes if checkpoint else 0,
+                                  columns=columns_for(self.agent.env_kind))
         self.video = (PeriodicVideo(run_dir, config.video_every, config.env_id, config.seed)
                       if config.video_every else None)
 
     def _done(self) -> bool:
         c = self.config
         return (c.episodes is not None and self.episodes >= c.episodes) or (
-            c.steps is not None and self.env_steps >= c.steps)
+            c.steps is not None and self.env_steps >= c.steps) or self._target_reached()
+
+    def _target_reached(self) -> bool:
+        target = self.config.target_return
+        return (target is not None and len(self.recent_returns) == RETURN_WINDOW
+                and sum(self.recent_returns) / RETURN_WINDOW >= target)
 
     def execute(self, stop: StopSignals) -> TrainSummary:
         config, learner = self.config, self.learner
@@ -269,7 +298,9 @@ class _Run:
         lanes = _make_lanes(config, self.lane_sizes, first_seed)
         offsets = np.cumsum([0, *self.lane_sizes])  # lane i holds envs offsets[i]:offsets[i + 1]
         n = config.num_envs
+        scored = self.agent.env_kind == ATARI  # Pong: rewards are points, most steps score none
         reward_sums = np.zeros(n)
+        lengths = np.zeros(n, dtype=np.int64)
         points_won = np.zeros(n, dtype=np.int64)
         points_lost = np.zeros(n, dtype=np.int64)
         start = time.perf_counter()
@@ -284,10 +315,13 @@ class _Run:
             # frames go through the network here.
             while running:
                 for i, envs in enumerate(lanes):
-                    frames, rewards, ends = envs.recv()
+                    observations, rewards, ends = envs.recv()
                     learner.record_rewards(i, rewards)
-                    if rewards.any():  # a point was scored (most steps: nothing to count)
-                        lane = slice(offsets[i], offsets[i + 1])
+                    lane = slice(offsets[i], offsets[i + 1])
+                    lengths[lane] += 1
+                    if not scored:
+                        reward_sums[lane] += rewards
+                    elif rewards.any():  # a point was scored (most steps: nothing to count)
                         reward_sums[lane] += rewards
                         points_won[lane] += rewards > 0
                         points_lost[lane] += rewards < 0
@@ -297,9 +331,11 @@ class _Run:
                         learner.finish_episode(i, env)
                         g = offsets[i] + env
                         elapsed = time.perf_counter() - start
-                        self._episode_finished(reward_sums[g], points_won[g], points_lost[g],
-                                               elapsed, session_steps / max(elapsed, 1e-9), bar)
-                        reward_sums[g] = points_won[g] = points_lost[g] = 0
+                        episode = dict(reward=float(reward_sums[g]), length=int(lengths[g]))
+                        if scored:
+                            episode.update(points_won=int(points_won[g]), points_lost=int(points_lost[g]))
+                        self._episode_finished(episode, elapsed, session_steps / max(elapsed, 1e-9), bar)
+                        reward_sums[g] = lengths[g] = points_won[g] = points_lost[g] = 0
                         if self._done():
                             break
                     if bar is not None and config.steps is not None:
@@ -307,7 +343,7 @@ class _Run:
                     if self._done() or stop.signum is not None:
                         running = False
                         break
-                    learner.observe(i, frames)
+                    learner.observe(i, observations)
                     envs.send(learner.act(i))
         finally:
             elapsed = time.perf_counter() - start
@@ -326,38 +362,43 @@ class _Run:
             running_reward=self.running_reward, interrupted_by=stop.signum,
         )
 
-    def _episode_finished(self, reward, won, lost, elapsed, steps_per_second, bar) -> None:
+    def _episode_finished(self, episode: dict, elapsed, steps_per_second, bar) -> None:
+        """Counts a finished episode (its reward, length and, for Pong, points), logs its metrics
+        row, and applies the update when the batch is full."""
+        reward = episode["reward"]
         self.episodes += 1
         self.episodes_in_batch += 1
+        self.recent_returns.append(reward)
         self.running_reward = (reward if self.running_reward is None
                                else self.running_reward * RUNNING_DECAY + reward * (1 - RUNNING_DECAY))
-        row = dict(episode=self.episodes, env_steps=self.env_steps, reward=float(reward),
-                   running_reward=self.running_reward, points_won=int(won), points_lost=int(lost),
-                   wall_seconds=self.wall_offset + elapsed, steps_per_second=steps_per_second)
-        self.metrics.append(**row)
+        row = dict(episode=self.episodes, env_steps=self.env_steps, running_reward=self.running_reward,
+                   wall_seconds=self.wall_offset + elapsed, steps_per_second=steps_per_second, **episode)
+        self.metrics.append(row)
         if self.episodes_in_batch >= self.config.batch_size:
             self.learner.update()
             self.updates += 1
             self.episodes_in_batch = 0
-            self._save(elapsed)
+            if time.perf_counter() - self.last_save >= CHECKPOINT_INTERVAL:
+                self._save(elapsed)
             if self.video is not None:
-                tensors = self.learner.tensors()
-                self.video.after_update(self.updates, {"W1": tensors["W1"], "W2": tensors["W2"]})
+                self.video.after_update(self.updates, self.learner.weights(), self.config.to_dict())
         if bar is not None:
             if self.config.steps is None:
                 bar.update(1)
             bar.set_postfix(running_reward=f"{self.running_reward:+.2f}", steps_s=f"{steps_per_second:,.0f}",
                             updates=self.updates, refresh=False)
         if self.on_episode is not None:
-            self.on_episode(row)
+            self.on_episode({name: row[name] for name in self.metrics.columns})
 
     def _save(self, elapsed: float) -> None:
+        self.last_save = time.perf_counter()
         save_checkpoint(
             self.checkpoint_path, tensors=self.learner.tensors(),
             counters=dict(episodes=self.episodes, env_steps=self.env_steps, updates=self.updates,
                           episodes_in_batch=self.episodes_in_batch),
             running_reward=self.running_reward, wall_seconds=self.wall_offset + elapsed,
             config=self.config.to_dict(), rng_state=self.rng.bit_generator.state,
+            recent_returns=list(self.recent_returns),
         )
 
     def _progress_bar(self):
@@ -370,3 +411,7 @@ class _Run:
         initial = self.env_steps if by_steps else self.episodes
         return tqdm(total=total, initial=initial, unit=" steps" if by_steps else " episodes",
                     unit_scale=by_steps, dynamic_ncols=True, smoothing=0.05)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__

@@ -472,6 +472,23 @@ class VideoWriter:
         self._sink.write(frame)
         self._frames_written += 1
 
+    def add_image(self, image: np.ndarray) -> None:
+        """Append any RGB uint8 (H, W, 3) image as it is (e.g. gymnasium's rgb_array render),
+        padded at the bottom and right to a multiple of 16 pixels for the H.264 encoder. Every
+        image of one video must have the same shape."""
+        if self._closed:
+            raise RuntimeError(f"VideoWriter for {str(self.path)!r} is closed")
+        image = np.asarray(image)
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"image must be uint8 of shape (H, W, 3), got {image.dtype} {image.shape}")
+        height, width = (-(-n // 16) * 16 for n in image.shape[:2])
+        if (height, width) != image.shape[:2]:
+            padded = np.full((height, width, 3), 255, dtype=np.uint8)
+            padded[: image.shape[0], : image.shape[1]] = image
+            image = padded
+        self._sink.write(np.ascontiguousarray(image))
+        self._frames_written += 1
+
     def close(self) -> None:
         """Finish the file and move it into place.  Idempotent."""
         if self._closed:

@@ -1,0 +1,132 @@
+"""What every agent declares, and the parts its learners share.
+
+An agent is a policy-gradient algorithm fastpong can train: the tutorial's Pong agent
+(``karpathy``), the MIT lab's CartPole agent (``mit-cartpole``), later the lab's Pong CNN. The
+training loop, evaluation and remote workers know an agent only through its :class:`Agent`
+record and its learners, which all offer the same methods:
+
+- ``observe(lane, observations)``, ``act(lane) -> actions``, ``record_rewards(lane, rewards)``,
+  ``finish_episode(lane, env)``, ``update()``: the loop's side;
+- ``tensors()`` / ``load_tensors(dict)``: everything a checkpoint holds of the learner (policy,
+  optimizer state, the gradient of the batch in progress), by the names the agent declares;
+- ``weights()`` / ``load_weights(dict)``: copies of the policy's weights only;
+- ``take_gradient()`` / ``add_gradient(dict)``: the gradient accumulated from finished episodes
+  since the last update or take (then zeroed), and adding one into the batch's gradient, so that
+  episodes played elsewhere (remote workers) count in the next update.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+ATARI, CLASSIC = "atari", "classic"
+
+
+@dataclass(frozen=True)
+class Agent:
+    name: str
+    summary: str
+    env_kind: str  # ATARI (frames from ale-py) or CLASSIC (CartPole's state vector)
+    #: Algorithm settings the agent takes when none is given (hidden, batch_size, learning_rate,
+    #: gamma, optimizer, and decay_rate for RMSProp).
+    defaults: dict
+    #: engine name -> learner class; an agent without a NumPy twin has only "fast".
+    learners: dict
+    #: (config) -> {name: shape} of the policy's weights, as checkpoints store them.
+    weight_shapes: Callable
+    #: (config) -> {name: shape} of every tensor of a checkpoint, but for the optimizer state
+    #: (which the optimizer's load_state validates).
+    tensor_shapes: Callable
+    #: (tensors) -> a policy object for evaluation (forward(obs) -> what the player needs).
+    policy_from_weights: Callable
+    #: The environment ids it plays (None: any id of its env_kind).
+    env_ids: tuple | None = None
+    #: Whether its reference engine may step several environments.
+    reference_many_envs: bool = True
+    optimizers: tuple = ("rmsprop", "adam")
+    #: The optimizers its reference engine implements (in NumPy, as its original did).
+    reference_optimizers: tuple = ()
+    presets: tuple = field(default=())
+
+    def plays(self, env_id: str) -> bool:
+        return self.env_ids is None or env_id in self.env_ids
+
+
+def make_optimizer(config):
+    """The optimizer a config names, with its settings."""
+    import fastpong
+
+    if config.optimizer == "adam":
+        return fastpong.Adam(learning_rate=config.learning_rate)
+    return fastpong.RMSProp(config.learning_rate, config.decay_rate)
+
+
+def take_gradient_from(grads: dict) -> dict:
+    """A copy of a dict of gradient arrays, which are then zeroed (``take_gradient``)."""
+    taken = {name: g.copy() for name, g in grads.items()}
+    for g in grads.values():
+        g[...] = 0
+    return taken
+
+
+def add_gradient_into(grads: dict, gradient: dict) -> None:
+    """grads[name] += gradient[name] for every name of grads, in grads' dtype (``add_gradient``)."""
+    for name, g in grads.items():
+        g += np.asarray(gradient[name], dtype=g.dtype)
+
+
+class StepHistory:
+    """The steps of the episodes in progress of a lane of N environments, stored together.
+
+    Step t of every env is a row of (T, N, ...) arrays; env i's episode started at row start[i].
+    A finished episode is read out as a column slice, and its env starts again at the next row.
+    When the arrays are full the rows no episode needs any more are dropped (or the arrays grow),
+    so memory stays at about the longest episode in progress."""
+
+    def __init__(self, num_envs: int, observation_size: int, capacity: int = 512):
+        self.num_envs = num_envs
+        self.observations = np.zeros((capacity, num_envs, observation_size), dtype=np.float32)
+        self.actions = np.zeros((capacity, num_envs), dtype=np.int32)
+        self.rewards = np.zeros((capacity, num_envs), dtype=np.float32)
+        self.start = np.zeros(num_envs, dtype=np.int64)
+        self.length = 0  # rows in use
+
+    def append(self, observations: np.ndarray, actions: np.ndarray) -> None:
+        if self.length == self.observations.shape[0]:
+            self._make_room()
+        t = self.length
+        self.observations[t] = observations
+        self.actions[t] = actions
+        self.rewards[t] = 0
+        self.length = t + 1
+
+    def set_last_rewards(self, rewards: np.ndarray) -> None:
+        self.rewards[self.length - 1] = rewards
+
+    def episode(self, env: int):
+        """(observations (T, D), actions (T,), rewards (T,)) of env's episode, contiguous copies."""
+        rows = slice(int(self.start[env]), self.length)
+        return (np.ascontiguousarray(self.observations[rows, env]),
+                np.ascontiguousarray(self.actions[rows, env]),
+                np.ascontiguousarray(self.rewards[rows, env]))
+
+    def restart(self, env: int) -> None:
+        self.start[env] = self.length
+
+    def _make_room(self) -> None:
+        first = int(self.start.min()) if self.num_envs else self.length
+        if first > 0:  # drop the rows of finished episodes
+            kept = self.length - first
+            for array in (self.observations, self.actions, self.rewards):
+                array[:kept] = array[first:self.length]
+            self.start -= first
+            self.length = kept
+        if self.length == self.observations.shape[0]:  # still full: grow
+            for name in ("observations", "actions", "rewards"):
+                array = getattr(self, name)
+                grown = np.zeros((2 * array.shape[0], *array.shape[1:]), dtype=array.dtype)
+                grown[:self.length] = array[:self.length]
+                setattr(self, name, grown)
