@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from .base import ATARI, Agent
-from .lab_learner import GRAD_PREFIX, LabLearner
+from .lab_learner import LabLearner, checkpoint_shapes
 
 FRAME_SIDE = 40
 OBSERVATION_SIZE = FRAME_SIDE * FRAME_SIDE
@@ -116,9 +116,7 @@ def weight_shapes(config) -> dict:
 
 
 def tensor_shapes(config) -> dict:
-    shapes = weight_shapes(config)
-    shapes.update({GRAD_PREFIX + name: shape for name, shape in weight_shapes(config).items()})
-    return shapes
+    return checkpoint_shapes(weight_shapes(config))
 
 
 def policy_from_weights(weights):
