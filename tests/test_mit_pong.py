@@ -9,6 +9,7 @@ import pytest
 import fastpong
 from fastpong.agents import AGENTS, get_agent
 from fastpong.config import TrainConfig
+from fastpong.evaluate import evaluate
 from fastpong.reference import cnn
 from fastpong.train import train
 
@@ -64,8 +65,8 @@ def test_batch_gradient_is_the_labs(pong_play):
 
 @pytest.mark.slow
 def test_short_training_run(tmp_path):
-    """Two full games on two environments: one Adam step, and a checkpoint of the agent's
-    tensors from which a policy plays."""
+    """Two full games on two environments: one Adam step, a checkpoint of the agent's tensors,
+    and fastpong.evaluate playing it (greedy and sampled, with a video of the 40x40 input)."""
     run_dir = tmp_path / "run"
     summary = train(TrainConfig(agent="mit-pong", env_id="ALE/Pong-v5", episodes=2,
                                 num_envs=2, batch_size=2, seed=0),
@@ -84,3 +85,9 @@ def test_short_training_run(tmp_path):
     policy = agent.policy_from_weights({name: checkpoint[name] for name in initial})
     probs = policy.forward(np.zeros((1, 40, 40), np.float32))
     np.testing.assert_allclose(probs.sum(), 1.0, rtol=1e-5)
+    for greedy in (True, False):
+        result = evaluate(run_dir, episodes=2, num_envs=2, max_steps=150, greedy=greedy,
+                          video=tmp_path / f"eval-{greedy}.gif" if greedy else None)
+        assert len(result.episodes) == 2
+        assert all(e.steps == 150 and e.truncated for e in result.episodes)
+    assert (tmp_path / "eval-True.gif").stat().st_size > 0
