@@ -137,3 +137,16 @@ def test_mismatched_frame_pairs():
         fastpong.lab_frame_change(one, two)
     with pytest.raises(ValueError, match="same shape"):
         fastpong.lab_frame_change(one[0], one)
+
+
+def test_lab_frame_differencer_keeps_each_envs_previous_frame(pong_play):
+    frames = np.stack([pong_play.frames[:6], pong_play.frames[100:106]], axis=1)  # (6, 2, ...)
+    differencer = fastpong.LabFrameDifferencer(2)
+    assert not differencer.step(frames[0]).any(), "an episode's first change is zero"
+    for t in range(1, 6):
+        np.testing.assert_array_equal(differencer.step(frames[t]),
+                                      ref_changes(frames[t - 1], frames[t]))
+    differencer.reset(1)  # env 1 starts a new episode: zero for it, env 0 carries on
+    change = differencer.step(frames[0])
+    np.testing.assert_array_equal(change[0], cnn.frame_change(frames[5][0], frames[0][0]))
+    assert not change[1].any()

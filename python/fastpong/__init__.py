@@ -22,7 +22,7 @@ from ._core import (
     standardize,
 )
 from .categorical import CategoricalPolicy
-from .conv_policy import ConvPolicy
+from .conv_policy import ConvPolicy, LabFrameDifferencer
 from .optim import Adam, RMSProp
 from .policy import Policy
 
@@ -58,6 +58,7 @@ __all__ = [
     "EpisodeBuffer",
     "FrameDifferencer",
     "GradientBuffer",
+    "LabFrameDifferencer",
     "Policy",
     "TrainConfig",
     "RMSProp",

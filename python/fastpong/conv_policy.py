@@ -14,7 +14,7 @@ import numpy as np
 from . import _core
 from .reference import cnn as _reference
 
-__all__ = ["ConvPolicy"]
+__all__ = ["ConvPolicy", "LabFrameDifferencer"]
 
 
 class ConvPolicy:
@@ -114,3 +114,27 @@ class ConvPolicy:
     def __repr__(self) -> str:
         count = sum(int(np.prod(s)) for s in self.PARAMETER_SHAPES.values())
         return f"ConvPolicy({count:,} parameters, kernels={_core.conv_kernel()!r})"
+
+
+class LabFrameDifferencer:
+    """The lab's network input for N environments stepped together: keeps each one's previous
+    frame and turns the next frames into ``lab_frame_change(previous, frames)`` (N, 40, 40),
+    zeros for an environment whose episode starts (after construction or ``reset(env)``), as the
+    lab's rollout does with its first frame."""
+
+    def __init__(self, num_envs: int):
+        self._previous = None
+        self._starting = np.ones(num_envs, dtype=bool)
+
+    def step(self, frames: np.ndarray) -> np.ndarray:
+        frames = np.asarray(frames)
+        if self._previous is None:
+            self._previous = frames.copy()
+        self._previous[self._starting] = frames[self._starting]
+        self._starting[:] = False
+        change = _core.lab_frame_change(self._previous, frames)
+        self._previous[...] = frames
+        return change
+
+    def reset(self, env: int) -> None:
+        self._starting[env] = True

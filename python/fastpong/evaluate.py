@@ -281,20 +281,15 @@ class _LabPongGame(_PongGame):
     in, one of the six actions out (sampled, or the most probable with greedy)."""
 
     def __init__(self, policy, num_envs: int, rng, greedy: bool):
+        from .conv_policy import LabFrameDifferencer
+
         super().__init__(policy, num_envs, rng, greedy)
-        self.previous = None
-        self.starting = np.ones(num_envs, dtype=bool)
+        self.lab_differencer = LabFrameDifferencer(num_envs)
 
     def actions(self, frames):
-        from . import lab_frame_change, sample_actions
+        from . import sample_actions
 
-        frames = np.asarray(frames)
-        if self.previous is None:
-            self.previous = frames.copy()
-        self.previous[self.starting] = frames[self.starting]
-        self.starting[:] = False
-        self.x = lab_frame_change(self.previous, frames)
-        self.previous[...] = frames
+        self.x = self.lab_differencer.step(frames)
         probs = self.policy.forward(self.x)
         if self.greedy:
             return np.argmax(probs, axis=1).astype(np.int32)
@@ -306,7 +301,7 @@ class _LabPongGame(_PongGame):
 
     def restart(self, env):
         super().restart(env)
-        self.starting[env] = True
+        self.lab_differencer.reset(env)
 
 
 class _ReturnGame:

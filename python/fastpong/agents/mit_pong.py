@@ -42,30 +42,17 @@ class FastLearner(LabLearner):
     reset_at_points = True
 
     def __init__(self, config, lane_sizes: list[int], rng: np.random.Generator):
-        from .. import ConvPolicy
+        from ..conv_policy import ConvPolicy, LabFrameDifferencer
 
         _check_hidden(config)
         super().__init__(config, lane_sizes, rng, ConvPolicy(seed=config.seed), OBSERVATION_SIZE)
-        # per lane: each env's previous frame, and whether its next frame starts an episode
-        self._previous = [None] * len(lane_sizes)
-        self._starting = [np.ones(n, dtype=bool) for n in lane_sizes]
+        self._differencers = [LabFrameDifferencer(n) for n in lane_sizes]
         self._pending: list = []  # finished games of the batch in progress
 
     def preprocess(self, lane: int, frames: np.ndarray) -> np.ndarray:
-        """The lab's input, prev - curr of the 40x40 images, zeros on an episode's first frame;
+        """The lab's input, prev - curr of the 40x40 images (zeros on an episode's first frame),
         flattened (N, 1600) for the step history."""
-        from .. import lab_frame_change
-
-        frames = np.asarray(frames)
-        previous = self._previous[lane]
-        if previous is None:
-            previous = self._previous[lane] = frames.copy()
-        starting = self._starting[lane]
-        previous[starting] = frames[starting]
-        starting[:] = False
-        change = lab_frame_change(previous, frames)
-        previous[...] = frames
-        return change.reshape(len(frames), OBSERVATION_SIZE)
+        return self._differencers[lane].step(frames).reshape(len(frames), OBSERVATION_SIZE)
 
     def _sample(self, x: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
         from .. import sample_actions
@@ -75,7 +62,7 @@ class FastLearner(LabLearner):
 
     def finish_episode(self, lane: int, env: int) -> None:
         super().finish_episode(lane, env)
-        self._starting[lane][env] = True
+        self._differencers[lane].reset(env)
 
     def _learn_episode(self, observations, actions, rewards) -> None:
         self._pending.append((observations, actions, rewards))
