@@ -230,6 +230,8 @@ void append_difference(const uint8_t* cur, const uint8_t* prev, SparseRows& row)
 
 void preprocess_frame(const uint8_t* frame, float* image) { binarize(frame, image); }
 
+void binarize_frame(const uint8_t* frame, uint8_t* image) { binarize(frame, image); }
+
 std::vector<std::string> preprocess_kernels() {
   std::vector<std::string> names;
   for (Kernel k : kAllKernels) {

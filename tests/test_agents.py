@@ -20,16 +20,16 @@ V1_RUN = REPO / "experiments" / "runs" / "lr1e-3-b10"
 
 
 def test_registry():
-    assert set(AGENTS) == {"karpathy", "mit-cartpole"}
+    assert set(AGENTS) == {"karpathy", "mit-cartpole", "mit-pong"}
     assert env_kind("CartPole-v1") == env_kind("CartPole-v0") == CLASSIC
     assert env_kind("ALE/Pong-v5") == ATARI
     for agent in AGENTS.values():
         assert set(AGENT_DEFAULT_FIELDS) <= set(agent.defaults)
         assert "fast" in agent.learners
     with pytest.raises(ValueError, match="agent 'mit-cartpole' plays CartPole-v1, CartPole-v0, not 'ALE/Pong-v5' "
-                                         r"\(ALE/Pong-v5 is played by karpathy\)"):
+                                         r"\(ALE/Pong-v5 is played by karpathy or mit-pong\)"):
         check_agent_plays(get_agent("mit-cartpole"), "ALE/Pong-v5")
-    with pytest.raises(ValueError, match="agent must be one of karpathy, mit-cartpole, got 'x'"):
+    with pytest.raises(ValueError, match="agent must be one of karpathy, mit-cartpole, mit-pong, got 'x'"):
         get_agent("x")
 
 
@@ -101,7 +101,7 @@ def test_tutorial_learner_folds_added_gradients_into_its_checkpoint_and_checks_s
     (["--env", "CartPole-v1", "--engine", "reference", "--optimizer", "rmsprop"],
      ["mit-cartpole agent's reference engine runs adam, not rmsprop"]),
     (["--env", "CartPole-v1", "--optimizer", "sgd"], ["invalid choice: 'sgd'"]),
-    (["--agent", "mit-pong"], ["invalid choice: 'mit-pong'"]),
+    (["--agent", "no-such-agent"], ["invalid choice: 'no-such-agent'"]),
     (["--env", "CartPole-v2"], ["unknown environment id 'CartPole-v2'", "also trains CartPole-v1 and CartPole-v0"]),
     (["--env", "Acrobot-v1"], ["is not an ALE (Atari) environment", "also trains CartPole-v1"]),
     (["--env", "CartPole-v1", "--target-return", "nan"], ["target return must be a finite number"]),

@@ -18,9 +18,9 @@ def _api_examples() -> list[str]:
 
 
 def test_the_api_section_has_its_examples():
-    assert len(_api_examples()) == 3
+    assert len(_api_examples()) == 4
 
 
-@pytest.mark.parametrize("index", range(3))
+@pytest.mark.parametrize("index", range(4))
 def test_api_example_runs(index):
     exec(compile(_api_examples()[index], f"README.md Python API example {index + 1}", "exec"), {})

@@ -15,11 +15,14 @@ from ._core import (
     frame_preprocessing,
     get_num_threads,
     has_openmp,
+    lab_frame_change,
+    lab_preprocess,
     sample_actions,
     set_num_threads,
     standardize,
 )
 from .categorical import CategoricalPolicy
+from .conv_policy import ConvPolicy, LabFrameDifferencer
 from .optim import Adam, RMSProp
 from .policy import Policy
 
@@ -50,10 +53,12 @@ def __getattr__(name):
 __all__ = [
     "Adam",
     "CategoricalPolicy",
+    "ConvPolicy",
     "EpisodeBatch",
     "EpisodeBuffer",
     "FrameDifferencer",
     "GradientBuffer",
+    "LabFrameDifferencer",
     "Policy",
     "TrainConfig",
     "RMSProp",
@@ -63,6 +68,8 @@ __all__ = [
     "frame_preprocessing",
     "get_num_threads",
     "has_openmp",
+    "lab_frame_change",
+    "lab_preprocess",
     "plot_runs",
     "record_video",
     "reference",

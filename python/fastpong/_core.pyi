@@ -199,3 +199,46 @@ def rmsprop_step_arrays(names: Sequence[str], weights: Sequence[_Float32Array],
                         grads: Sequence[_Float32Array], cache: Sequence[_Float32Array],
                         learning_rate: _Float, decay_rate: _Float) -> None:
     """The tutorial's RMSProp ascent step over lists of float32 arrays, one per name."""
+
+# --- the MIT lab's CNN Pong policy and its 40x40 frame changes -----------------------------------
+
+def lab_preprocess(frames: _ArrayLike) -> _Float32Array:
+    """uint8 (210, 160, 3) or (N, 210, 160, 3) -> the lab's 40x40 image(s) in {0, 1}."""
+
+def lab_frame_change(prev_frames: _ArrayLike, frames: _ArrayLike) -> _Float32Array:
+    """lab_preprocess(prev_frames) - lab_preprocess(frames), in {-1, 0, 1}."""
+
+def conv_kernels() -> list[str]:
+    """The CNN's GEMM kernel variants this CPU runs, best first ("avx512", "avx2", "portable")."""
+
+def conv_kernel() -> str:
+    """The CNN's GEMM kernel variant in use."""
+
+def use_conv_kernel(name: str) -> bool:
+    """Switches the CNN's GEMM kernel variant; False (no change) for an unknown name."""
+
+def set_zero_frame_skipping(on: bool) -> None:
+    """Whether batched CNN forwards copy the zero frame's conv outputs where nothing changes."""
+
+def zero_frame_skipping() -> bool:
+    """The switch of set_zero_frame_skipping."""
+
+class _ConvPolicy:
+    """The lab's CNN (dense head on _DensePolicy's kernels); what fastpong.ConvPolicy wraps."""
+
+    @property
+    def tensor_names(self) -> list[str]:
+        """The 12 parameter names, Keras' order (also on the class)."""
+    @property
+    def tensor_shapes(self) -> list[list[int]]:
+        """Their shapes: conv kernels (kh, kw, in, out), dense (in, out), biases (out,)."""
+    def __init__(self) -> None: ...
+    def parameters(self) -> dict[str, _Float32Array]:
+        """{name: writable float32 view} of every tensor, Keras' names and layouts."""
+    def forward(self, obs: _ArrayLike) -> _Float32Array:
+        """obs (N, 40, 40) or (N, 40, 40, 1) -> action probabilities (N, 6)."""
+    def log_probs(self, obs: _ArrayLike) -> _Float32Array:
+        """obs (N, 40, 40) or (N, 40, 40, 1) -> log-softmax of the logits, (N, 6)."""
+    def accumulate_gradient(self, obs: _ArrayLike, actions: _ArrayLike, advantages: _ArrayLike,
+                            grads: dict[str, _Float32Array], scale: _Float) -> None:
+        """grads[k] += scale * sum_t advantages[t] * d log pi(actions[t]|obs[t]) / d theta_k."""

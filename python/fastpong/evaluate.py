@@ -169,15 +169,17 @@ def evaluate(checkpoint=PRETRAINED, *, env_id: str | None = None, episodes: int 
     if player.agent.env_kind != ATARI:
         return _evaluate_returns(player.policy, env_id, episodes, min(num_envs or 16, episodes), seed, greedy,
                                  video_path, max_steps)
+    game_class = _LabPongGame if player.agent.name == "mit-pong" else _PongGame
     return _evaluate_pong(player.policy, env_id, episodes, min(num_envs or 4, episodes), seed, greedy,
-                          video_path, max_steps)
+                          video_path, max_steps, game_class)
 
 
-def _evaluate_pong(policy, env_id, episodes, num_envs, seed, greedy, video_path, max_steps) -> EvalResult:
+def _evaluate_pong(policy, env_id, episodes, num_envs, seed, greedy, video_path, max_steps,
+                   game_class=None) -> EvalResult:
     from .envs import make_env_batch
     from .video import VideoWriter
 
-    game = _PongGame(policy, num_envs, np.random.default_rng(seed), greedy)
+    game = (game_class or _PongGame)(policy, num_envs, np.random.default_rng(seed), greedy)
     writer = VideoWriter(video_path) if video_path is not None else None
     return EvalResult(_play(make_env_batch(env_id, num_envs, seed=seed), game, episodes, seed, max_steps, writer))
 
@@ -272,6 +274,34 @@ class _PongGame:
     def restart(self, env):
         self.won[env] = self.lost[env] = self.steps[env] = 0
         self.differencer.reset(env)
+
+
+class _LabPongGame(_PongGame):
+    """The MIT lab's CNN on Pong: 40x40 frame changes (prev - curr, zero on a game's first frame)
+    in, one of the six actions out (sampled, or the most probable with greedy)."""
+
+    def __init__(self, policy, num_envs: int, rng, greedy: bool):
+        from .conv_policy import LabFrameDifferencer
+
+        super().__init__(policy, num_envs, rng, greedy)
+        self.lab_differencer = LabFrameDifferencer(num_envs)
+
+    def actions(self, frames):
+        from . import sample_actions
+
+        self.x = self.lab_differencer.step(frames)
+        probs = self.policy.forward(self.x)
+        if self.greedy:
+            return np.argmax(probs, axis=1).astype(np.int32)
+        return sample_actions(probs, self.rng.random(probs.shape[0], dtype=np.float32))
+
+    def draw(self, writer, frames, envs):
+        network_input = np.repeat(np.repeat(self.x[0], 2, axis=0), 2, axis=1)  # 40x40 shown 2x
+        writer.add_frame(frames[0], network_input, (int(self.won[0]), int(self.lost[0])))
+
+    def restart(self, env):
+        super().restart(env)
+        self.lab_differencer.reset(env)
 
 
 class _ReturnGame:

@@ -22,6 +22,8 @@ constexpr uint8_t kBackgroundB = 109;
 // One frame to 6400 values in {0, 1}: crop, keep every second row/column of channel 0, erase the
 // background. Assumes valid arguments: `frame` holds kFrameBytes, `image` kImagePixels.
 void preprocess_frame(const uint8_t* frame, float* image);
+// The same image as bytes 0/1 (kImagePixels of them), for kernels that build on it.
+void binarize_frame(const uint8_t* frame, uint8_t* image);
 // The same for n frames stored back to back, spread over threads.
 void preprocess_frames(const uint8_t* frames, int64_t n, float* images);
 

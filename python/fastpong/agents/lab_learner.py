@@ -22,6 +22,11 @@ from .base import StepHistory, add_gradient_into, make_optimizer, take_gradient_
 GRAD_PREFIX = "grad/"
 
 
+def checkpoint_shapes(weight_shapes: dict) -> dict:
+    """A lab agent's checkpoint tensors but the optimizer's: its weights and ``grad/<name>``."""
+    return {**weight_shapes, **{GRAD_PREFIX + name: shape for name, shape in weight_shapes.items()}}
+
+
 class _LabSteps:
     """What both engines do alike: observations in, actions sampled, steps stored per lane, a
     finished episode handed to ``_learn_episode``, the batch's gradient taken and added."""

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..classic_envs import CLASSIC_ENV_IDS
 from .base import CLASSIC, Agent
-from .lab_learner import GRAD_PREFIX, LabLearner, LabReferenceLearner
+from .lab_learner import LabLearner, LabReferenceLearner, checkpoint_shapes
 
 OBSERVATION_SIZE = 4
 NUM_ACTIONS = 2
@@ -52,9 +52,7 @@ def weight_shapes(config) -> dict:
 
 
 def tensor_shapes(config) -> dict:
-    shapes = weight_shapes(config)
-    shapes.update({GRAD_PREFIX + name: shape for name, shape in weight_shapes(config).items()})
-    return shapes
+    return checkpoint_shapes(weight_shapes(config))
 
 
 def policy_from_weights(weights):

@@ -1,0 +1,1015 @@
+#include "fastpong/conv.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <stdexcept>
+#include <type_traits>
+
+#include "fastpong/dense.hpp"
+#include "fastpong/parallel.hpp"
+
+// The convolutions and the 576 -> 128 dense layer are GEMMs over output pixels (a dense layer is
+// a 1x1 convolution of a 1x1 image). Their inner kernels are register-blocked by hand with GCC's
+// generic vectors of 16 floats: a tile of pixels (or kernel rows) times up to 4 vectors of output
+// channels stays in registers while the reduction streams by. The same source is compiled for
+// AVX-512, AVX2 + FMA and the x86-64 baseline with target attributes, each with the tile that
+// fits its register file, and the CPU picks one at load time (no -march=native needed).
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#define FASTPONG_CONV_X86 1
+#define FASTPONG_TARGET_AVX512 \
+  __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")))
+#define FASTPONG_TARGET_AVX2 __attribute__((target("avx2,fma")))
+#else
+#define FASTPONG_CONV_X86 0
+#endif
+#define FASTPONG_INLINE inline __attribute__((always_inline))
+#define FASTPONG_INLINE_LAMBDA __attribute__((always_inline))
+
+namespace fastpong {
+
+SamePadding::SamePadding(int64_t in, int64_t kernel, int64_t stride)
+    : out((in + stride - 1) / stride), before(0), after(0) {
+  const int64_t total = std::max<int64_t>((out - 1) * stride + kernel - in, 0);
+  before = total / 2;
+  after = total - before;
+}
+
+namespace {
+
+// ---------------------------------------------------------------------------------------------
+// Vectors of 16 floats; on AVX2 a pair of registers, on the baseline four.
+
+typedef float Vec __attribute__((vector_size(64)));
+constexpr int64_t kLanes = 16;
+
+FASTPONG_INLINE Vec load(const float* p) {
+  Vec v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+FASTPONG_INLINE void store(float* p, Vec v) { std::memcpy(p, &v, sizeof v); }
+FASTPONG_INLINE Vec relu(Vec v) {
+  const Vec zero = {};
+  return v > zero ? v : zero;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Geometry.
+
+// An activation buffer of NHWC images, side x side pixels of `channels` floats, whose interior
+// starts at (pad, pad); the border stays zero: it is the 'same' padding of the layer reading it.
+struct Buffer {
+  int64_t side, channels, pad;
+  int64_t image() const { return side * side * channels; }
+};
+
+// A layer as a GEMM over its output pixels: pixel (n, oy, ox) meets row r = (ky, kx, ci) of the
+// kernel (Keras' (kh, kw, in, out) flattened) at input + in_offset + tap[r], and writes its
+// `cols` outputs at output + out_offset.
+struct GemmLayer {
+  // in_side: the input's side before padding.
+  GemmLayer(Buffer in_, int64_t in_side_, Buffer out_, int64_t kernel_, int64_t stride_)
+      : in(in_), out(out_), in_side(in_side_), kernel(kernel_), stride(stride_),
+        out_side(SamePadding(in_side_, kernel_, stride_).out),
+        rows(kernel_ * kernel_ * in_.channels), cols(out_.channels) {
+    for (int64_t ky = 0; ky < kernel; ++ky) {
+      for (int64_t kx = 0; kx < kernel; ++kx) {
+        for (int64_t c = 0; c < in.channels; ++c) {
+          tap.push_back(static_cast<int32_t>((ky * in.side + kx) * in.channels + c));
+        }
+      }
+    }
+    for (int64_t oy = 0; oy < out_side; ++oy) {
+      for (int64_t ox = 0; ox < out_side; ++ox) {
+        in_at.push_back((stride * oy * in.side + stride * ox) * in.channels);
+        out_at.push_back(((oy + out.pad) * out.side + ox + out.pad) * out.channels);
+      }
+    }
+  }
+  int64_t pixels() const { return out_side * out_side; }  // per image
+  int64_t in_offset(int64_t p) const { return p / pixels() * in.image() + in_at[p % pixels()]; }
+  int64_t out_offset(int64_t p) const { return p / pixels() * out.image() + out_at[p % pixels()]; }
+
+  Buffer in, out;
+  int64_t in_side, kernel, stride, out_side, rows, cols;
+  std::vector<int32_t> tap;
+  std::vector<int64_t> in_at, out_at;  // per pixel of one image
+};
+
+// ---------------------------------------------------------------------------------------------
+// Micro-kernels. P pixels (or R kernel rows) by NV vectors of output channels.
+
+// out[j] = act(bias + sum_r in[j][tap[r]] * w[r, :]) for P pixels, NV * 16 channels.
+template <int P, int NV>
+FASTPONG_INLINE void forward_tile(const float* const* in, const int32_t* tap, int64_t rows,
+                                  const float* w, int64_t ldw, const float* bias,
+                                  float* const* out, bool apply_relu) {
+  Vec acc[P][NV];
+  for (int v = 0; v < NV; ++v) {
+    const Vec b = load(bias + v * kLanes);
+    for (int j = 0; j < P; ++j) acc[j][v] = b;
+  }
+  for (int64_t r = 0; r < rows; ++r) {
+    Vec wr[NV];
+    for (int v = 0; v < NV; ++v) wr[v] = load(w + r * ldw + v * kLanes);
+    const int32_t t = tap[r];
+    for (int j = 0; j < P; ++j) {
+      const float a = in[j][t];
+      for (int v = 0; v < NV; ++v) acc[j][v] += a * wr[v];
+    }
+  }
+  for (int j = 0; j < P; ++j) {
+    for (int v = 0; v < NV; ++v) {
+      store(out[j] + v * kLanes, apply_relu ? relu(acc[j][v]) : acc[j][v]);
+    }
+  }
+}
+
+// dw[r0 + i, :] += sum_p in[p][tap[r0 + i]] * g[p, :] for R kernel rows, NV * 16 channels.
+template <int R, int NV>
+FASTPONG_INLINE void weight_grad_tile(const float* in, const int64_t* pixel_in, const float* g,
+                                      int64_t ldg, int64_t pixels, const int32_t* tap,
+                                      float* dw, int64_t ldw) {
+  Vec acc[R][NV] = {};
+  int32_t t[R];
+  for (int i = 0; i < R; ++i) t[i] = tap[i];
+  for (int64_t p = 0; p < pixels; ++p) {
+    Vec gp[NV];
+    for (int v = 0; v < NV; ++v) gp[v] = load(g + p * ldg + v * kLanes);
+    const float* ip = in + pixel_in[p];
+    for (int i = 0; i < R; ++i) {
+      const float a = ip[t[i]];
+      for (int v = 0; v < NV; ++v) acc[i][v] += a * gp[v];
+    }
+  }
+  for (int i = 0; i < R; ++i) {
+    for (int v = 0; v < NV; ++v) {
+      float* d = dw + i * ldw + v * kLanes;
+      store(d, load(d) + acc[i][v]);
+    }
+  }
+}
+
+// din[j][tap[16 v] ...] += sum_c g[j][c] * wt[c, 16 v ...] for P pixels and NV vectors of kernel
+// rows (wt is the kernel transposed, cols x rows; the 16 rows of a vector are 16 consecutive input
+// channels of one tap, contiguous in the input).
+template <int P, int NV>
+FASTPONG_INLINE void input_grad_tile(const float* const* g, int64_t cols, const float* wt,
+                                     int64_t ldwt, const int32_t* tap, float* const* din) {
+  Vec acc[P][NV] = {};
+  for (int64_t c = 0; c < cols; ++c) {
+    Vec wc[NV];
+    for (int v = 0; v < NV; ++v) wc[v] = load(wt + c * ldwt + v * kLanes);
+    for (int j = 0; j < P; ++j) {
+      const float a = g[j][c];
+      for (int v = 0; v < NV; ++v) acc[j][v] += a * wc[v];
+    }
+  }
+  for (int j = 0; j < P; ++j) {
+    for (int v = 0; v < NV; ++v) {
+      float* d = din[j] + tap[v * kLanes];
+      store(d, load(d) + acc[j][v]);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Layer-level loops over the micro-kernels, for one register budget (accumulator vectors) and
+// widest chunk of output vectors. Instantiated once per instruction set below.
+
+// Calls body(std::integral_constant<int, NV>, first column) for the chunks of `vectors` vectors of
+// 16 columns, NV <= kMaxNV vectors at a time. The bodies are lambdas marked always_inline: inlined
+// into the instruction-set-specific caller, they are compiled for its instruction set.
+template <int kMaxNV, typename Body>
+FASTPONG_INLINE void for_column_chunks(int64_t vectors, const Body& body) {
+  constexpr int kNV4 = kMaxNV >= 4 ? 4 : 1, kNV3 = kMaxNV >= 3 ? 3 : 1, kNV2 = kMaxNV >= 2 ? 2 : 1;
+  for (int64_t v0 = 0; v0 < vectors; v0 += kMaxNV) {
+    const int64_t nv = std::min<int64_t>(kMaxNV, vectors - v0);
+    const int64_t c0 = v0 * kLanes;
+    if (nv == 4) body(std::integral_constant<int, kNV4>{}, c0);
+    else if (nv == 3) body(std::integral_constant<int, kNV3>{}, c0);
+    else if (nv == 2) body(std::integral_constant<int, kNV2>{}, c0);
+    else body(std::integral_constant<int, 1>{}, c0);
+  }
+}
+
+constexpr int tile_for(int budget, int nv) { return budget / nv > 0 ? budget / nv : 1; }
+
+// `count` output pixels of layer L, the i-th reading its patch at in + pixel_in[i] and writing at
+// out + pixel_out[i]: out = relu(patch . w + bias) (or without the ReLU).
+template <int kBudget, int kMaxNV>
+FASTPONG_INLINE void gemm_forward(const GemmLayer& L, const float* in, const float* w,
+                                  const float* bias, float* out, const int64_t* pixel_in,
+                                  const int64_t* pixel_out, int64_t count, bool apply_relu) {
+  for_column_chunks<kMaxNV>(L.cols / kLanes, [&](auto nv, int64_t c0) FASTPONG_INLINE_LAMBDA {
+    constexpr int NV = decltype(nv)::value;
+    constexpr int P = tile_for(kBudget, NV);
+    const float* ip[P];
+    float* op[P];
+    int64_t i = 0;
+    for (; i + P <= count; i += P) {
+      for (int j = 0; j < P; ++j) {
+        ip[j] = in + pixel_in[i + j];
+        op[j] = out + pixel_out[i + j] + c0;
+      }
+      forward_tile<P, NV>(ip, L.tap.data(), L.rows, w + c0, L.cols, bias + c0, op, apply_relu);
+    }
+    for (; i < count; ++i) {
+      const float* ip1 = in + pixel_in[i];
+      float* op1 = out + pixel_out[i] + c0;
+      forward_tile<1, NV>(&ip1, L.tap.data(), L.rows, w + c0, L.cols, bias + c0, &op1,
+                          apply_relu);
+    }
+  });
+}
+
+// dw[rows [r0, r1)] += in-patches^T g over `pixels` pixels (input offsets pixel_in, gradient rows
+// g of L.cols floats). Rows are cut into tiles from r0 in steps of the tile height.
+template <int kBudget, int kMaxNV>
+FASTPONG_INLINE void gemm_weight_grad(const GemmLayer& L, const float* in, const int64_t* pixel_in,
+                                      const float* g, int64_t pixels, int64_t r0, int64_t r1,
+                                      float* dw) {
+  for_column_chunks<kMaxNV>(L.cols / kLanes, [&](auto nv, int64_t c0) FASTPONG_INLINE_LAMBDA {
+    constexpr int NV = decltype(nv)::value;
+    constexpr int R = tile_for(kBudget, NV);
+    int64_t r = r0;
+    for (; r + R <= r1; r += R) {
+      weight_grad_tile<R, NV>(in, pixel_in, g + c0, L.cols, pixels, L.tap.data() + r,
+                              dw + r * L.cols + c0, L.cols);
+    }
+    for (; r < r1; ++r) {
+      weight_grad_tile<1, NV>(in, pixel_in, g + c0, L.cols, pixels, L.tap.data() + r,
+                              dw + r * L.cols + c0, L.cols);
+    }
+  });
+}
+
+// din (shaped like the layer's input buffer) += g * w^T scattered back over the patches, for
+// images [n0, n1); g holds L.cols floats per pixel, pixels of image n0 first. Tiles never span two
+// images, so every input element sums its pixels in one order, whatever the split into parts.
+template <int kBudget, int kMaxNV>
+FASTPONG_INLINE void gemm_input_grad(const GemmLayer& L, const float* g, const float* wt,
+                                     int64_t n0, int64_t n1, float* din) {
+  const int64_t per_image = L.kernel == 1 ? (n1 - n0) * L.pixels() : L.pixels();
+  const int64_t total = (n1 - n0) * L.pixels();
+  for_column_chunks<kMaxNV>(L.rows / kLanes, [&](auto nv, int64_t r0) FASTPONG_INLINE_LAMBDA {
+    constexpr int NV = decltype(nv)::value;
+    constexpr int P = tile_for(kBudget, NV);
+    const float* gp[P];
+    float* dp[P];
+    for (int64_t start = 0; start < total; start += per_image) {
+      const int64_t end = start + per_image;
+      int64_t p = start;
+      for (; p + P <= end; p += P) {
+        for (int j = 0; j < P; ++j) {
+          gp[j] = g + (p + j) * L.cols;
+          dp[j] = din + L.in_offset(n0 * L.pixels() + p + j);
+        }
+        input_grad_tile<P, NV>(gp, L.cols, wt + r0, L.rows, L.tap.data() + r0, dp);
+      }
+      for (; p < end; ++p) {
+        const float* g1 = g + p * L.cols;
+        float* d1 = din + L.in_offset(n0 * L.pixels() + p);
+        input_grad_tile<1, NV>(&g1, L.cols, wt + r0, L.rows, L.tap.data() + r0, &d1);
+      }
+    }
+  });
+}
+
+struct KernelSet {
+  const char* name;
+  bool (*supported)();
+  void (*forward)(const GemmLayer&, const float*, const float*, const float*, float*,
+                  const int64_t*, const int64_t*, int64_t, bool);
+  void (*weight_grad)(const GemmLayer&, const float*, const int64_t*, const float*, int64_t,
+                      int64_t, int64_t, float*);
+  void (*input_grad)(const GemmLayer&, const float*, const float*, int64_t, int64_t, float*);
+};
+
+#define FASTPONG_KERNEL_SET(NAME, TARGET, BUDGET, MAXNV)                                        \
+  TARGET void NAME##_forward(const GemmLayer& L, const float* in, const float* w,               \
+                             const float* bias, float* out, const int64_t* pixel_in,             \
+                             const int64_t* pixel_out, int64_t count, bool relu) {               \
+    gemm_forward<BUDGET, MAXNV>(L, in, w, bias, out, pixel_in, pixel_out, count, relu);          \
+  }                                                                                              \
+  TARGET void NAME##_weight_grad(const GemmLayer& L, const float* in, const int64_t* pixel_in,   \
+                                 const float* g, int64_t pixels, int64_t r0, int64_t r1,         \
+                                 float* dw) {                                                    \
+    gemm_weight_grad<BUDGET, MAXNV>(L, in, pixel_in, g, pixels, r0, r1, dw);                     \
+  }                                                                                              \
+  TARGET void NAME##_input_grad(const GemmLayer& L, const float* g, const float* wt, int64_t n0, \
+                                int64_t n1, float* din) {                                        \
+    gemm_input_grad<BUDGET, MAXNV>(L, g, wt, n0, n1, din);                                       \
+  }
+
+// Budgets in vectors of 16 floats: AVX-512 has 32 registers of one vector (24 accumulators
+// leave room for the weights); AVX2 16 registers of half a vector; the baseline 16 of a quarter.
+#if FASTPONG_CONV_X86
+FASTPONG_KERNEL_SET(avx512, FASTPONG_TARGET_AVX512, 24, 4)
+FASTPONG_KERNEL_SET(avx2, FASTPONG_TARGET_AVX2, 6, 2)
+#endif
+FASTPONG_KERNEL_SET(portable, , 3, 1)
+
+bool avx512_supported() {
+#if FASTPONG_CONV_X86
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+         __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq");
+#else
+  return false;
+#endif
+}
+bool avx2_supported() {
+#if FASTPONG_CONV_X86
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+  return false;
+#endif
+}
+bool always() { return true; }
+
+const KernelSet kKernelSets[] = {
+#if FASTPONG_CONV_X86
+    {"avx512", avx512_supported, avx512_forward, avx512_weight_grad, avx512_input_grad},
+    {"avx2", avx2_supported, avx2_forward, avx2_weight_grad, avx2_input_grad},
+#endif
+    {"portable", always, portable_forward, portable_weight_grad, portable_input_grad},
+};
+
+const KernelSet* best_kernel_set() {
+  for (const KernelSet& k : kKernelSets) {
+    if (k.supported()) return &k;
+  }
+  return &kKernelSets[std::size(kKernelSets) - 1];
+}
+
+std::atomic<const KernelSet*> g_kernels{best_kernel_set()};
+
+// Whether forward passes copy the conv outputs that equal the zero frame's (on by default; off
+// only to measure what it saves, and to test that the results are the same bits either way).
+std::atomic<bool> g_skip_zero_frame{true};
+
+// ---------------------------------------------------------------------------------------------
+// The lab's network.
+
+struct ConvSpec {
+  int64_t filters, kernel, stride;
+};
+constexpr ConvSpec kConvSpecs[ConvPolicy::kConvLayers] = {{32, 5, 2}, {48, 5, 2}, {64, 3, 2},
+                                                          {64, 3, 2}};
+
+// The buffers between layers and the GEMM layers (conv2d_1..3); conv2d_0, whose input is the
+// sparse frame change, is done apart, and the dense head by DensePolicy (dense.cpp).
+struct Network {
+  Network() {
+    int64_t side = ConvPolicy::kInputSide, channels = 1;
+    for (int l = 0; l < ConvPolicy::kConvLayers; ++l) {
+      const ConvSpec& s = kConvSpecs[l];
+      const SamePadding pad(side, s.kernel, s.stride);
+      if (l == 0) {
+        input_pad = pad.before;
+        first_out_side = pad.out;
+      } else {
+        // The previous layer writes into this layer's zero-padded input.
+        buffers[l - 1] = {side + pad.before + pad.after, channels, pad.before};
+      }
+      sides[l] = side;
+      side = pad.out;
+      channels = s.filters;
+    }
+    buffers[ConvPolicy::kConvLayers - 1] = {side, channels, 0};  // flattened: (h, w, c) order
+    flat = side * side * channels;
+    for (int l = 1; l < ConvPolicy::kConvLayers; ++l) {
+      layers.emplace_back(buffers[l - 1], sides[l], buffers[l], kConvSpecs[l].kernel,
+                          kConvSpecs[l].stride);
+    }
+    for (const GemmLayer& L : layers) {
+      if (L.in.channels % kLanes != 0 || L.cols % kLanes != 0) {
+        throw std::logic_error("conv: channels must be multiples of 16");
+      }
+    }
+  }
+  int64_t input_pad = 0, first_out_side = 0, flat = 0;
+  int64_t sides[ConvPolicy::kConvLayers] = {};  // input side of each conv layer, unpadded
+  Buffer buffers[ConvPolicy::kConvLayers];  // outputs of conv2d_0..3 (inputs of the next)
+  std::vector<GemmLayer> layers;
+};
+
+const Network& network() {
+  static const Network net;
+  return net;
+}
+
+void first_layer_dirty(const float* x, uint8_t* dirty);
+
+// Calls body(oy, ox, tap) for every output (oy, ox) of a layer (kernel k, stride st, padding
+// `pad` before, out_side outputs a side) whose window holds input position (iy, ix), tap being
+// that input's place in the window, ky * k + kx: the outputs with 0 <= iy + pad - st * oy < k.
+template <typename Body>
+FASTPONG_INLINE void for_each_window(int64_t iy, int64_t ix, int64_t k, int64_t st, int64_t pad,
+                                     int64_t out_side, const Body& body) {
+  const int64_t oy0 = std::max<int64_t>(0, (iy + pad - k + st) / st);
+  const int64_t oy1 = std::min(out_side - 1, (iy + pad) / st);
+  const int64_t ox0 = std::max<int64_t>(0, (ix + pad - k + st) / st);
+  const int64_t ox1 = std::min(out_side - 1, (ix + pad) / st);
+  for (int64_t oy = oy0; oy <= oy1; ++oy) {
+    for (int64_t ox = ox0; ox <= ox1; ++ox) {
+      body(oy, ox, (iy + pad - st * oy) * k + (ix + pad - st * ox));
+    }
+  }
+}
+
+// Calls body(v, oy, ox, tap) for every nonzero pixel v of one input image x (a frame change)
+// and every conv2d_0 output (oy, ox) whose window holds it, tap being its place in the window.
+template <typename Body>
+FASTPONG_INLINE void for_each_input_window(const float* x, const Body& body) {
+  const Network& net = network();
+  const int64_t side = ConvPolicy::kInputSide;
+  for (int64_t iy = 0; iy < side; ++iy) {
+    for (int64_t ix = 0; ix < side; ++ix) {
+      const float v = x[iy * side + ix];
+      if (v == 0.0f) continue;
+      for_each_window(iy, ix, kConvSpecs[0].kernel, kConvSpecs[0].stride, net.input_pad,
+                      net.first_out_side,
+                      [&](int64_t oy, int64_t ox, int64_t tap) FASTPONG_INLINE_LAMBDA {
+                        body(v, oy, ox, tap);
+                      });
+    }
+  }
+}
+
+// conv2d_0 for m images: out = relu(bias + W * x), x a 40x40 single-channel image that is almost
+// all zeros. Each nonzero pixel is scattered into the outputs whose windows hold it (at most 3x3
+// of them), rather than every output gathering its 25 taps.
+FASTPONG_SIMD_CLONES
+void first_layer_forward(const float* x, int64_t m, const float* w, const float* bias,
+                         float* out) {
+  const Network& net = network();
+  const Buffer& b = net.buffers[0];
+  const int64_t out_side = net.first_out_side, c = b.channels;
+  for (int64_t n = 0; n < m; ++n) {
+    float* o = out + n * b.image();
+    const float* xi = x + n * ConvPolicy::kInputSize;
+    for (int64_t oy = 0; oy < out_side; ++oy) {
+      for (int64_t ox = 0; ox < out_side; ++ox) {
+        std::copy(bias, bias + c, o + ((oy + b.pad) * b.side + ox + b.pad) * c);
+      }
+    }
+    for_each_input_window(xi, [&](float v, int64_t oy, int64_t ox, int64_t tap)
+                                  FASTPONG_INLINE_LAMBDA {
+      const float* wt = w + tap * c;
+      float* op = o + ((oy + b.pad) * b.side + ox + b.pad) * c;
+#pragma omp simd
+      for (int64_t j = 0; j < c; ++j) op[j] += v * wt[j];
+    });
+    for (int64_t oy = 0; oy < out_side; ++oy) {
+      float* op = o + ((oy + b.pad) * b.side + b.pad) * c;
+#pragma omp simd
+      for (int64_t j = 0; j < out_side * c; ++j) op[j] = op[j] > 0.0f ? op[j] : 0.0f;
+    }
+  }
+}
+
+// dW0 += sum over nonzero input pixels of x * g at the outputs whose windows hold them; g is
+// conv2d_0's output gradient, compact (m, 20, 20, 32).
+FASTPONG_SIMD_CLONES
+void first_layer_weight_grad(const float* x, int64_t m, const float* g, float* dw) {
+  const int64_t out_side = network().first_out_side, c = kConvSpecs[0].filters;
+  for (int64_t n = 0; n < m; ++n) {
+    const float* gi = g + n * out_side * out_side * c;
+    for_each_input_window(x + n * ConvPolicy::kInputSize,
+                          [&](float v, int64_t oy, int64_t ox, int64_t tap) FASTPONG_INLINE_LAMBDA {
+      float* d = dw + tap * c;
+      const float* gp = gi + (oy * out_side + ox) * c;
+#pragma omp simd
+      for (int64_t j = 0; j < c; ++j) d[j] += v * gp[j];
+    });
+  }
+}
+
+// db0 += g summed over the positions whose window holds a nonzero input pixel (dirty_masks, m
+// images of first_layer_dirty; the others of g are not computed).
+FASTPONG_SIMD_CLONES
+void add_first_layer_bias_grad(const uint8_t* dirty_masks, int64_t m, const float* g, float* db) {
+  const Network& net = network();
+  const int64_t pixels = net.first_out_side * net.first_out_side, c = kConvSpecs[0].filters;
+  for (int64_t n = 0; n < m; ++n) {
+    const uint8_t* dirty = dirty_masks + n * pixels;
+    for (int64_t p = 0; p < pixels; ++p) {
+      if (!dirty[p]) continue;
+      const float* gp = g + (n * pixels + p) * c;
+      for (int64_t j = 0; j < c; ++j) db[j] += gp[j];
+    }
+  }
+}
+
+// Work (multiply-adds) below which a kernel stays on one thread: about a millisecond of one core.
+// Waking the second thread costs microseconds when its core is idle but milliseconds when another
+// process keeps it busy (a forward pass of 8 frames, ~0.3 ms, ran 10x slower on two threads of a
+// shared machine than on one); only work that dwarfs that is shared.
+constexpr int64_t kParallelMinMacs = int64_t{1} << 26;
+constexpr int64_t kMacsPerFrame = 5300000;  // the lab's network, about 5.3M multiply-adds
+// Batches from this size on skip the conv outputs that equal the zero frame's (forward_frames).
+constexpr int64_t kBackgroundMinFrames = 2;
+
+// Activations of m frames through the network: a[l] is conv2d_l's output in the buffer the next
+// layer reads (zero borders); the last, (m, 576), is the flattened input of the dense head.
+struct Activations {
+  // Room for m frames. Buffers only grow, and only interiors are ever written, so the zero
+  // borders (the padding) survive reuse.
+  void reserve(int64_t m) {
+    const Network& net = network();
+    for (int l = 0; l < ConvPolicy::kConvLayers; ++l) {
+      const size_t size = static_cast<size_t>(m * net.buffers[l].image());
+      if (a[l].size() < size) a[l].resize(size, 0.0f);
+    }
+  }
+  std::vector<float> a[ConvPolicy::kConvLayers];
+};
+
+// Which of conv2d_0's outputs differ from the zero frame's: those whose window holds a nonzero
+// pixel of x (one image), as out_side^2 flags.
+void first_layer_dirty(const float* x, uint8_t* dirty) {
+  const int64_t out_side = network().first_out_side;
+  std::fill(dirty, dirty + out_side * out_side, 0);
+  for_each_input_window(x, [&](float, int64_t oy, int64_t ox, int64_t) {
+    dirty[oy * out_side + ox] = 1;
+  });
+}
+
+// The same one layer up: an output of L is dirty when its window holds a dirty input.
+void window_dirty(const GemmLayer& L, const uint8_t* in_dirty, uint8_t* out_dirty) {
+  const int64_t pad = L.in.pad;
+  for (int64_t oy = 0; oy < L.out_side; ++oy) {
+    for (int64_t ox = 0; ox < L.out_side; ++ox) {
+      uint8_t any = 0;
+      for (int64_t ky = 0; ky < L.kernel; ++ky) {
+        const int64_t iy = L.stride * oy + ky - pad;
+        if (iy < 0 || iy >= L.in_side) continue;
+        for (int64_t kx = 0; kx < L.kernel; ++kx) {
+          const int64_t ix = L.stride * ox + kx - pad;
+          if (ix >= 0 && ix < L.in_side) any |= in_dirty[iy * L.in_side + ix];
+        }
+      }
+      out_dirty[oy * L.out_side + ox] = any;
+    }
+  }
+}
+
+// Frames [n0, n1) of x through the network, into acts (which holds them from row n0 on: pass
+// n0 = 0 for activations of exactly these frames), up to the flattened conv output.
+//
+// With `background` (the activations of an all-zero frame), a conv output whose window sees only
+// inputs equal to the zero frame's is copied from it instead of computed: a frame change has ~17
+// nonzeros of 1600, and only ~8% of conv2d_0's and ~26% of conv2d_1's outputs see any of them.
+// The copy is what the computation would give, bit for bit (same inputs, same sums in the same
+// order), so results do not depend on whether a background is passed.
+void forward_frames(const ConvPolicy& policy, const float* x, int64_t n0, int64_t n1,
+                    Activations& acts, const Activations* background) {
+  const Network& net = network();
+  const KernelSet& kernels = *g_kernels.load(std::memory_order_relaxed);
+  const int64_t m = n1 - n0;
+  const float* xm = x + n0 * ConvPolicy::kInputSize;
+  float* a0 = acts.a[0].data() + n0 * net.buffers[0].image();
+  first_layer_forward(xm, m, policy.tensor(0), policy.tensor(1), a0);
+  const int64_t first_pixels = net.first_out_side * net.first_out_side;
+  std::vector<uint8_t> dirty_in, dirty_out;
+  if (background != nullptr) {
+    dirty_in.resize(static_cast<size_t>(m * first_pixels));
+    for (int64_t n = 0; n < m; ++n) {
+      first_layer_dirty(xm + n * ConvPolicy::kInputSize, dirty_in.data() + n * first_pixels);
+    }
+  }
+  std::vector<int64_t> pixel_in, pixel_out;
+  for (size_t l = 0; l < net.layers.size(); ++l) {
+    const GemmLayer& L = net.layers[l];
+    const float* in = acts.a[l].data() + n0 * L.in.image();
+    float* out = acts.a[l + 1].data() + n0 * L.out.image();
+    pixel_in.clear();
+    pixel_out.clear();
+    const int64_t pixels = m * L.pixels();
+    if (background != nullptr) {
+      dirty_out.resize(static_cast<size_t>(pixels));
+      const int64_t in_pixels = L.in_side * L.in_side;
+      for (int64_t n = 0; n < m; ++n) {
+        window_dirty(L, dirty_in.data() + n * in_pixels, dirty_out.data() + n * L.pixels());
+      }
+      const float* clean = background->a[l + 1].data();
+      for (int64_t p = 0; p < pixels; ++p) {
+        if (dirty_out[p]) {
+          pixel_in.push_back(L.in_offset(p));
+          pixel_out.push_back(L.out_offset(p));
+        } else {
+          const float* from = clean + L.out_at[p % L.pixels()];
+          std::copy(from, from + L.cols, out + L.out_offset(p));
+        }
+      }
+      std::swap(dirty_in, dirty_out);
+    } else {
+      for (int64_t p = 0; p < pixels; ++p) {
+        pixel_in.push_back(L.in_offset(p));
+        pixel_out.push_back(L.out_offset(p));
+      }
+    }
+    kernels.forward(L, in, policy.tensor(2 * static_cast<int>(l) + 2),
+                    policy.tensor(2 * static_cast<int>(l) + 3), out, pixel_in.data(),
+                    pixel_out.data(), static_cast<int64_t>(pixel_in.size()), true);
+  }
+}
+
+// The activations of one all-zero frame, computed in full: the background of forward_frames.
+void zero_frame_activations(const ConvPolicy& policy, Activations& background) {
+  static const std::vector<float> zero(static_cast<size_t>(ConvPolicy::kInputSize), 0.0f);
+  background.reserve(1);
+  forward_frames(policy, zero.data(), 0, 1, background, nullptr);
+}
+
+void forward_batch(const ConvPolicy& policy, const float* x, int64_t m, Activations& acts,
+                   const Activations* background) {
+  const int parts = parts_for(m > 1 && m * kMacsPerFrame >= kParallelMinMacs);
+  run_in_parts(std::min<int64_t>(parts, m), [&](int part, int count) {
+    forward_frames(policy, x, m * part / count, m * (part + 1) / count, acts, background);
+  });
+}
+
+// kernel (rows, cols) -> (cols, rows)
+std::vector<float> transposed(const float* w, int64_t rows, int64_t cols) {
+  std::vector<float> t(static_cast<size_t>(rows * cols));
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t c = 0; c < cols; ++c) t[c * rows + r] = w[r * cols + c];
+  }
+  return t;
+}
+
+// compact[p, :] = d[at(p), :] where act[at(p), :] > 0 (the ReLU gate), else 0, for the m * pixels
+// output pixels of layer L, at(p) being pixel p's offset in L's (padded) output buffer.
+FASTPONG_SIMD_CLONES
+void gate_gradient(const GemmLayer& L, int64_t m, const float* d, const float* act,
+                   float* compact) {
+  const int64_t c = L.cols;
+  for (int64_t p = 0; p < m * L.pixels(); ++p) {
+    const int64_t at = L.out_offset(p);
+    float* out = compact + p * c;
+    for (int64_t j = 0; j < c; ++j) out[j] = act[at + j] > 0.0f ? d[at + j] : 0.0f;
+  }
+}
+
+// One image n of first_layer_output_grad (below).
+FASTPONG_SIMD_CLONES
+void first_layer_output_grad_image(const GemmLayer& L, int64_t n, const uint8_t* dirty_masks,
+                                   const float* a0, const float* g2, const float* wt, float* g1,
+                                   float* ungated) {
+  const Network& net = network();
+  constexpr int64_t c = kConvSpecs[0].filters;  // a compile-time width keeps acc in registers
+  const int64_t side = net.first_out_side, pixels = side * side;
+  const int64_t pad = L.in.pad, k = L.kernel, s = L.stride;
+  const uint8_t* dirty = dirty_masks + n * pixels;
+  float* un = ungated + n * c;
+  std::fill(un, un + c, 0.0f);
+  float acc[c];
+  for (int64_t iy = 0; iy < side; ++iy) {
+    for (int64_t ix = 0; ix < side; ++ix) {
+      if (!dirty[iy * side + ix]) continue;
+      std::fill(acc, acc + c, 0.0f);
+      for_each_window(iy, ix, k, s, pad, L.out_side,
+                      [&](int64_t oy, int64_t ox, int64_t tap) FASTPONG_INLINE_LAMBDA {
+        const float* gq = g2 + (n * L.pixels() + oy * L.out_side + ox) * L.cols;
+        // acc += W1[tap]^T g2[q]: a column of wt per output channel
+        for (int64_t co = 0; co < L.cols; ++co) {
+          const float gv = gq[co];
+          const float* w = wt + co * L.rows + tap * c;
+#pragma omp simd
+          for (int64_t j = 0; j < c; ++j) acc[j] += gv * w[j];
+        }
+      });
+      const float* act = a0 + n * L.in.image() + ((iy + pad) * L.in.side + ix + pad) * c;
+      float* out = g1 + (n * pixels + iy * side + ix) * c;
+#pragma omp simd
+      for (int64_t j = 0; j < c; ++j) {
+        un[j] += acc[j];
+        out[j] = act[j] > 0.0f ? acc[j] : 0.0f;
+      }
+    }
+  }
+}
+
+// conv2d_0's output gradient, for conv2d_1 = L, at the only positions dW0 needs: those whose
+// window holds a nonzero input pixel (~8% of them; dirty_masks: m images of first_layer_dirty).
+// g1[n, pos, :] = gate(a0) * sum over the conv2d_1 outputs q whose windows hold pos of
+// W1[tap]^T g2[n, q, :] (wt = W1 transposed, (48, 800)); other positions of g1 are left as they
+// are. ungated[n, :] gets the sum of the ungated values over those positions, for the bias
+// gradient.
+void first_layer_output_grad(const GemmLayer& L, const uint8_t* dirty_masks, const float* a0,
+                             const float* g2, const float* wt, int64_t m, float* g1,
+                             float* ungated) {
+  const int64_t work = m * 40 * L.in.channels * L.cols * 9;  // ~40 positions of 9 taps each
+  parallel_for(m, work >= kParallelMinMacs, [&](int64_t n) {
+    first_layer_output_grad_image(L, n, dirty_masks, a0, g2, wt, g1, ungated);
+  });
+}
+
+// dW1 += sum over m steps of (a1 - zero frame's a1) patches^T g2, for conv2d_1 = L and the rows
+// of input channels [c0, c1); dirty_masks: m images of first_layer_dirty. a1 departs from the
+// zero frame's activations only at the positions whose window holds a nonzero input pixel (~8%),
+// so this is the sparse part of conv2d_1's weight gradient; the rest, the zero frame's patches
+// times the step-summed g2, is added once per call.
+FASTPONG_SIMD_CLONES
+void second_layer_departure_grad(const GemmLayer& L, const uint8_t* dirty_masks, const float* a1,
+                                 const float* zero_a1, const float* g2, int64_t m, int64_t c0,
+                                 int64_t c1, float* dw) {
+  const Network& net = network();
+  constexpr int64_t cols = kConvSpecs[1].filters;
+  const int64_t side = net.first_out_side, c = L.in.channels;
+  const int64_t pad = L.in.pad, k = L.kernel, s = L.stride;
+  for (int64_t n = 0; n < m; ++n) {
+    const uint8_t* dirty = dirty_masks + n * side * side;
+    for (int64_t iy = 0; iy < side; ++iy) {
+      for (int64_t ix = 0; ix < side; ++ix) {
+        if (!dirty[iy * side + ix]) continue;
+        const int64_t at = ((iy + pad) * L.in.side + ix + pad) * c;
+        const float* act = a1 + n * L.in.image() + at;
+        const float* zero = zero_a1 + at;
+        for_each_window(iy, ix, k, s, pad, L.out_side,
+                        [&](int64_t oy, int64_t ox, int64_t tap) FASTPONG_INLINE_LAMBDA {
+          const float* gq = g2 + (n * L.pixels() + oy * L.out_side + ox) * cols;
+          for (int64_t ci = c0; ci < c1; ++ci) {
+            const float d = act[ci] - zero[ci];
+            if (d == 0.0f) continue;  // both clipped by the ReLU, most often
+            float* row = dw + (tap * c + ci) * cols;
+            // dW1[tap, ci, :] += d * g2[q, :]
+#pragma omp simd
+            for (int64_t j = 0; j < cols; ++j) row[j] += d * gq[j];
+          }
+        });
+      }
+    }
+  }
+}
+
+// bias_grad[j] += sum_p g[p, j]
+FASTPONG_SIMD_CLONES
+void add_column_sums(const float* g, int64_t rows, int64_t cols, float* bias_grad) {
+  for (int64_t p = 0; p < rows; ++p) {
+    for (int64_t j = 0; j < cols; ++j) bias_grad[j] += g[p * cols + j];
+  }
+}
+
+// Pixels per block of the weight gradient: the block's gradient rows and patches stay in cache
+// while every tile of kernel rows passes over them.
+constexpr int64_t kPixelBlock = 256;
+
+// dw += patches^T g for all m * pixels pixels of one layer, threads splitting the kernel rows.
+void weight_grad(const GemmLayer& L, const float* in, const float* g, int64_t m, float* dw) {
+  const KernelSet& kernels = *g_kernels.load(std::memory_order_relaxed);
+  const int64_t total = m * L.pixels();
+  std::vector<int64_t> pixel_in(static_cast<size_t>(total));
+  for (int64_t p = 0; p < total; ++p) pixel_in[p] = L.in_offset(p);
+  // Each kernel row's sum runs over the pixels in order inside whatever tile holds it, so the
+  // rows can be split anywhere; parts get whole groups of 8.
+  const int64_t groups = (L.rows + 7) / 8;
+  const int parts = parts_for(total * L.rows * L.cols >= kParallelMinMacs);
+  run_in_parts(static_cast<int>(std::min<int64_t>(parts, groups)), [&](int part, int count) {
+    const int64_t r0 = groups * part / count * 8;
+    const int64_t r1 = std::min(L.rows, groups * (part + 1) / count * 8);
+    for (int64_t p0 = 0; p0 < total; p0 += kPixelBlock) {
+      const int64_t pixels = std::min(kPixelBlock, total - p0);
+      kernels.weight_grad(L, in, pixel_in.data() + p0, g + p0 * L.cols, pixels, r0, r1, dw);
+    }
+  });
+}
+
+// din (zeroed here; shaped like L's input buffer for m images) = the input gradient of g.
+void input_grad(const GemmLayer& L, const float* g, const std::vector<float>& wt, int64_t m,
+                std::vector<float>& din) {
+  const KernelSet& kernels = *g_kernels.load(std::memory_order_relaxed);
+  din.assign(static_cast<size_t>(m * L.in.image()), 0.0f);
+  const int parts = parts_for(m > 1 && m * L.pixels() * L.rows * L.cols >= kParallelMinMacs);
+  run_in_parts(static_cast<int>(std::min<int64_t>(parts, m)), [&](int part, int count) {
+    const int64_t n0 = m * part / count, n1 = m * (part + 1) / count;
+    kernels.input_grad(L, g + n0 * L.pixels() * L.cols, wt.data(), n0, n1, din.data());
+  });
+}
+
+const std::vector<std::string>& names() {
+  static const std::vector<std::string> n = [] {
+    std::vector<std::string> v;
+    for (int l = 0; l < ConvPolicy::kConvLayers; ++l) {
+      v.push_back("conv2d_" + std::to_string(l) + "/kernel");
+      v.push_back("conv2d_" + std::to_string(l) + "/bias");
+    }
+    for (const char* layer : {"dense_0", "logits"}) {
+      v.push_back(std::string(layer) + "/kernel");
+      v.push_back(std::string(layer) + "/bias");
+    }
+    return v;
+  }();
+  return n;
+}
+
+const std::vector<std::vector<int64_t>>& shapes() {
+  static const std::vector<std::vector<int64_t>> s = [] {
+    std::vector<std::vector<int64_t>> v;
+    int64_t channels = 1;
+    for (const ConvSpec& c : kConvSpecs) {
+      v.push_back({c.kernel, c.kernel, channels, c.filters});
+      v.push_back({c.filters});
+      channels = c.filters;
+    }
+    const int64_t flat = network().flat;
+    v.push_back({flat, ConvPolicy::kHidden});
+    v.push_back({ConvPolicy::kHidden});
+    v.push_back({ConvPolicy::kHidden, ConvPolicy::kActions});
+    v.push_back({ConvPolicy::kActions});
+    return v;
+  }();
+  return s;
+}
+
+}  // namespace
+
+const std::string& ConvPolicy::tensor_name(int i) { return names()[i]; }
+const std::vector<int64_t>& ConvPolicy::tensor_shape(int i) { return shapes()[i]; }
+int64_t ConvPolicy::tensor_size(int i) {
+  int64_t n = 1;
+  for (int64_t d : shapes()[i]) n *= d;
+  return n;
+}
+
+ConvPolicy::ConvPolicy() : head_({network().flat, kHidden, kActions}) {
+  // The conv tensors back to back in one buffer (background() compares them in one piece); the
+  // dense head's live in the DensePolicy.
+  int64_t total = 0;
+  for (int i = 0; i < 2 * kConvLayers; ++i) total += tensor_size(i);
+  conv_parameters_.assign(static_cast<size_t>(total), 0.0f);
+  float* next = conv_parameters_.data();
+  for (int i = 0; i < 2 * kConvLayers; ++i) {
+    tensors_[i] = next;
+    next += tensor_size(i);
+  }
+  for (int64_t l = 0; l < head_.num_layers(); ++l) {
+    tensors_[2 * (kConvLayers + l)] = head_.kernel(l);
+    tensors_[2 * (kConvLayers + l) + 1] = head_.bias(l);
+  }
+}
+
+struct ConvPolicy::Background {
+  std::vector<float> conv_parameters;
+  Activations acts;
+};
+
+std::shared_ptr<const ConvPolicy::Background> ConvPolicy::background() const {
+  const float* first = conv_parameters_.data();
+  const float* last = first + conv_parameters_.size();
+  const size_t bytes = static_cast<size_t>(last - first) * sizeof(float);
+  std::lock_guard<std::mutex> lock(background_mutex_);
+  // A bitwise comparison (~270 KB, microseconds) rather than a version number: the parameters
+  // are written in place from Python through NumPy views.
+  if (background_ == nullptr ||
+      std::memcmp(background_->conv_parameters.data(), first, bytes) != 0) {
+    auto fresh = std::make_shared<Background>();
+    fresh->conv_parameters.assign(first, last);
+    zero_frame_activations(*this, fresh->acts);
+    background_ = std::move(fresh);
+  }
+  return background_;
+}
+
+void ConvPolicy::forward(const float* x, int64_t n, float* log_probs, float* probs) const {
+  if (n == 0) return;
+  // Reused across calls: the training loop calls this once per step with a few frames.
+  thread_local Activations acts;
+  acts.reserve(n);
+  // A single frame is computed in full (no background), which keeps that path exercised; its
+  // result is the same to the bit.
+  std::shared_ptr<const Background> zero;
+  if (n >= kBackgroundMinFrames && g_skip_zero_frame.load()) zero = background();
+  forward_batch(*this, x, n, acts, zero ? &zero->acts : nullptr);
+  head_.forward(acts.a[kConvLayers - 1].data(), n, log_probs, probs);
+}
+
+void ConvPolicy::accumulate_gradient(const float* x, const int64_t* actions,
+                                     const float* advantages, int64_t steps, float scale,
+                                     const std::array<float*, kTensors>& grads) const {
+  const Network& net = network();
+  // Kernels transposed (cols, rows), for the input gradients of the GEMM layers.
+  std::vector<std::vector<float>> wt;
+  for (size_t l = 0; l < net.layers.size(); ++l) {
+    const GemmLayer& L = net.layers[l];
+    wt.push_back(transposed(tensor(2 * static_cast<int>(l) + 2), L.rows, L.cols));
+  }
+  DenseTensors head_grads;
+  for (int64_t l = 0; l < head_.num_layers(); ++l) {
+    head_grads.kernels.push_back(grads[2 * (kConvLayers + l)]);
+    head_grads.biases.push_back(grads[2 * (kConvLayers + l) + 1]);
+  }
+  std::vector<float> flat_grad, din, g, g_next, ungated;
+  std::vector<uint8_t> dirty;  // per step, conv2d_0's outputs whose window holds a nonzero pixel
+  Activations acts;
+  acts.reserve(std::min(kStepChunk, steps));
+  const std::shared_ptr<const Background> zero = background();
+  const Activations& background = zero->acts;
+  const GemmLayer& second = net.layers[0];  // conv2d_1
+  const int64_t first_pixels = net.first_out_side * net.first_out_side;
+  const int64_t first_channels = kConvSpecs[0].filters;
+  // Sums over all steps: conv2d_1's output gradient per pixel (for conv2d_0's bias, below), and
+  // the ungated input gradient of conv2d_1 over the positions computed one by one.
+  std::vector<float> g2_sum(static_cast<size_t>(second.pixels() * second.cols), 0.0f);
+  std::vector<float> ungated_sum(static_cast<size_t>(first_channels), 0.0f);
+  for (int64_t t0 = 0; t0 < steps; t0 += kStepChunk) {
+    const int64_t m = std::min(kStepChunk, steps - t0);
+    const float* xm = x + t0 * kInputSize;
+    forward_batch(*this, xm, m, acts, g_skip_zero_frame.load() ? &background : nullptr);
+    dirty.resize(static_cast<size_t>(m * first_pixels));
+    for (int64_t t = 0; t < m; ++t) {
+      first_layer_dirty(xm + t * kInputSize, dirty.data() + t * first_pixels);
+    }
+    // The dense head (DensePolicy) on the flattened conv output: its gradients, and d J / d flat.
+    const float* flat = acts.a[kConvLayers - 1].data();
+    flat_grad.resize(static_cast<size_t>(m * net.flat));
+    head_.accumulate_gradient(flat, actions + t0, advantages + t0, m, scale, head_grads,
+                              flat_grad.data());
+    // The conv layers from the top (conv2d_3) down to conv2d_2: g is the gradient at the layer's
+    // output (ReLU gate applied), compact (pixels, cols).
+    g.resize(flat_grad.size());
+    gate_gradient(net.layers.back(), m, flat_grad.data(), flat, g.data());
+    for (int l = static_cast<int>(net.layers.size()) - 1; l >= 1; --l) {
+      const GemmLayer& L = net.layers[l];
+      const float* in = acts.a[l].data();
+      weight_grad(L, in, g.data(), m, grads[2 * l + 2]);
+      add_column_sums(g.data(), m * L.pixels(), L.cols, grads[2 * l + 3]);
+      input_grad(L, g.data(), wt[l], m, din);
+      // The gradient at conv2d_l's output (conv2d_l is GEMM layer l - 1), gated by its ReLU.
+      g_next.resize(static_cast<size_t>(m * net.layers[l - 1].pixels() * net.layers[l - 1].cols));
+      gate_gradient(net.layers[l - 1], m, din.data(), in, g_next.data());
+      std::swap(g, g_next);
+    }
+    // conv2d_1: its weights from the sparse departures of a1 from the zero frame's (the rest
+    // after the loop); its input gradient only where conv2d_0's weights need it.
+    {
+      const int64_t c = second.in.channels;
+      const int parts = parts_for(m * 40 * 9 * c * second.cols >= kParallelMinMacs);
+      run_in_parts(parts, [&](int part, int count) {
+        second_layer_departure_grad(second, dirty.data(), acts.a[0].data(), background.a[0].data(),
+                                    g.data(), m, c * part / count, c * (part + 1) / count,
+                                    grads[2]);
+      });
+    }
+    add_column_sums(g.data(), m * second.pixels(), second.cols, grads[3]);
+    add_column_sums(g.data(), m, second.pixels() * second.cols, g2_sum.data());
+    g_next.resize(static_cast<size_t>(m * first_pixels * first_channels));
+    ungated.resize(static_cast<size_t>(m * first_channels));
+    first_layer_output_grad(second, dirty.data(), acts.a[0].data(), g.data(), wt[0].data(), m,
+                            g_next.data(), ungated.data());
+    add_column_sums(ungated.data(), m, first_channels, ungated_sum.data());
+    first_layer_weight_grad(xm, m, g_next.data(), grads[0]);
+    // The bias gradient sums the gated gradient over every position: over the computed ones
+    // directly, and over the others, whose pre-activation is the bias itself (their window
+    // sees no input), as (all positions - computed ones) of the ungated gradient where b > 0.
+    add_first_layer_bias_grad(dirty.data(), m, g_next.data(), grads[1]);
+  }
+  // conv2d_1's weight gradient, the zero frame's part: its patches are the same at every step.
+  weight_grad(second, background.a[0].data(), g2_sum.data(), 1, grads[2]);
+  // sum over every position and step of conv2d_1's input gradient = the input gradient of the
+  // per-pixel sums of its output gradient, summed over the positions.
+  input_grad(second, g2_sum.data(), wt[0], 1, din);
+  const float* b0 = tensor(1);
+  for (int64_t j = 0; j < first_channels; ++j) {
+    if (!(b0[j] > 0.0f)) continue;
+    float all = 0.0f;
+    for (int64_t iy = 0; iy < net.first_out_side; ++iy) {
+      for (int64_t ix = 0; ix < net.first_out_side; ++ix) {
+        const int64_t at = (iy + second.in.pad) * second.in.side + ix + second.in.pad;
+        all += din[at * first_channels + j];
+      }
+    }
+    grads[1][j] += all - ungated_sum[j];
+  }
+}
+
+std::vector<std::string> conv_kernels() {
+  std::vector<std::string> v;
+  for (const KernelSet& k : kKernelSets) {
+    if (k.supported()) v.emplace_back(k.name);
+  }
+  return v;
+}
+
+std::string conv_kernel() { return g_kernels.load()->name; }
+
+void set_zero_frame_skipping(bool on) { g_skip_zero_frame.store(on); }
+bool zero_frame_skipping() { return g_skip_zero_frame.load(); }
+
+bool use_conv_kernel(const std::string& name) {
+  for (const KernelSet& k : kKernelSets) {
+    if (name == k.name && k.supported()) {
+      g_kernels.store(&k);
+      return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace fastpong

@@ -1,0 +1,204 @@
+// The MIT lab's CNN policy and its 40x40 frame changes.
+#include <pybind11/stl.h>
+
+#include "checks.hpp"
+#include "fastpong/conv.hpp"
+#include "fastpong/frames.hpp"
+#include "fastpong/lab_frames.hpp"
+
+namespace fastpong::bind {
+namespace {
+
+using FrameArray = py::array_t<uint8_t, py::array::c_style>;
+constexpr int64_t kSide = ConvPolicy::kInputSide;
+
+// uint8 RGB frames as ALE renders them: (210, 160, 3) or (N, 210, 160, 3), C-contiguous.
+FrameArray as_rgb_frames(const py::handle& obj, const std::string& name) {
+  py::array a;
+  try {
+    a = py::array::ensure(obj);
+  } catch (...) {
+  }
+  const std::string expected = "uint8 of shape (210, 160, 3) or (N, 210, 160, 3)";
+  if (!a) fail(name + " must be " + expected + ", got " + describe_object(obj));
+  const bool shape_ok =
+      (a.ndim() == 3 || a.ndim() == 4) && a.shape(a.ndim() - 3) == kFrameHeight &&
+      a.shape(a.ndim() - 2) == kFrameWidth && a.shape(a.ndim() - 1) == kFrameChannels;
+  if (!a.dtype().is(py::dtype::of<uint8_t>()) || !shape_ok) {
+    fail(name + " must be " + expected + ", got " + describe(a));
+  }
+  return FrameArray::ensure(a);
+}
+
+// A single frame gives a (40, 40) result, a batch (N, 40, 40).
+FloatArray lab_images(int64_t n, bool single) {
+  return single ? FloatArray({kSide, kSide}) : FloatArray({n, kSide, kSide});
+}
+
+FloatArray lab_preprocess_py(const py::handle& frames_obj) {
+  FrameArray frames = as_rgb_frames(frames_obj, "frames");
+  const bool single = frames.ndim() == 3;
+  const int64_t n = single ? 1 : frames.shape(0);
+  FloatArray images = lab_images(n, single);
+  const uint8_t* in = frames.data();
+  float* out = images.mutable_data();
+  ReleaseGilIf release(n > 1);
+  lab_preprocess_frames(in, n, out);
+  return images;
+}
+
+FloatArray lab_frame_change_py(const py::handle& prev_obj, const py::handle& frames_obj) {
+  FrameArray prev = as_rgb_frames(prev_obj, "prev_frames");
+  FrameArray frames = as_rgb_frames(frames_obj, "frames");
+  if (prev.ndim() != frames.ndim() || (prev.ndim() == 4 && prev.shape(0) != frames.shape(0))) {
+    fail("prev_frames and frames must have the same shape, got " + describe(prev) + " and " +
+         describe(frames));
+  }
+  const bool single = frames.ndim() == 3;
+  const int64_t n = single ? 1 : frames.shape(0);
+  FloatArray changes = lab_images(n, single);
+  const uint8_t* a = prev.data();
+  const uint8_t* b = frames.data();
+  float* out = changes.mutable_data();
+  ReleaseGilIf release(n > 1);
+  lab_frame_changes(a, b, n, out);
+  return changes;
+}
+
+// Frame changes as (N, 40, 40) or (N, 40, 40, 1) float32 (converted from any real dtype), finite.
+FloatArray as_observations(const py::handle& obj, const std::string& name) {
+  FloatArray x = as_float32(obj, name);
+  const bool ok = (x.ndim() == 3 || (x.ndim() == 4 && x.shape(3) == 1)) && x.shape(1) == kSide &&
+                  x.shape(2) == kSide;
+  if (!ok) {
+    fail(name + " must have shape (N, 40, 40) or (N, 40, 40, 1) (40x40 frame changes), got " +
+         describe_object(obj));
+  }
+  require_finite(x.data(), x.size(), name);
+  return x;
+}
+
+// (N, 6) probabilities or log-probabilities of a batch of observations.
+FloatArray forward(const ConvPolicy& self, const py::handle& obs_obj, bool log) {
+  FloatArray x = as_observations(obs_obj, "obs");
+  const int64_t n = x.shape(0);
+  FloatArray out({n, ConvPolicy::kActions});
+  const float* in = x.data();
+  float* o = out.mutable_data();
+  py::gil_scoped_release release;
+  self.forward(in, n, log ? o : nullptr, log ? nullptr : o);
+  return out;
+}
+
+// A writable float32 view of tensor i whose base keeps the policy alive.
+py::array tensor_view(ConvPolicy& self, int i, const py::handle& owner) {
+  return py::array_t<float>(ConvPolicy::tensor_shape(i), self.tensor(i), owner);
+}
+
+void accumulate_gradient(const ConvPolicy& self, const py::handle& obs_obj,
+                         const py::handle& actions_obj, const py::handle& advantages_obj,
+                         const py::dict& grads, double scale) {
+  FloatArray x = as_observations(obs_obj, "obs");
+  const int64_t steps = x.shape(0);
+  py::array actions_any = py::array::ensure(actions_obj);
+  if (!actions_any || (actions_any.dtype().kind() != 'i' && actions_any.dtype().kind() != 'u')) {
+    fail("actions must be an integer array of shape (" + std::to_string(steps) + ",), got " +
+         describe_object(actions_obj));
+  }
+  auto actions = py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(
+      actions_any);
+  require_shape(actions, {steps}, "actions", actions_obj);
+  const int64_t* a = actions.data();
+  for (int64_t t = 0; t < steps; ++t) {
+    if (a[t] < 0 || a[t] >= ConvPolicy::kActions) {
+      fail("actions must be in [0, 6), got " + std::to_string(a[t]) + " at step " +
+           std::to_string(t));
+    }
+  }
+  FloatArray advantages = as_float32(advantages_obj, "advantages");
+  require_shape(advantages, {steps}, "advantages", advantages_obj);
+  require_finite(advantages.data(), advantages.size(), "advantages");
+  if (!std::isfinite(scale)) fail("scale must be finite, got " + std::to_string(scale));
+  std::array<float*, ConvPolicy::kTensors> out{};
+  for (int i = 0; i < ConvPolicy::kTensors; ++i) {
+    const std::string& name = ConvPolicy::tensor_name(i);
+    if (!grads.contains(name)) fail("grads must have a '" + name + "' entry (gradient_buffer())");
+    py::object g = grads[py::str(name)];
+    // Written in place: it must already be a C-contiguous, writable float32 array.
+    if (!py::isinstance<FloatArray>(g) ||
+        !(py::reinterpret_borrow<py::array>(g).flags() & py::array::c_style) ||
+        !py::reinterpret_borrow<py::array>(g).writeable()) {
+      fail("grads['" + name + "'] must be a writable C-contiguous float32 array of shape " +
+           shape_text(ConvPolicy::tensor_shape(i)) + ", got " + describe_object(g));
+    }
+    auto arr = py::reinterpret_borrow<FloatArray>(g);
+    require_shape(arr, ConvPolicy::tensor_shape(i), "grads['" + name + "']", g);
+    out[i] = arr.mutable_data();
+  }
+  const float* xin = x.data();
+  const float* adv = advantages.data();
+  py::gil_scoped_release release;
+  self.accumulate_gradient(xin, a, adv, steps, static_cast<float>(scale), out);
+}
+
+}  // namespace
+
+void bind_conv(py::module_& m) {
+  m.def("lab_preprocess", &lab_preprocess_py, py::arg("frames"),
+        "The MIT lab's 40x40 image of (210, 160, 3) or (N, 210, 160, 3) uint8 frames: the "
+        "tutorial's 80x80 binary image, 3x3-dilated, every second row and column. float32 in "
+        "{0, 1}.");
+  m.def("lab_frame_change", &lab_frame_change_py, py::arg("prev_frames"), py::arg("frames"),
+        "The MIT lab's network input, lab_preprocess(prev_frames) - lab_preprocess(frames): "
+        "(40, 40) or (N, 40, 40) float32 in {-1, 0, 1}.");
+  m.def("conv_kernels", &conv_kernels, "GEMM kernel variants this CPU runs, best first.");
+  m.def("conv_kernel", &conv_kernel, "The GEMM kernel variant in use.");
+  m.def("use_conv_kernel", &use_conv_kernel, py::arg("name"),
+        "Switches the GEMM kernel variant (tests, benchmarks); False for an unknown name.");
+  m.def("set_zero_frame_skipping", &set_zero_frame_skipping, py::arg("on"),
+        "Whether batched CNN forward passes copy the conv outputs that see no change from the "
+        "zero frame's (default True; the results are the same bits either way).");
+  m.def("zero_frame_skipping", &zero_frame_skipping);
+
+  py::class_<ConvPolicy>(m, "_ConvPolicy")
+      .def(py::init<>())
+      .def_property_readonly_static(
+          "tensor_names",
+          [](const py::object&) {
+            std::vector<std::string> v;
+            for (int i = 0; i < ConvPolicy::kTensors; ++i) v.push_back(ConvPolicy::tensor_name(i));
+            return v;
+          })
+      .def_property_readonly_static(
+          "tensor_shapes",
+          [](const py::object&) {
+            std::vector<std::vector<int64_t>> v;
+            for (int i = 0; i < ConvPolicy::kTensors; ++i) v.push_back(ConvPolicy::tensor_shape(i));
+            return v;
+          })
+      .def(
+          "parameters",
+          [](py::object self_obj) {
+            ConvPolicy& self = self_obj.cast<ConvPolicy&>();
+            py::dict d;
+            for (int i = 0; i < ConvPolicy::kTensors; ++i) {
+              d[py::str(ConvPolicy::tensor_name(i))] = tensor_view(self, i, self_obj);
+            }
+            return d;
+          },
+          "{name: writable float32 view} of every tensor, Keras' names and layouts.")
+      .def(
+          "forward", [](const ConvPolicy& self, const py::handle& obs) {
+            return forward(self, obs, false);
+          },
+          py::arg("obs"))
+      .def(
+          "log_probs", [](const ConvPolicy& self, const py::handle& obs) {
+            return forward(self, obs, true);
+          },
+          py::arg("obs"))
+      .def("accumulate_gradient", &accumulate_gradient, py::arg("obs"), py::arg("actions"),
+           py::arg("advantages"), py::arg("grads"), py::arg("scale"));
+}
+
+}  // namespace fastpong::bind
