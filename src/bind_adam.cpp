@@ -58,6 +58,18 @@ ArrayGroup array_group(const std::vector<std::string>& names,
   return group;
 }
 
+// Every array of the group registered as changed for the step (by its data, as the CNN's
+// parameters and gradients are): a step must not overlap a forward pass or a gradient added to
+// the same arrays in another thread.
+UseScopes written(const ArrayGroup& group) {
+  UseScopes use;
+  for (const auto& list : group.lists) {
+    for (float* array : list) use.add(array, "an array of this optimizer step", Use::kWrite);
+  }
+  use.enter();
+  return use;
+}
+
 }  // namespace
 
 void bind_adam(py::module_& m) {
@@ -93,6 +105,7 @@ void bind_adam(py::module_& m) {
         const AdamSettings settings = adam_settings(learning_rate, beta_1, beta_2, epsilon, step);
         const ArrayGroup g =
             array_group(names, {{weights, "weights"}, {grads, "grads"}, {m1, "m"}, {v, "v"}});
+        UseScopes use = written(g);
         py::gil_scoped_release release;
         for (size_t i = 0; i < names.size(); ++i) {
           adam_step(g.lists[0][i], g.lists[1][i], g.lists[2][i], g.lists[3][i], g.sizes[i],
@@ -115,6 +128,7 @@ void bind_adam(py::module_& m) {
         }
         const ArrayGroup g =
             array_group(names, {{weights, "weights"}, {grads, "grads"}, {cache, "cache"}});
+        UseScopes use = written(g);
         py::gil_scoped_release release;
         for (size_t i = 0; i < names.size(); ++i) {
           rmsprop_step(g.lists[0][i], g.lists[1][i], g.lists[2][i], g.sizes[i],

@@ -5,12 +5,18 @@
 #include "fastpong/conv.hpp"
 #include "fastpong/frames.hpp"
 #include "fastpong/lab_frames.hpp"
+#include "use_guard.hpp"
 
 namespace fastpong::bind {
 namespace {
 
 using FrameArray = py::array_t<uint8_t, py::array::c_style>;
 constexpr int64_t kSide = ConvPolicy::kInputSide;
+// A forward pass keeps every layer's activations of the whole batch (about 14 KB a frame): past
+// this many frames that is gigabytes, a mistake rather than a request, refused as a ValueError up
+// front instead of a MemoryError from inside the kernel. Training batches are tens of frames, and
+// accumulate_gradient works in chunks, so it takes episodes of any length.
+constexpr int64_t kMaxForwardFrames = int64_t{1} << 16;
 
 // uint8 RGB frames as ALE renders them: (210, 160, 3) or (N, 210, 160, 3), C-contiguous.
 FrameArray as_rgb_frames(const py::handle& obj, const std::string& name) {
@@ -78,15 +84,31 @@ FloatArray as_observations(const py::handle& obj, const std::string& name) {
   return x;
 }
 
+// A ConvPolicy is registered by its parameters' storage, which Python changes through the NumPy
+// views of parameters() (an optimizer's adam_step_arrays registers those arrays as written): a
+// step of the weights while another thread runs a forward pass raises instead of mixing weights.
+void add_parameters(UseScopes& use, const ConvPolicy& self) {
+  for (int i = 0; i < ConvPolicy::kTensors; ++i) use.add(self.tensor(i), "ConvPolicy", Use::kRead);
+}
+
 // (N, 6) probabilities or log-probabilities of a batch of observations.
 FloatArray forward(const ConvPolicy& self, const py::handle& obs_obj, bool log) {
   FloatArray x = as_observations(obs_obj, "obs");
   const int64_t n = x.shape(0);
+  if (n > kMaxForwardFrames) {
+    fail("obs must hold at most " + std::to_string(kMaxForwardFrames) +
+         " frames per call (split the batch), got " + std::to_string(n));
+  }
   FloatArray out({n, ConvPolicy::kActions});
   const float* in = x.data();
   float* o = out.mutable_data();
-  py::gil_scoped_release release;
-  self.forward(in, n, log ? o : nullptr, log ? nullptr : o);
+  {
+    UseScopes use;
+    add_parameters(use, self);
+    use.enter();
+    py::gil_scoped_release release;
+    self.forward(in, n, log ? o : nullptr, log ? nullptr : o);
+  }
   return out;
 }
 
@@ -123,20 +145,26 @@ void accumulate_gradient(const ConvPolicy& self, const py::handle& obs_obj,
   for (int i = 0; i < ConvPolicy::kTensors; ++i) {
     const std::string& name = ConvPolicy::tensor_name(i);
     if (!grads.contains(name)) fail("grads must have a '" + name + "' entry (gradient_buffer())");
-    py::object g = grads[py::str(name)];
-    // Written in place: it must already be a C-contiguous, writable float32 array.
-    if (!py::isinstance<FloatArray>(g) ||
-        !(py::reinterpret_borrow<py::array>(g).flags() & py::array::c_style) ||
-        !py::reinterpret_borrow<py::array>(g).writeable()) {
-      fail("grads['" + name + "'] must be a writable C-contiguous float32 array of shape " +
-           shape_text(ConvPolicy::tensor_shape(i)) + ", got " + describe_object(g));
+    // Written in place: it must already be a C-contiguous, aligned, writable float32 array.
+    out[i] = writable_float32(grads[py::str(name)], ConvPolicy::tensor_shape(i),
+                              "grads['" + name + "']");
+  }
+  for (int i = 0; i < ConvPolicy::kTensors; ++i) {
+    for (int j = 0; j < ConvPolicy::kTensors; ++j) {
+      if (out[i] == self.tensor(j) || (j < i && out[i] == out[j])) {
+        fail("grads must hold its own array for every parameter (gradient_buffer()), not "
+             "the policy's parameters or one array twice");
+      }
     }
-    auto arr = py::reinterpret_borrow<FloatArray>(g);
-    require_shape(arr, ConvPolicy::tensor_shape(i), "grads['" + name + "']", g);
-    out[i] = arr.mutable_data();
   }
   const float* xin = x.data();
   const float* adv = advantages.data();
+  // The gradient arrays are registered by their data: two threads adding into one buffer, or a
+  // step of it while a gradient is added, would race.
+  UseScopes use;
+  add_parameters(use, self);
+  for (float* g : out) use.add(g, "a CNN gradient array", Use::kWrite);
+  use.enter();
   py::gil_scoped_release release;
   self.accumulate_gradient(xin, a, adv, steps, static_cast<float>(scale), out);
 }

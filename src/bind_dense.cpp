@@ -6,6 +6,7 @@
 
 #include "checks.hpp"
 #include "fastpong/dense.hpp"
+#include "use_guard.hpp"
 
 namespace fastpong::bind {
 namespace {
@@ -48,6 +49,15 @@ py::dict parameter_arrays(DensePolicy& policy, const py::object& owner, bool vie
   return out;
 }
 
+// A DensePolicy is registered by its parameters' storage, as a ConvPolicy is (bind_conv.cpp): an
+// optimizer step on the NumPy views must not overlap a forward pass in another thread.
+void add_parameters(UseScopes& use, const DensePolicy& policy) {
+  for (int64_t l = 0; l < policy.num_layers(); ++l) {
+    use.add(policy.kernel(l), "DensePolicy", Use::kRead);
+    use.add(policy.bias(l), "DensePolicy", Use::kRead);
+  }
+}
+
 // Observations (D,) or (N, D) as float32, checked finite; `single` tells which came.
 FloatArray as_observations(const DensePolicy& policy, const py::handle& obj, const char* name,
                            bool allow_single, bool& single) {
@@ -75,9 +85,21 @@ FloatArray forward(const DensePolicy& policy, const py::handle& obs_obj, bool lo
   for (size_t l = 0; l + 1 < policy.widths().size(); ++l) {
     work += n * policy.widths()[l] * policy.widths()[l + 1];
   }
-  {
-    // A CartPole step (N of 1 to 8, 4-32-2) takes well under a microsecond: keep the GIL there.
-    ReleaseGilIf release(work >= kReleaseGilWork);
+  // A CartPole step (N of 1 to 8, 4-32-2) takes well under a microsecond: keep the GIL there,
+  // and then no other call can start meanwhile; the one check is that none changes the weights.
+  if (work < kReleaseGilWork) {
+    if (!objects_in_use().empty()) {
+      for (int64_t l = 0; l < policy.num_layers(); ++l) {
+        require_not_changing(policy.kernel(l), "DensePolicy");
+        require_not_changing(policy.bias(l), "DensePolicy");
+      }
+    }
+    policy.forward(in, n, log ? result : nullptr, log ? nullptr : result);
+  } else {
+    UseScopes use;
+    add_parameters(use, policy);
+    use.enter();
+    py::gil_scoped_release release;
     policy.forward(in, n, log ? result : nullptr, log ? nullptr : result);
   }
   return out;
@@ -156,6 +178,14 @@ void accumulate_gradient(DensePolicy& policy, const py::handle& obs_obj,
   const float* in = x.data();
   const int64_t* acts = actions.data();
   const float* adv = advantages.data();
+  UseScopes use;
+  add_parameters(use, policy);
+  for (size_t l = 0; l < grads.kernels.size(); ++l) {
+    use.add(grads.kernels[l], "a gradient array", Use::kWrite);
+    use.add(grads.biases[l], "a gradient array", Use::kWrite);
+  }
+  if (input_grad != nullptr) use.add(input_grad, "input_grad", Use::kWrite);
+  use.enter();
   py::gil_scoped_release release;
   policy.accumulate_gradient(in, acts, adv, steps, static_cast<float>(scale), grads, input_grad);
 }

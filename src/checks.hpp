@@ -139,6 +139,10 @@ inline float* writable_float32(const py::handle& obj, const std::vector<int64_t>
   }
   if (!(a.flags() & py::array::c_style)) fail(expected + ", got a non-contiguous view");
   if (!a.writeable()) fail(expected + ", got a read-only array");
+  // The kernels write floats through float pointers, which must be 4-byte aligned (see as_float32).
+  if (!(a.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_)) {
+    fail(expected + ", got a misaligned view");
+  }
   return static_cast<float*>(a.mutable_data());
 }
 

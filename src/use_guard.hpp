@@ -13,6 +13,7 @@
 // usual, single-threaded path.
 #pragma once
 #include <algorithm>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -93,6 +94,37 @@ class UseScope {
  private:
   const void* object_;
   Use use_;
+};
+
+// Several objects registered for one call, such as the arrays of a layered model, which are keyed
+// by their data: the same storage registered through a NumPy view and through the object that owns
+// it is one entry. An object listed twice is registered once (as written if either use writes).
+class UseScopes {
+ public:
+  void add(const void* object, const char* what, Use use) {
+    for (auto& entry : pending_) {
+      if (entry.object == object) {
+        if (use == Use::kWrite) entry.use = Use::kWrite;
+        return;
+      }
+    }
+    pending_.push_back({object, what, use});
+  }
+  // Registers everything added; call it once, with the GIL held, before releasing it.
+  void enter() {
+    for (const auto& entry : pending_) {
+      scopes_.push_back(std::make_unique<UseScope>(entry.object, entry.what, entry.use));
+    }
+  }
+
+ private:
+  struct Pending {
+    const void* object;
+    const char* what;
+    Use use;
+  };
+  std::vector<Pending> pending_;
+  std::vector<std::unique_ptr<UseScope>> scopes_;
 };
 
 }  // namespace fastpong::bind

@@ -18,6 +18,7 @@ Set FASTPONG_FUZZ_EXAMPLES to change the examples per entry (.ci/sanitize.sh rai
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections import Counter
@@ -32,7 +33,7 @@ from hypothesis import strategies as st
 import fastpong
 from fastpong import reference as ref
 from fastpong.categorical import CategoricalPolicy
-from fastpong.reference import lab
+from fastpong.reference import cnn, lab
 
 EXAMPLES = int(os.environ.get("FASTPONG_FUZZ_EXAMPLES", "60"))
 FRAME = (210, 160, 3)
@@ -450,6 +451,82 @@ def check_nothing(result, *_):
     """For calls that return nothing: that they returned, and left their inputs alone, is it."""
 
 
+@functools.lru_cache(maxsize=None)
+def conv_policy() -> fastpong.ConvPolicy:
+    """One CNN for every call (none of the fuzzed calls changes it; building one takes ~1 ms)."""
+    return fastpong.ConvPolicy(seed=11)
+
+
+def conv_params64() -> dict:
+    return {k: f64(v) for k, v in conv_policy().to_model().items()}
+
+
+def is_frame_changes(shape) -> bool:
+    """(N, 40, 40) or (N, 40, 40, 1)."""
+    return len(shape) in (3, 4) and tuple(shape[1:3]) == (40, 40) and shape[3:] in ((), (1,))
+
+
+def assert_cnn_close(actual, expected, atol_scale, what):
+    """As tests/test_cnn.py holds the CNN: rtol 1e-4 plus an absolute floor relative to the
+    largest expected magnitude (float32 sums of up to 800 products through six layers)."""
+    expected = f64(expected)
+    scale = max(float(np.max(np.abs(expected), initial=0.0)), 1.0)
+    np.testing.assert_allclose(f64(actual), expected, rtol=1e-4, atol=atol_scale * scale, err_msg=what)
+
+
+def check_conv_forward(result, obs, log=False):
+    x = r32(obs)
+    if x.shape[0] == 0:
+        assert result.shape == (0, 6)
+        return
+    logits, _ = cnn.policy_forward(x, conv_params64())
+    expected = cnn.log_softmax(logits) if log else cnn.softmax(logits)
+    assert_cnn_close(result, expected, 1e-4, "log_probs" if log else "probs")
+
+
+CONV_ACTIONS = np.array([1, 4])
+CONV_ADVANTAGES = np.array([0.5, -1.0])
+CONV_OBS = np.random.default_rng(13).choice([-1.0, 0.0, 1.0], size=(2, 40, 40), p=[0.05, 0.9, 0.05])
+
+
+def conv_accumulate(obs, advantages):
+    grads = conv_policy().gradient_buffer()
+    conv_policy().accumulate_gradient(obs, CONV_ACTIONS, advantages, grads)
+    return grads
+
+
+def check_conv_accumulate(result, obs, advantages):
+    expected = cnn.objective_gradient(conv_params64(), r32(obs), CONV_ACTIONS, r32(advantages))
+    assert set(result) == set(expected)
+    for name, g in expected.items():
+        assert_cnn_close(result[name], g, 1e-4, name)
+
+
+def check_lab_preprocess(result, frames):
+    frames = f64(frames).astype(np.uint8)
+    expected = (cnn.preprocess(frames) if frames.ndim == 3
+                else np.stack([cnn.preprocess(f) for f in frames]) if len(frames)
+                else np.zeros((0, 40, 40)))
+    np.testing.assert_array_equal(result, expected)
+
+
+def check_lab_frame_change(result, prev, frames):
+    prev, frames = f64(prev).astype(np.uint8), f64(frames).astype(np.uint8)
+    expected = (cnn.frame_change(prev, frames) if frames.ndim == 3
+                else np.stack([cnn.frame_change(p, f) for p, f in zip(prev, frames)]).reshape(-1, 40, 40))
+    np.testing.assert_array_equal(result, expected)
+
+
+def lab_differencer_steps(first, second):
+    differencer = fastpong.LabFrameDifferencer(2)
+    differencer.step(first)
+    return differencer.step(second)
+
+
+def check_lab_differencer(result, first, second):
+    check_lab_frame_change(result, first, second)
+
+
 # --- the calls ---------------------------------------------------------------------------------
 
 
@@ -610,6 +687,38 @@ CASES = {
     "sample_actions(uniforms)": Case(
         lambda uniforms: fastpong.sample_actions(PROBS, uniforms),
         (either(array_arg((3,), "unit")),), lambda result, uniforms: check_sample_actions(result, PROBS, uniforms)),
+    # The MIT lab's CNN (merged from i9-cnn). Observations are frame changes in [-1, 1]: values
+    # past 10 may saturate the softmax, where float32 and the float64 reference part ways.
+    "ConvPolicy.forward": Case(lambda obs: conv_policy().forward(obs),
+                               (either(array_arg(is_frame_changes, typical=(2, 40, 40), checked_magnitude=10.0)),),
+                               check_conv_forward),
+    "ConvPolicy.log_probs": Case(lambda obs: conv_policy().log_probs(obs),
+                                 (either(array_arg(is_frame_changes, typical=(1, 40, 40, 1), checked_magnitude=10.0)),),
+                                 lambda result, obs: check_conv_forward(result, obs, log=True)),
+    # The backward pass is the heaviest call here: T = 2 steps, each argument fuzzed in turn.
+    "ConvPolicy.accumulate_gradient(obs)": Case(
+        lambda obs: conv_accumulate(obs, CONV_ADVANTAGES),
+        (either(array_arg([(2, 40, 40), (2, 40, 40, 1)], checked_magnitude=10.0)),),
+        lambda result, obs: check_conv_accumulate(result, obs, CONV_ADVANTAGES)),
+    "ConvPolicy.accumulate_gradient(advantages)": Case(
+        lambda advantages: conv_accumulate(CONV_OBS, advantages),
+        (either(array_arg((2,), checked_magnitude=1e6)),),
+        lambda result, advantages: check_conv_accumulate(result, CONV_OBS, advantages)),
+    "lab_preprocess": Case(
+        fastpong.lab_preprocess, (either(array_arg([FRAME, (1, *FRAME), (2, *FRAME)], "frame")),),
+        check_lab_preprocess),
+    # Both arguments must have one shape: the first is fuzzed in layout and values only.
+    "lab_frame_change": Case(
+        fastpong.lab_frame_change,
+        (array_arg((2, *FRAME), "frame"), either(array_arg((2, *FRAME), "frame"))),
+        check_lab_frame_change),
+    "lab_frame_change(one frame)": Case(
+        fastpong.lab_frame_change, (array_arg(FRAME, "frame"), either(array_arg(FRAME, "frame"))),
+        check_lab_frame_change),
+    "LabFrameDifferencer.step": Case(
+        lab_differencer_steps, (array_arg((2, *FRAME), "frame"), either(array_arg((2, *FRAME), "frame"))),
+        check_lab_differencer),
+    "LabFrameDifferencer()": Case(lambda n: fastpong.LabFrameDifferencer(n).num_envs, (int_arg(1, 64),)),
 }
 
 

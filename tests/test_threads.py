@@ -14,6 +14,7 @@ import pytest
 import fastpong
 from fastpong import _core
 from fastpong import reference as ref
+from fastpong.reference import cnn
 
 THREADS = 8
 ROUNDS = 40
@@ -190,3 +191,109 @@ def test_rmsprop_refuses_one_buffer_as_grads_and_cache():
     buffer = policy.gradient_buffer()
     with pytest.raises(ValueError, match="grads and cache must be two different GradientBuffers"):
         _core.rmsprop_step(policy, buffer, buffer, 1e-3, 0.99)
+
+
+# --- the MIT lab's CNN (ConvPolicy, LabFrameDifferencer) ---------------------------------------
+
+
+def lab_changes(pong_play, count, offset=0):
+    """count (40, 40) frame changes of real Pong play, the CNN's input."""
+    frames = pong_play.frames[offset:offset + count + 1]
+    return fastpong.lab_frame_change(frames[:-1], frames[1:])
+
+
+def test_concurrent_forward_passes_on_one_conv_policy(pong_play):
+    """Batches (which share the policy's cached zero-frame activations), single frames and
+    log-probabilities from many threads at once: each bitwise what one thread gets."""
+    policy = fastpong.ConvPolicy(seed=3)
+    rng = np.random.default_rng(3)
+    batches = [np.concatenate([lab_changes(pong_play, 12, offset=20 * i),
+                               ternary(rng, (4, 40, 40))]) for i in range(THREADS)]
+    expected = [(policy.forward(b), policy.log_probs(b), policy.forward(b[i:i + 1])) for i, b in
+                enumerate(batches)]
+
+    def work(i):
+        b = batches[i]
+        for _ in range(ROUNDS // 4):
+            got = (policy.forward(b), policy.log_probs(b), policy.forward(b[i:i + 1]))
+            for g, want in zip(got, expected[i]):
+                np.testing.assert_array_equal(g, want)
+        return True
+
+    assert all(run_in_threads(work))
+    assert _core._objects_in_use() == 0
+
+
+def test_each_thread_its_own_cnn_gradient(pong_play):
+    """One shared ConvPolicy (read), a gradient buffer per thread: the gradients equal those of
+    the same work done serially, to the bit."""
+    policy = fastpong.ConvPolicy(seed=4)
+    obs = lab_changes(pong_play, 24)
+    actions = np.arange(24) % 6
+    rng = np.random.default_rng(4)
+    advantages = [rng.standard_normal(24).astype(np.float32) for _ in range(4)]
+
+    def gradient(i):
+        grads = policy.gradient_buffer()
+        policy.accumulate_gradient(obs, actions, advantages[i], grads)
+        return grads
+
+    serial = [gradient(i) for i in range(4)]
+    for got, want in zip(run_in_threads(gradient, count=4), serial):
+        for name in want:
+            np.testing.assert_array_equal(got[name], want[name])
+
+
+def test_optimizer_step_on_a_conv_policy_another_thread_reads_raises(pong_play):
+    """The weights are stepped in place through NumPy views; a step while another thread runs a
+    forward pass would give it a mix of old and new weights. It raises, and changes nothing."""
+    policy = fastpong.ConvPolicy(seed=5)
+    x = np.tile(lab_changes(pong_play, 50), (40, 1, 1))  # 2000 frames: tens of milliseconds
+    grads = policy.gradient_buffer()
+    policy.accumulate_gradient(x[:8], np.zeros(8, dtype=np.int64), np.ones(8), grads)
+    before = policy.to_model()
+    optimizer = fastpong.Adam(1e-3)
+    error = while_in_use(lambda: policy.forward(x), lambda: optimizer.step(policy, grads))
+    assert "optimizer step is being used by another thread" in str(error)
+    after = policy.to_model()
+    for name in before:
+        np.testing.assert_array_equal(after[name], before[name])
+    # The gradient arrays: two threads adding into one buffer at once would race too.
+    steps = 600
+    many = x[:steps]
+    error = while_in_use(
+        lambda: policy.accumulate_gradient(many, np.zeros(steps, dtype=np.int64), np.ones(steps), grads),
+        lambda: policy.accumulate_gradient(many[:2], np.zeros(2, dtype=np.int64), np.ones(2), grads))
+    assert "CNN gradient array is being changed by another thread" in str(error)
+    assert _core._objects_in_use() == 0
+
+
+def test_one_lab_differencer_stepped_from_two_threads_raises(pong_play):
+    """lab_frame_change reads the kept frames with the GIL released; a second thread's step would
+    overwrite them meanwhile. The second step raises, and the first one's result stands."""
+    envs = 256
+    first = np.repeat(pong_play.frames[10:11], envs, axis=0)
+    second = np.repeat(pong_play.frames[11:12], envs, axis=0)
+    for _ in range(50):
+        differencer = fastpong.LabFrameDifferencer(envs)
+        differencer.step(first)
+        results = []
+        thread = threading.Thread(target=lambda: results.append(differencer.step(second)))
+        thread.start()
+        while not differencer._busy.locked() and thread.is_alive():
+            time.sleep(0)
+        error = None
+        try:
+            differencer.step(first)
+        except RuntimeError as exc:
+            error = exc
+        thread.join()
+        if error is None:  # the thread's step ended first (a loaded machine): try again
+            continue
+        assert "LabFrameDifferencer is being changed by another thread" in str(error)
+        want = np.broadcast_to(cnn.frame_change(pong_play.frames[10], pong_play.frames[11]), (envs, 40, 40))
+        np.testing.assert_array_equal(results[0], want)
+        # The refused step kept nothing: the next change is still against the second frames.
+        np.testing.assert_array_equal(differencer.step(first)[3], -want[3])
+        return
+    pytest.fail("the two steps never overlapped")

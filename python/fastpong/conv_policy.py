@@ -9,12 +9,16 @@ lab's Keras model.
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from . import _core
 from .reference import cnn as _reference
 
 __all__ = ["ConvPolicy", "LabFrameDifferencer"]
+
+_FRAME_SHAPE = (210, 160, 3)  # ALE's RGB frames
 
 
 class ConvPolicy:
@@ -122,19 +126,53 @@ class LabFrameDifferencer:
     zeros for an environment whose episode starts (after construction or ``reset(env)``), as the
     lab's rollout does with its first frame."""
 
+    #: As FrameDifferencer's limit (src/checks.hpp kMaxEnvironments): more is a mistake.
+    MAX_ENVS = 1 << 16
+
     def __init__(self, num_envs: int):
+        if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or \
+                not 1 <= num_envs <= self.MAX_ENVS:
+            raise ValueError(f"num_envs must be an integer in [1, {self.MAX_ENVS}], got {num_envs!r}")
+        self.num_envs = int(num_envs)
         self._previous = None
         self._starting = np.ones(num_envs, dtype=bool)
+        # Held by the step or reset in progress. lab_frame_change releases the GIL while it reads
+        # the previous frames, so a second thread's step could overwrite them under it: that
+        # thread gets RuntimeError instead, as the C++ objects' guard gives (src/use_guard.hpp).
+        self._busy = threading.Lock()
+
+    def _enter(self) -> None:
+        if not self._busy.acquire(blocking=False):
+            raise RuntimeError(
+                "LabFrameDifferencer is being changed by another thread. It keeps each "
+                "environment's previous frame: give each thread its own, or hold a lock "
+                "(README: Threads)")
 
     def step(self, frames: np.ndarray) -> np.ndarray:
-        frames = np.asarray(frames)
-        if self._previous is None:
-            self._previous = frames.copy()
-        self._previous[self._starting] = frames[self._starting]
-        self._starting[:] = False
-        change = _core.lab_frame_change(self._previous, frames)
-        self._previous[...] = frames
-        return change
+        self._enter()
+        try:
+            frames = np.asarray(frames)
+            expected = (self.num_envs, *_FRAME_SHAPE)
+            # Checked before anything is kept, so a refused step leaves the differencer as it was.
+            if frames.dtype != np.uint8 or frames.shape != expected:
+                raise ValueError(f"frames must be uint8 of shape {expected}, got "
+                                 f"{frames.dtype} {frames.shape}")
+            if self._previous is None:
+                self._previous = frames.copy()
+            self._previous[self._starting] = frames[self._starting]
+            self._starting[:] = False
+            change = _core.lab_frame_change(self._previous, frames)
+            self._previous[...] = frames
+            return change
+        finally:
+            self._busy.release()
 
     def reset(self, env: int) -> None:
-        self._starting[env] = True
+        if isinstance(env, bool) or not isinstance(env, (int, np.integer)) or \
+                not 0 <= env < self.num_envs:
+            raise ValueError(f"env must be an integer in [0, {self.num_envs}), got {env!r}")
+        self._enter()
+        try:
+            self._starting[env] = True
+        finally:
+            self._busy.release()
