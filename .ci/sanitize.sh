@@ -22,6 +22,8 @@ SANITIZED_TESTS=(
   tests/test_threads.py
   tests/test_adam.py
   tests/test_categorical.py
+  tests/test_cnn.py
+  tests/test_lab_frames.py
 )
 
 site=build/sanitize/site
