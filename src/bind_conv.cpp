@@ -92,13 +92,23 @@ void add_parameters(UseScopes& use, const ConvPolicy& self) {
 }
 
 // (N, 6) probabilities or log-probabilities of a batch of observations.
-FloatArray forward(const ConvPolicy& self, const py::handle& obs_obj, bool log) {
-  FloatArray x = as_observations(obs_obj, "obs");
-  const int64_t n = x.shape(0);
+void require_forward_frames(int64_t n) {
   if (n > kMaxForwardFrames) {
     fail("obs must hold at most " + std::to_string(kMaxForwardFrames) +
          " frames per call (split the batch), got " + std::to_string(n));
   }
+}
+
+FloatArray forward(const ConvPolicy& self, const py::handle& obs_obj, bool log) {
+  // An array is measured before it is converted: a float32 copy of an absurd batch (a broadcast
+  // view, say) would be the allocation the limit is there to refuse.
+  if (py::isinstance<py::array>(obs_obj)) {
+    const auto raw = py::reinterpret_borrow<py::array>(obs_obj);
+    if (raw.ndim() >= 1) require_forward_frames(raw.shape(0));
+  }
+  FloatArray x = as_observations(obs_obj, "obs");
+  const int64_t n = x.shape(0);
+  require_forward_frames(n);
   FloatArray out({n, ConvPolicy::kActions});
   const float* in = x.data();
   float* o = out.mutable_data();

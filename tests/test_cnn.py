@@ -426,12 +426,35 @@ def test_bad_gradient_arguments(policy):
     with pytest.raises(ValueError, match="writable C-contiguous float32"):
         policy.accumulate_gradient(**good, grads=wrong_dtype)
     wrong_shape = {**grads, "logits/kernel": np.zeros((6, 128), np.float32)}
-    with pytest.raises(ValueError, match=r"must have shape \(128, 6\)"):
+    with pytest.raises(ValueError, match=r"of shape \(128, 6\), got float32 \(6, 128\)"):
         policy.accumulate_gradient(**good, grads=wrong_shape)
     strided = {**grads, "logits/kernel": np.zeros((128, 12), np.float32)[:, ::2]}
     with pytest.raises(ValueError, match="C-contiguous"):
         policy.accumulate_gradient(**good, grads=strided)
+    # A float32 view at an odd byte offset: the kernel writes through float pointers, which must be
+    # aligned (the sanitizer build checks this), so it is refused rather than written misaligned.
+    raw = np.zeros(6 * 4 + 1, np.uint8)[1:].view(np.float32)
+    misaligned = {**grads, "logits/bias": raw}
+    with pytest.raises(ValueError, match="misaligned"):
+        policy.accumulate_gradient(**good, grads=misaligned)
+    read_only = {**grads, "logits/bias": np.zeros(6, np.float32)}
+    read_only["logits/bias"].flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        policy.accumulate_gradient(**good, grads=read_only)
+    with pytest.raises(ValueError, match="not the policy's parameters"):
+        policy.accumulate_gradient(**good, grads=policy.parameters())
+    shared = {**grads, "conv2d_3/bias": grads["conv2d_2/bias"]}  # both (64,)
+    with pytest.raises(ValueError, match="one array twice"):
+        policy.accumulate_gradient(**good, grads=shared)
     assert all(not g.any() for g in grads.values()), "a refused call writes nothing"
+
+
+def test_forward_refuses_an_absurd_batch(policy):
+    """Its activations would take gigabytes: a ValueError up front, not a MemoryError. A
+    broadcast view stands in for the batch, so the test allocates nothing."""
+    huge = np.broadcast_to(np.zeros((1, 40, 40), np.float32), (1 << 17, 40, 40))
+    with pytest.raises(ValueError, match="at most 65536 frames"):
+        policy.forward(huge)
 
 
 def test_bad_models(policy):
