@@ -294,12 +294,16 @@ def assert_close(actual, expected, terms: int, what: str, scale=None) -> None:
 # --- the checks: what a correct result is ----------------------------------------------------
 
 
-def check_preprocessing(result, frame):
+def per_frame(reference, frame, side: int) -> np.ndarray:
+    """reference(frame) of one (210, 160, 3) frame, or stacked over a batch (empty included)."""
     frames = f64(frame).astype(np.uint8)
-    expected = (ref.frame_preprocessing(frames) if frames.ndim == 3
-                else np.stack([ref.frame_preprocessing(f) for f in frames]) if len(frames)
-                else np.zeros((0, 80, 80)))
-    np.testing.assert_array_equal(result, expected)
+    if frames.ndim == 3:
+        return reference(frames)
+    return np.stack([reference(f) for f in frames]) if len(frames) else np.zeros((0, side, side))
+
+
+def check_preprocessing(result, frame):
+    np.testing.assert_array_equal(result, per_frame(ref.frame_preprocessing, frame, 80))
     assert result.dtype == np.float32
 
 
@@ -514,11 +518,8 @@ def check_conv_accumulate(result, obs, advantages):
 
 
 def check_lab_preprocess(result, frames):
-    frames = f64(frames).astype(np.uint8)
-    expected = (cnn.preprocess(frames) if frames.ndim == 3
-                else np.stack([cnn.preprocess(f) for f in frames]) if len(frames)
-                else np.zeros((0, 40, 40)))
-    np.testing.assert_array_equal(result, expected)
+    np.testing.assert_array_equal(result, per_frame(cnn.preprocess, frames, 40))
+    assert result.dtype == np.float32
 
 
 def check_lab_frame_change(result, prev, frames):
