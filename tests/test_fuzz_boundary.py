@@ -502,19 +502,33 @@ def conv_accumulate(obs, advantages):
 F32_TINY = float(np.finfo(np.float32).tiny)
 
 
+def relu_gates_settled(x, params) -> bool:
+    """Whether every ReLU of the reference's forward pass has its input 0 exactly (an all-zero
+    window, zero in float32 too) or at least 1e-5 of its layer's largest from 0. A ReLU input
+    closer to 0 than float32's rounding (subnormal inputs, or a rare near-cancellation) may land
+    on the other side of 0 in float32, which switches that unit's gradient off or on entirely:
+    a true difference of float32 arithmetic, not an error to hold the kernel to."""
+    _, cache = cnn.policy_forward(x, params)
+    pre = [cnn.conv2d_forward(a, params[f"conv2d_{i}/kernel"], params[f"conv2d_{i}/bias"], stride)
+           for i, (a, (_, _, stride)) in enumerate(zip(cache["conv_inputs"], cnn.CONV_LAYERS))]
+    pre.append(cache["flat"] @ params["dense_0/kernel"] + params["dense_0/bias"])
+    for p in pre:
+        scale = float(np.max(np.abs(p), initial=0.0))
+        near = (p != 0) & (np.abs(p) < 1e-5 * scale)
+        if scale < F32_TINY or near.any():
+            return False
+    return True
+
+
 def check_conv_accumulate(result, obs, advantages):
-    x = r32(obs)
-    expected = cnn.objective_gradient(conv_params64(), x, CONV_ACTIONS, r32(advantages))
+    x, params = r32(obs), conv_params64()
+    expected = cnn.objective_gradient(params, x, CONV_ACTIONS, r32(advantages))
     assert set(result) == set(expected)
-    if np.all(np.abs(x) < F32_TINY):
-        # Subnormal inputs give activations float32 cannot hold (~1e-42 times the weights): which
-        # ReLUs pass a gradient then depends on rounding, where float64 keeps the sign. Only
-        # finite gradients of the right shapes can be asked for.
-        for name, g in expected.items():
-            assert result[name].shape == g.shape and np.isfinite(result[name]).all(), name
-        return
     for name, g in expected.items():
-        assert_cnn_close(result[name], g, 1e-4, name)
+        assert result[name].shape == g.shape and np.isfinite(result[name]).all(), name
+    if relu_gates_settled(x, params):
+        for name, g in expected.items():
+            assert_cnn_close(result[name], g, 1e-4, name)
 
 
 def check_lab_preprocess(result, frames):
