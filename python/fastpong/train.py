@@ -31,8 +31,9 @@ METRICS_FILE = "metrics.csv"
 #: The tutorial's running reward: an exponential average over roughly the last 100 episodes.
 RUNNING_DECAY = 0.99
 #: A checkpoint is written after an update unless the last one is younger than this (seconds), and
-#: always at the end. Pong updates are minutes apart, so each gets one; CartPole updates after
-#: every episode, many per second, and writing each (an fsync) would take most of the time.
+#: always at the end. CartPole updates after every episode, many per second, and writing each (an
+#: fsync) would take most of the time; a crash loses at most this much training. Pong's updates are
+#: a few seconds apart early in training (short games) and minutes apart later.
 CHECKPOINT_INTERVAL = 10.0
 
 
