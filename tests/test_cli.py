@@ -106,6 +106,23 @@ def test_resume_bad_checkpoint_changes_nothing(tmp_path, trained_run, damage):
     assert snapshot(run) == before
 
 
+def test_resume_changes_the_learning_rate_only_when_it_is_typed(tmp_path):
+    """`--preset karpathy --resume` continues a run at its own rate (a preset is where a run
+    started, not a request to change it); a typed --learning-rate changes it and says so."""
+    run = tmp_path / "run"
+    train(run_dir=run, episodes=1, num_envs=1, batch_size=10, seed=2, progress=False, learning_rate=1e-3)
+    result = run_cli("train", "--preset", "karpathy", "--run-dir", str(run), "--resume", "--episodes", "2",
+                     "--num-envs", "1")
+    assert result.returncode == 0, result.stderr
+    assert not (run / "learning_rates.csv").exists()
+    assert json.loads((run / "config.json").read_text())["learning_rate"] == 1e-3
+    result = run_cli("train", "--run-dir", str(run), "--resume", "--episodes", "3", "--num-envs", "1",
+                     "--learning-rate", "3e-4")
+    assert result.returncode == 0, result.stderr
+    assert "learning rate 0.001 -> 0.0003 from game 2 on" in result.stderr
+    assert (run / "learning_rates.csv").read_text().splitlines() == ["episode,learning_rate", "0,0.001", "2,0.0003"]
+
+
 def test_existing_run_of_other_config_is_refused(tmp_path, trained_run):
     before = snapshot(trained_run)
     result = run_cli("train", "--run-dir", str(trained_run), "--learning-rate", "0.01", "--episodes", "2")

@@ -74,10 +74,53 @@ def test_resume_continues_counters_and_metrics(tmp_path):
 def test_resume_refuses_other_settings(tmp_path):
     run = tmp_path / "run"
     train(run_dir=run, episodes=1, num_envs=1, seed=3, progress=False)
-    with pytest.raises(RunError, match=r"learning_rate: 0\.001 != 0\.0001"):
-        train(run_dir=run, resume=True, episodes=2, learning_rate=1e-3, progress=False)
+    with pytest.raises(RunError, match=r"gamma: 0\.9 != 0\.99"):
+        train(run_dir=run, resume=True, episodes=2, gamma=0.9, learning_rate=1e-3, progress=False)
     with pytest.raises(RunError, match="already holds a run"):
         train(run_dir=run, episodes=2, progress=False)
+    assert not (run / "learning_rates.csv").exists()  # the refused resume changed nothing
+
+
+def read_learning_rates(run_dir):
+    with open(run_dir / "learning_rates.csv", newline="") as f:
+        return [(int(r["episode"]), float(r["learning_rate"])) for r in csv.DictReader(f)]
+
+
+def test_resume_with_a_new_learning_rate_logs_the_schedule(tmp_path):
+    run = tmp_path / "run"
+    train(run_dir=run, episodes=2, num_envs=1, batch_size=1, seed=3, progress=False)
+    assert not (run / "learning_rates.csv").exists()  # one rate so far: nothing to log
+    train(run_dir=run, resume=True, episodes=3, learning_rate=1e-3, progress=False)
+    assert read_learning_rates(run) == [(0, 1e-4), (2, 1e-3)]
+    assert json.loads((run / "config.json").read_text())["learning_rate"] == 1e-3
+    assert load_checkpoint(run / "checkpoint.npz")["config"]["learning_rate"] == 1e-3
+    train(run_dir=run, resume=True, episodes=4, progress=False)  # no flag: the run's current rate
+    train(run_dir=run, resume=True, episodes=5, learning_rate=1e-3, progress=False)  # the same rate
+    assert load_checkpoint(run / "checkpoint.npz")["config"]["learning_rate"] == 1e-3
+    train(run_dir=run, resume=True, episodes=6, learning_rate=2e-4, progress=False)
+    assert read_learning_rates(run) == [(0, 1e-4), (2, 1e-3), (5, 2e-4)]
+
+
+def test_a_new_learning_rate_scales_the_next_step_and_keeps_the_optimizer_state(tmp_path):
+    """Resumed twice from one checkpoint, the runs play the same game (same RNG state, same
+    seeds); the first update after it moves the weights 10x as far with a 10x rate, and RMSProp's
+    cache continues from the checkpoint's (decay * old + (1 - decay) * g^2 >= decay * old; a
+    cache started afresh would hold (1 - decay) * g^2 alone)."""
+    import shutil
+
+    base = tmp_path / "base"
+    train(run_dir=base, episodes=2, num_envs=1, batch_size=1, seed=5, progress=False)
+    before = load_checkpoint(base / "checkpoint.npz")
+    steps = {}
+    for name, rate in (("same", 1e-4), ("tenfold", 1e-3)):
+        shutil.copytree(base, tmp_path / name)
+        train(run_dir=tmp_path / name, resume=True, episodes=3, learning_rate=rate, progress=False)
+        after = load_checkpoint(tmp_path / name / "checkpoint.npz")
+        assert after["updates"] == before["updates"] + 1
+        steps[name] = after["W1"].astype(np.float64) - before["W1"]
+        assert np.all(after["cache_W1"] >= np.float32(0.99) * before["cache_W1"] * (1 - 1e-6))
+    assert np.abs(steps["same"]).max() > 0
+    np.testing.assert_allclose(steps["tenfold"], 10 * steps["same"], rtol=1e-3, atol=1e-7)
 
 
 def test_reference_engine_runs_the_same_command(tmp_path):

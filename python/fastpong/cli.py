@@ -91,13 +91,15 @@ def _add_train(subparsers) -> None:
                         help=f"stop once the mean return of the last {RETURN_WINDOW} episodes reaches R")
     p.add_argument("--batch-size", type=_positive_int, metavar="N",
                    help=f"finished episodes per update (default {default('batch_size')})")
-    p.add_argument("--learning-rate", type=_number, metavar="F", help=f"default {default('learning_rate')}")
+    p.add_argument("--learning-rate", type=_number, metavar="F", help=f"default {default('learning_rate')}; with --resume, the rate from here on (a step "
+                   "schedule, logged in RUN_DIR/learning_rates.csv)")
     p.add_argument("--decay-rate", type=_number, metavar="F", help="RMSProp decay (default 0.99)")
     p.add_argument("--gamma", type=_number, metavar="F", help=f"discount factor (default {default('gamma')})")
     p.add_argument("--hidden", type=_positive_int, metavar="N", help=f"hidden units (default {default('hidden')})")
     p.add_argument("--seed", type=_non_negative_int, metavar="N", help="default: random, recorded in config.json")
     p.add_argument("--run-dir", metavar="DIR", help="default: runs/<env>-<date>-<time>")
-    p.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its checkpoint")
+    p.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its checkpoint (its settings; only "
+                   "--learning-rate may change)")
     p.add_argument("--threads", type=_positive_int, metavar="N", help="emulator and kernel threads (default: all cores)")
     p.add_argument("--engine", choices=ENGINES, help="fast (C++ kernels) or reference (the same algorithm in "
                    "NumPy: the tutorial's loop with 1 env, or the lab's with N); default fast")
@@ -129,7 +131,10 @@ def _run_train(args) -> int:
         "target_return") if getattr(args, name) is not None}
     if args.preset:
         _check_preset(args.preset, settings)
-        settings = {**PRESETS[args.preset], **settings}
+        preset = dict(PRESETS[args.preset])
+        if args.resume:  # a resumed run's rate changes only when --learning-rate is typed
+            preset.pop("learning_rate", None)
+        settings = {**preset, **settings}
     try:
         summary = train(run_dir=args.run_dir, resume=args.resume, progress=not args.quiet,
                         stop_signals=stop, ray=args.ray, workers=args.workers, **settings)

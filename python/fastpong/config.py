@@ -17,6 +17,10 @@ ALGORITHM_FIELDS = (
     "env_id", "batch_size", "learning_rate", "decay_rate", "gamma", "hidden", "seed", "engine",
     "agent", "optimizer",
 )
+#: Algorithm settings that a resumed run may change when they are given explicitly: a step
+#: schedule for the learning rate (the optimizer's state carries over; only the step size
+#: changes). Each change is logged in RUN_DIR/learning_rates.csv.
+RESUMABLE_FIELDS = ("learning_rate",)
 RUN_FIELDS = ("num_envs", "episodes", "steps", "threads", "video_every", "target_return", "ray", "workers")
 #: How a run's episodes were played (``TrainConfig.ray``): None in this process, else on Ray.
 RAY_KINDS = ("local", "auto", "address")

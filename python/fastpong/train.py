@@ -8,6 +8,7 @@ import json
 import math
 import os
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from . import _core
 from .agents import ATARI, CLASSIC
 from .checkpoint import (CheckpointError, check_tensors, load_checkpoint, remove_stale_temporaries,
                          save_checkpoint, write_atomically)
-from .config import ALGORITHM_FIELDS, RETURN_WINDOW, RUN_FIELDS, TrainConfig
+from .config import ALGORITHM_FIELDS, RESUMABLE_FIELDS, RETURN_WINDOW, RUN_FIELDS, TrainConfig
 from .metrics import MetricsLog, columns_for
 from .periodic_video import PeriodicVideo
 from .runlock import RunLock
@@ -28,6 +29,7 @@ from .runlock import RunLock
 CONFIG_FILE = "config.json"
 CHECKPOINT_FILE = "checkpoint.npz"
 METRICS_FILE = "metrics.csv"
+LEARNING_RATES_FILE = "learning_rates.csv"
 #: The tutorial's running reward: an exponential average over roughly the last 100 episodes.
 RUNNING_DECAY = 0.99
 #: A checkpoint is written after an update unless the last one is younger than this (seconds), and
@@ -50,6 +52,15 @@ class TrainSummary:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+def log_learning_rate_change(run_dir: Path, episodes: int, previous: float, current: float) -> None:
+    """Appends `episodes,current` to RUN_DIR/learning_rates.csv (made with the run's first rate,
+    from game 0, the first time): the run's learning-rate schedule, one row per rate."""
+    path = run_dir / LEARNING_RATES_FILE
+    text = path.read_text() if path.exists() else f"episode,learning_rate\n0,{previous!r}\n"
+    text += f"{episodes},{current!r}\n"
+    write_atomically(path, lambda f: f.write(text.encode()))
 
 
 class RunError(ValueError):
@@ -93,10 +104,13 @@ def prepare_run(config: TrainConfig, run_dir, resume: bool, explicit=ALGORITHM_F
             np.random.default_rng().bit_generator.state = checkpoint["rng_state"]
         except (TypeError, ValueError, KeyError) as exc:
             raise CheckpointError(f"checkpoint {checkpoint_path} holds an invalid RNG state ({exc})") from None
-        differences = [d for d in config.algorithm_differences(stored) if d.split(":")[0] in explicit]
+        differences = [d for d in config.algorithm_differences(stored)
+                       if d.split(":")[0] in explicit and d.split(":")[0] not in RESUMABLE_FIELDS]
         if differences:
             raise RunError(f"--resume: {run_dir} was trained with other settings ({'; '.join(differences)})")
         run_settings = {name: getattr(config, name) for name in RUN_FIELDS}
+        run_settings.update({name: getattr(config, name) for name in RESUMABLE_FIELDS
+                             if name in explicit and getattr(config, name) is not None})
         config = dataclasses.replace(stored, **run_settings).validate()
     elif config_path.exists() or checkpoint_path.exists():
         try:
@@ -323,6 +337,13 @@ class _Run:
             self.recent_returns.extend(checkpoint["recent_returns"])
             self.wall_offset = checkpoint["wall_seconds"]
             self.rng.bit_generator.state = checkpoint["rng_state"]
+            previous_rate = checkpoint["config"].get("learning_rate")
+            if previous_rate != config.learning_rate:
+                log_learning_rate_change(run_dir, self.episodes, previous_rate, config.learning_rate)
+                if progress:
+                    print(f"fastpong train: learning rate {previous_rate:g} -> {config.learning_rate:g} "
+                          f"from game {self.episodes:,} on (logged in {run_dir / LEARNING_RATES_FILE})",
+                          file=sys.stderr)
         else:
             # Before config.json: a run killed at any moment after this line can be resumed, and
             # one killed before it left no config.json behind to block a fresh start. The first
