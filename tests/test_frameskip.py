@@ -193,3 +193,10 @@ def test_preset_lab_for_mit_pong_is_the_labs_environment(tmp_path):
                      "--run-dir", str(other), "--quiet")
     assert result.returncode == 0, result.stderr
     assert json.loads((other / "config.json").read_text())["frameskip"] == 4
+
+
+def test_eval_refuses_a_frameskip_for_cartpole(tmp_path):
+    run = tmp_path / "cartpole"
+    train(run_dir=run, env_id="CartPole-v1", steps=50, seed=0, progress=False)
+    with pytest.raises(ValueError, match="frameskip is a setting of Atari environments; CartPole-v1 has none"):
+        evaluate(run, episodes=1, frameskip=3)
