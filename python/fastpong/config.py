@@ -125,7 +125,7 @@ class TrainConfig:
             raise ValueError(f"decay rate is a setting of RMSProp; this run's optimizer is {self.optimizer}")
         if self.frameskip is not None:
             if agent.env_kind != ATARI:
-                raise ValueError(f"frameskip is a setting of Atari environments; {self.env_id} has none")
+                raise frameskip_without_frames(self.env_id)
             check_positive_int("frameskip", self.frameskip)
         if self.ray is not None and self.ray not in RAY_KINDS:
             raise ValueError(f"ray must be one of {', '.join(RAY_KINDS)} or None, got {self.ray!r}")
@@ -199,6 +199,11 @@ class TrainConfig:
             if getattr(self, name) != getattr(other, name)
             and not (name == "seed" and self.seed is None)
         ]
+
+
+def frameskip_without_frames(env_id: str) -> ValueError:
+    """The error for a frameskip given to an environment that is not Atari (CartPole)."""
+    return ValueError(f"frameskip is a setting of Atari environments; {env_id} has none")
 
 
 def _shown(name: str, value) -> str:

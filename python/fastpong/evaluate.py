@@ -12,7 +12,7 @@ import numpy as np
 from . import _core
 from .agents import ATARI, Agent, check_agent_plays, get_agent
 from .checkpoint import CheckpointError, load_agent_weights
-from .config import DEFAULT_ENV_ID, check_positive_int
+from .config import DEFAULT_ENV_ID, check_positive_int, frameskip_without_frames
 from .policy import Policy
 from .reference import DOWN, UP
 
@@ -173,7 +173,7 @@ def evaluate(checkpoint=PRETRAINED, *, env_id: str | None = None, episodes: int 
         validate_env_id(env_id)
         frameskip = check_frameskip(frameskip if frameskip is not None else player.frameskip)
     elif frameskip is not None:
-        raise ValueError(f"frameskip is a setting of Atari environments; {env_id} has none")
+        raise frameskip_without_frames(env_id)
     video_path = check_video_path(video) if video is not None else None
     if player.agent.env_kind != ATARI:
         return _evaluate_returns(player.policy, env_id, episodes, min(num_envs or 16, episodes), seed, greedy,
