@@ -94,7 +94,7 @@ def test_tutorial_learner_folds_added_gradients_into_its_checkpoint_and_checks_s
     (["--env", "CartPole-v1", "--agent", "karpathy"], ["agent 'karpathy' plays atari environments, not 'CartPole-v1'",
                                                        "played by mit-cartpole"]),
     (["--env", "CartPole-v1", "--preset", "karpathy"], ["--preset karpathy holds settings of agent 'karpathy', not of 'mit-cartpole'"]),
-    (["--preset", "lab"], ["--preset lab holds settings of agent 'mit-cartpole', not of 'karpathy'"]),
+    (["--preset", "lab"], ["--preset lab holds settings of agents 'mit-cartpole' and 'mit-pong', not of 'karpathy'"]),
     (["--env", "CartPole-v1", "--decay-rate", "0.9"], ["decay rate is a setting of RMSProp", "optimizer is adam"]),
     (["--optimizer", "adam", "--decay-rate", "0.9"], ["decay rate is a setting of RMSProp"]),
     (["--engine", "reference", "--optimizer", "adam"], ["karpathy agent's reference engine runs rmsprop, not adam"]),

@@ -13,7 +13,7 @@ import json
 import signal
 import sys
 
-from .config import DEFAULT_ENV_ID, ENGINES, OPTIMIZERS, PRESETS, RETURN_WINDOW
+from .config import DEFAULT_ENV_ID, ENGINES, OPTIMIZERS, PRESET_NAMES, PRESETS, RETURN_WINDOW
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
@@ -68,15 +68,20 @@ def _add_train(subparsers) -> None:
             return f"{pong[name]:g}"
         return f"{pong[name]:g} for karpathy, {cartpole[name]:g} for mit-cartpole"
 
-    p.add_argument("--preset", choices=sorted(PRESETS),
-                   help="Pong: karpathy or tutorial, the originals' settings; fast, see "
-                        "experiments/README.md. CartPole: lab, the MIT lab's own settings. Flags given "
-                        "with it still win")
+    p.add_argument("--preset", choices=PRESET_NAMES,
+                   help="karpathy (Pong): karpathy or tutorial, the originals' settings; fast, see "
+                        "experiments/README.md. mit-cartpole: lab, the MIT lab's own settings. "
+                        "mit-pong: lab, the lab's environment (Pong-v0, frameskip 5) and settings. "
+                        "Flags given with it still win")
     p.add_argument("--env", dest="env_id", metavar="ID",
                    help=f"a gymnasium ALE id, or CartPole-v1 / CartPole-v0 (default {DEFAULT_ENV_ID})")
+    p.add_argument("--frameskip", type=_positive_int, metavar="N",
+                   help="Atari: emulator frames per agent step, fixed (default: the environment's "
+                        "own: 4 for ALE/Pong-v5, 2 to 4 at random for Pong-v0; the MIT lab plays "
+                        "Pong-v0 with 5)")
     p.add_argument("--agent", choices=list(AGENTS),
-                   help="karpathy (the tutorial's Pong agent) or mit-cartpole (the MIT lab's); "
-                        "default: the environment's")
+                   help="karpathy (the tutorial's Pong agent), mit-cartpole or mit-pong (the MIT "
+                        "lab's CartPole and Pong agents); default: the environment's")
     p.add_argument("--optimizer", choices=OPTIMIZERS,
                    help=f"default {pong['optimizer']} for karpathy, {cartpole['optimizer']} for mit-cartpole")
     p.add_argument("--num-envs", type=_positive_int, metavar="N",
@@ -128,10 +133,9 @@ def _run_train(args) -> int:
     settings = {name: getattr(args, name) for name in (
         "env_id", "num_envs", "episodes", "steps", "batch_size", "learning_rate", "decay_rate",
         "gamma", "hidden", "seed", "threads", "engine", "video_every", "agent", "optimizer",
-        "target_return") if getattr(args, name) is not None}
+        "target_return", "frameskip") if getattr(args, name) is not None}
     if args.preset:
-        _check_preset(args.preset, settings)
-        preset = dict(PRESETS[args.preset])
+        preset = _preset_settings(args.preset, settings)
         if args.resume:  # a resumed run's rate changes only when --learning-rate is typed
             preset.pop("learning_rate", None)
         settings = {**preset, **settings}
@@ -163,15 +167,20 @@ def _run_train(args) -> int:
     return 0
 
 
-def _check_preset(preset: str, settings: dict) -> None:
-    """A preset belongs to one agent (karpathy, tutorial, fast: Pong; lab: CartPole)."""
-    from .agents import AGENTS, default_agent
+def _preset_settings(preset: str, settings: dict) -> dict:
+    """The settings of the run's agent's preset (karpathy, tutorial, fast: the tutorial's agent;
+    lab: the MIT lab's agents, each its own); ValueError if the agent has no such preset."""
+    from .agents import default_agent
 
     agent = settings.get("agent") or default_agent(settings.get("env_id", DEFAULT_ENV_ID))
-    if agent in AGENTS and preset not in AGENTS[agent].presets:
-        owner = next(a.name for a in AGENTS.values() if preset in a.presets)
-        raise ValueError(f"--preset {preset} holds settings of agent {owner!r}, not of {agent!r} "
-                         f"(its presets: {', '.join(AGENTS[agent].presets) or 'none'})")
+    presets = PRESETS.get(agent, {})
+    if preset not in presets:
+        owners = [name for name, named in PRESETS.items() if preset in named]
+        whose = (f"agent {owners[0]!r}" if len(owners) == 1
+                 else "agents " + " and ".join(repr(name) for name in owners))
+        raise ValueError(f"--preset {preset} holds settings of {whose}, not of {agent!r} "
+                         f"(its presets: {', '.join(presets) or 'none'}; name the agent with --agent)")
+    return dict(presets[preset])  # a copy: callers may change it
 
 
 def _add_eval(subparsers) -> None:
@@ -182,6 +191,8 @@ def _add_eval(subparsers) -> None:
                    help="a checkpoint .npz, a run directory, or 'pretrained' (the policy shipped with fastpong)")
     p.add_argument("--env", dest="env_id", metavar="ID",
                    help=f"default: the run's environment ({DEFAULT_ENV_ID} for a bare Pong policy)")
+    p.add_argument("--frameskip", type=_positive_int, metavar="N",
+                   help="Atari: emulator frames per agent step (default: the run's, else the environment's own)")
     p.add_argument("--episodes", type=_positive_int, default=10, metavar="N", help="episodes to play (default 10)")
     p.add_argument("--num-envs", type=_positive_int, metavar="N",
                    help="episodes played at once (default 4 for Pong, 16 for CartPole)")
@@ -198,8 +209,9 @@ def _add_eval(subparsers) -> None:
 def _run_eval(args) -> int:
     from .evaluate import evaluate
 
-    result = evaluate(args.checkpoint, env_id=args.env_id, episodes=args.episodes, num_envs=args.num_envs,
-                      seed=args.seed, greedy=args.greedy, video=args.video, max_steps=args.max_steps)
+    result = evaluate(args.checkpoint, env_id=args.env_id, frameskip=args.frameskip, episodes=args.episodes,
+                      num_envs=args.num_envs, seed=args.seed, greedy=args.greedy, video=args.video,
+                      max_steps=args.max_steps)
     summary = result.summary()
     if args.json:
         print(json.dumps(summary))
@@ -255,7 +267,7 @@ def _run_plot(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="fastpong", description="Policy-gradient agents, fast: Karpathy's Pong from pixels "
-                     "and the MIT lab's CartPole.")
+                     "and the MIT lab's CartPole and Pong.")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
                                        parser_class=_Parser)
     _add_train(subparsers)

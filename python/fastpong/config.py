@@ -15,7 +15,7 @@ OPTIMIZERS = ("rmsprop", "adam")
 #: how many envs and threads) may change between sessions of the same run.
 ALGORITHM_FIELDS = (
     "env_id", "batch_size", "learning_rate", "decay_rate", "gamma", "hidden", "seed", "engine",
-    "agent", "optimizer",
+    "agent", "optimizer", "frameskip",
 )
 #: Algorithm settings that a resumed run may change when they are given explicitly: a step
 #: schedule for the learning rate (the optimizer's state carries over; only the step size
@@ -27,20 +27,34 @@ RAY_KINDS = ("local", "auto", "address")
 #: Settings the agent chooses when none is given (see each agent's ``defaults``).
 AGENT_DEFAULT_FIELDS = ("batch_size", "learning_rate", "gamma", "hidden", "optimizer")
 
-#: Named starting points for `--preset`; flags typed after them still win.
+#: Named starting points for `--preset`, by agent; flags typed after them still win.
 PRESETS = {
-    # Karpathy's pg-pong.py: H 200, batch 10, learning rate 1e-4, gamma 0.99, RMSProp (decay 0.99,
-    # the RMSProp default).
-    "karpathy": dict(hidden=200, batch_size=10, learning_rate=1e-4, gamma=0.99),
-    # The NumPy tutorial: the same, with an update every 3 games.
-    "tutorial": dict(hidden=200, batch_size=3, learning_rate=1e-4, gamma=0.99),
-    # Least wall-clock to running reward 0 on 2 cores among the runs in experiments/README.md:
-    # Karpathy's settings with a 10x learning rate.
-    "fast": dict(hidden=200, batch_size=10, learning_rate=1e-3, gamma=0.99),
-    # The MIT lab's CartPole settings as the lab runs them: gamma 0.95, Adam 1e-3, one environment
-    # (mit-cartpole's defaults differ in gamma, learning rate and environments: see the README).
-    "lab": dict(hidden=32, batch_size=1, learning_rate=1e-3, gamma=0.95, optimizer="adam", num_envs=1),
+    "karpathy": {
+        # Karpathy's pg-pong.py: H 200, batch 10, learning rate 1e-4, gamma 0.99, RMSProp (decay
+        # 0.99, the RMSProp default).
+        "karpathy": dict(hidden=200, batch_size=10, learning_rate=1e-4, gamma=0.99),
+        # The NumPy tutorial: the same, with an update every 3 games.
+        "tutorial": dict(hidden=200, batch_size=3, learning_rate=1e-4, gamma=0.99),
+        # Least wall-clock to running reward 0 on 2 cores among the runs in experiments/README.md:
+        # Karpathy's settings with a 10x learning rate.
+        "fast": dict(hidden=200, batch_size=10, learning_rate=1e-3, gamma=0.99),
+    },
+    "mit-cartpole": {
+        # The MIT lab's CartPole settings as the lab runs them: gamma 0.95, Adam 1e-3, one
+        # environment (mit-cartpole's defaults differ in gamma, learning rate and environments:
+        # see the README).
+        "lab": dict(hidden=32, batch_size=1, learning_rate=1e-3, gamma=0.95, optimizer="adam", num_envs=1),
+    },
+    "mit-pong": {
+        # The MIT lab's Pong: Pong-v0 (sticky actions 0.25) with a fixed frameskip of 5, 5 games
+        # at once and per Adam step (1e-3), gamma 0.99. Only the environment differs from
+        # mit-pong's defaults (ALE/Pong-v5, frameskip 4).
+        "lab": dict(env_id="Pong-v0", frameskip=5, batch_size=5, learning_rate=1e-3, gamma=0.99,
+                    optimizer="adam", num_envs=5),
+    },
 }
+#: Every preset's name, for `--preset`'s choices.
+PRESET_NAMES = tuple(sorted({name for presets in PRESETS.values() for name in presets}))
 #: Episodes over which --target-return averages the return (gymnasium's "solved" rule for CartPole).
 RETURN_WINDOW = 100
 #: RMSProp's decay when none is given.
@@ -77,6 +91,9 @@ class TrainConfig:
     #: "address" (a cluster's host:port, which is not recorded: it may differ next session).
     ray: str | None = None
     workers: int | None = None  # with ray: how many rollout workers
+    #: Atari only: emulator frames per agent step, a fixed int (None: the environment id's own,
+    #: e.g. 4 for ALE/Pong-v5; configs written before this setting existed read as None).
+    frameskip: int | None = None
 
     def __post_init__(self):
         from .agents import AGENTS, default_agent
@@ -100,7 +117,7 @@ class TrainConfig:
 
     def validate(self) -> "TrainConfig":
         """Raises ValueError naming the first bad setting; returns self."""
-        from .agents import check_agent_plays
+        from .agents import ATARI, check_agent_plays
 
         if not isinstance(self.env_id, str) or not self.env_id:
             raise ValueError(f"env id must be a non-empty string, got {self.env_id!r}")
@@ -110,6 +127,10 @@ class TrainConfig:
             raise ValueError(f"optimizer must be one of {', '.join(agent.optimizers)}, got {self.optimizer!r}")
         if self.optimizer != "rmsprop" and self.decay_rate is not None:
             raise ValueError(f"decay rate is a setting of RMSProp; this run's optimizer is {self.optimizer}")
+        if self.frameskip is not None:
+            if agent.env_kind != ATARI:
+                raise frameskip_without_frames(self.env_id)
+            check_positive_int("frameskip", self.frameskip)
         if self.ray is not None and self.ray not in RAY_KINDS:
             raise ValueError(f"ray must be one of {', '.join(RAY_KINDS)} or None, got {self.ray!r}")
         if self.workers is not None and self.ray is None:
@@ -177,11 +198,23 @@ class TrainConfig:
         """'learning_rate: 0.001 != 0.0001' for each algorithm setting that differs. A seed of
         None (not chosen) differs from nothing."""
         return [
-            f"{name}: {getattr(self, name)!r} != {getattr(other, name)!r}"
+            f"{name}: {_shown(name, getattr(self, name))} != {_shown(name, getattr(other, name))}"
             for name in ALGORITHM_FIELDS
             if getattr(self, name) != getattr(other, name)
             and not (name == "seed" and self.seed is None)
         ]
+
+
+def frameskip_without_frames(env_id: str) -> ValueError:
+    """The error for a frameskip given to an environment that is not Atari (CartPole)."""
+    return ValueError(f"frameskip is a setting of Atari environments; {env_id} has none")
+
+
+def _shown(name: str, value) -> str:
+    """A setting's value as a mismatch message shows it: a frameskip of None is the id's own."""
+    if name == "frameskip" and value is None:
+        return "None (the environment's own)"
+    return repr(value)
 
 
 def _is_int(value) -> bool:

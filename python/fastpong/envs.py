@@ -18,7 +18,8 @@ Two implementations sit behind the same API:
   ``ALE/Pong-v5`` and ``PongNoFrameskip-v4`` are native.
 * fallback: ``gymnasium.vector.SyncVectorEnv`` over ``gymnasium.make(env_id)``
   envs, for everything else (e.g. ``Pong-v0``/``Pong-v4``, whose frameskip is
-  drawn at random from (2, 5) on every step).
+  drawn at random from (2, 5) on every step; given a fixed ``frameskip``, as
+  the MIT lab's ``Pong-v0`` with 5, they are native too).
 
 Known differences of the native path from gymnasium.make, both only with
 sticky actions (repeat_action_probability > 0):
@@ -51,6 +52,7 @@ import numpy as np
 
 __all__ = [
     "EnvBatch",
+    "check_frameskip",
     "default_num_envs",
     "make_env_batch",
     "validate_env_id",
@@ -176,12 +178,31 @@ class _Config:
         return not self.native_reasons
 
 
-def _resolve_config(env_id: str, repeat_action_probability: float | None) -> _Config:
+def check_frameskip(frameskip: Any) -> int | None:
+    """``frameskip`` as an int, or None (the id's own); ValueError unless None or an int >= 1."""
+    if frameskip is None:
+        return None
+    if isinstance(frameskip, (bool, np.bool_)) or not isinstance(frameskip, (int, np.integer)) \
+            or frameskip < 1:
+        raise ValueError(f"frameskip must be a positive integer (emulator frames per agent step), "
+                         f"got {frameskip!r}")
+    return int(frameskip)
+
+
+def _resolve_config(
+    env_id: str, repeat_action_probability: float | None, frameskip: int | None = None
+) -> _Config:
     validate_env_id(env_id)
     spec = gymnasium.spec(env_id)
     settings = dict(_ATARI_ENV_DEFAULTS)
     settings.update(spec.kwargs)
     make_kwargs: dict[str, Any] = {}
+    frameskip = check_frameskip(frameskip)
+    if frameskip is not None:
+        # A fixed skip replaces the id's own (Pong-v0's random 2 to 4): as gymnasium.make(env_id,
+        # frameskip=k), and with an int skip the id can run on the native path.
+        settings["frameskip"] = frameskip
+        make_kwargs["frameskip"] = frameskip
     if repeat_action_probability is not None:
         rap = float(repeat_action_probability)
         if not 0.0 <= rap <= 1.0:
@@ -296,6 +317,8 @@ class EnvBatch:
         self.env_id = config.env_id
         self.num_envs = num_envs
         self.native = config.native_ok
+        #: emulator frames per step: an int, or Pong-v0's (2, 5) (a random skip of 2 to 4)
+        self.frameskip = config.settings["frameskip"]
         self._config = config
         self._pending_seed = seed
         self._started = False
@@ -519,6 +542,7 @@ def make_env_batch(
     threads: int | None = None,
     seed: int | None = None,
     repeat_action_probability: float | None = None,
+    frameskip: int | None = None,
 ) -> EnvBatch:
     """Create an :class:`EnvBatch` of ``num_envs`` copies of ``env_id``.
 
@@ -528,6 +552,9 @@ def make_env_batch(
     seed: used by the first ``reset()`` called without a seed.
     repeat_action_probability: sticky-action probability; None keeps the id's
         own (0.25 for ``ALE/*-v5`` and ``*-v0``, 0.0 for ``*-v4``).
+    frameskip: emulator frames per step, a fixed int >= 1; None keeps the id's
+        own (4 for ``ALE/*-v5``, 1 for ``*NoFrameskip-v4``, 2 to 4 at random for
+        ``*-v0``/``*-v4``). ``Pong-v0`` with ``frameskip=5`` is the MIT lab's Pong.
     """
     if isinstance(num_envs, (bool, np.bool_)) or not isinstance(num_envs, (int, np.integer)):
         raise ValueError(f"num_envs must be a positive int, got {num_envs!r}")
@@ -538,5 +565,5 @@ def make_env_batch(
     ):
         raise ValueError(f"threads must be a non-negative int or None, got {threads!r}")
     seed = _check_seed(seed)
-    config = _resolve_config(env_id, repeat_action_probability)
+    config = _resolve_config(env_id, repeat_action_probability, frameskip)
     return EnvBatch(config, int(num_envs), None if threads is None else int(threads), seed)

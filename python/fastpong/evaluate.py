@@ -12,7 +12,7 @@ import numpy as np
 from . import _core
 from .agents import ATARI, Agent, check_agent_plays, get_agent
 from .checkpoint import CheckpointError, load_agent_weights
-from .config import DEFAULT_ENV_ID, check_positive_int
+from .config import DEFAULT_ENV_ID, check_positive_int, frameskip_without_frames
 from .policy import Policy
 from .reference import DOWN, UP
 
@@ -95,11 +95,13 @@ class ReturnEvalResult:
 
 @dataclass
 class Player:
-    """A trained policy and what it plays: its agent, and the environment of its run if known."""
+    """A trained policy and what it plays: its agent, and the environment of its run if known
+    (its id and, for Atari, the frameskip it was trained with; None: the id's own)."""
 
     agent: Agent
     policy: object
     env_id: str | None = None
+    frameskip: int | None = None
 
 
 def resolve_checkpoint(spec) -> Path:
@@ -120,7 +122,9 @@ def resolve_checkpoint(spec) -> Path:
 def load_player(spec) -> Player:
     """Any agent's policy from 'pretrained', a run directory, a checkpoint or weights file."""
     agent, config, weights = load_agent_weights(resolve_checkpoint(spec))
-    return Player(agent, agent.policy_from_weights(weights), config.env_id if config is not None else None)
+    if config is None:
+        return Player(agent, agent.policy_from_weights(weights))
+    return Player(agent, agent.policy_from_weights(weights), config.env_id, config.frameskip)
 
 
 def load_policy(spec) -> Policy:
@@ -141,12 +145,14 @@ def _as_player(checkpoint) -> Player:
 
 def evaluate(checkpoint=PRETRAINED, *, env_id: str | None = None, episodes: int = 10,
              num_envs: int | None = None, seed: int | None = 0, greedy: bool = False,
-             video=None, max_steps: int | None = None):
+             video=None, max_steps: int | None = None, frameskip: int | None = None):
     """Plays `episodes` full episodes with a checkpoint's policy on the parallel fast path.
 
     ``checkpoint``: 'pretrained', a run directory, a checkpoint or weights file, a Policy or a
     Player. ``env_id``: by default the one the policy was trained on (Pong for the shipped
-    policy). Actions are sampled as in training (``greedy=True``: the most probable action).
+    policy). ``frameskip`` (Atari): by default the one the policy was trained with (the
+    environment's own for a run that set none, or a bare policy). Actions are sampled as in
+    training (``greedy=True``: the most probable action).
     ``video`` records the first episode (MP4 or GIF). ``max_steps`` caps the agent steps of the
     whole evaluation (for quick checks): episodes still going then count, marked truncated.
 
@@ -162,26 +168,30 @@ def evaluate(checkpoint=PRETRAINED, *, env_id: str | None = None, episodes: int 
     env_id = env_id or player.env_id or DEFAULT_ENV_ID
     check_agent_plays(player.agent, env_id)
     if player.agent.env_kind == ATARI:
-        from .envs import validate_env_id
+        from .envs import check_frameskip, validate_env_id
 
         validate_env_id(env_id)
+        frameskip = check_frameskip(frameskip if frameskip is not None else player.frameskip)
+    elif frameskip is not None:
+        raise frameskip_without_frames(env_id)
     video_path = check_video_path(video) if video is not None else None
     if player.agent.env_kind != ATARI:
         return _evaluate_returns(player.policy, env_id, episodes, min(num_envs or 16, episodes), seed, greedy,
                                  video_path, max_steps)
     game_class = _LabPongGame if player.agent.name == "mit-pong" else _PongGame
     return _evaluate_pong(player.policy, env_id, episodes, min(num_envs or 4, episodes), seed, greedy,
-                          video_path, max_steps, game_class)
+                          video_path, max_steps, game_class, frameskip)
 
 
 def _evaluate_pong(policy, env_id, episodes, num_envs, seed, greedy, video_path, max_steps,
-                   game_class=None) -> EvalResult:
+                   game_class=None, frameskip=None) -> EvalResult:
     from .envs import make_env_batch
     from .video import VideoWriter
 
     game = (game_class or _PongGame)(policy, num_envs, np.random.default_rng(seed), greedy)
     writer = VideoWriter(video_path) if video_path is not None else None
-    return EvalResult(_play(make_env_batch(env_id, num_envs, seed=seed), game, episodes, seed, max_steps, writer))
+    envs = make_env_batch(env_id, num_envs, seed=seed, frameskip=frameskip)
+    return EvalResult(_play(envs, game, episodes, seed, max_steps, writer))
 
 
 def _evaluate_returns(policy, env_id, episodes, num_envs, seed, greedy, video_path, max_steps) -> ReturnEvalResult:

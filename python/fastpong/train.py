@@ -212,21 +212,23 @@ def _make_lanes(config: TrainConfig, sizes: list[int], seed: int) -> list:
     from .envs import make_env_batch
 
     if config.engine == "reference":
-        return [_SingleGymEnv(config.env_id)]
+        return [_SingleGymEnv(config.env_id, config.frameskip)]
     threads = max(1, config.threads // len(sizes))
-    return [make_env_batch(config.env_id, size, threads=threads, seed=seed + sum(sizes[:i]))
+    return [make_env_batch(config.env_id, size, threads=threads, seed=seed + sum(sizes[:i]),
+                           frameskip=config.frameskip)
             for i, size in enumerate(sizes)]
 
 
 class _SingleGymEnv:
-    """gymnasium.make(env_id) behind the batch interface: the tutorial's own environment."""
+    """gymnasium.make(env_id) behind the batch interface: the tutorial's own environment
+    (with ``frameskip`` if one is set, else the id's own)."""
 
-    def __init__(self, env_id: str):
+    def __init__(self, env_id: str, frameskip: int | None = None):
         import ale_py
         import gymnasium
 
         gymnasium.register_envs(ale_py)
-        self.env = gymnasium.make(env_id)
+        self.env = gymnasium.make(env_id, **({} if frameskip is None else {"frameskip": frameskip}))
         self.num_envs = 1
         self._actions = None
 

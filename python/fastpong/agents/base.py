@@ -18,7 +18,7 @@ record and its learners, which all offer the same methods:
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -49,7 +49,6 @@ class Agent:
     optimizers: tuple = ("rmsprop", "adam")
     #: The optimizers its reference engine implements (in NumPy, as its original did).
     reference_optimizers: tuple = ()
-    presets: tuple = field(default=())
 
     def plays(self, env_id: str) -> bool:
         return self.env_ids is None or env_id in self.env_ids

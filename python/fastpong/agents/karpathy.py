@@ -238,5 +238,4 @@ AGENT = Agent(
     policy_from_weights=lambda weights: Policy.from_model(weights),
     reference_many_envs=False,
     reference_optimizers=("rmsprop",),
-    presets=("karpathy", "tutorial", "fast"),
 )

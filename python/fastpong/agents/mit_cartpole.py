@@ -76,5 +76,4 @@ AGENT = Agent(
     policy_from_weights=policy_from_weights,
     env_ids=tuple(CLASSIC_ENV_IDS),
     reference_optimizers=("adam",),
-    presets=("lab",),
 )

@@ -11,8 +11,9 @@ Adam step (learning rate 1e-3) follows the gradient of mean_t(return_t * log pi(
 Here: ``batch_size`` games (5) make an iteration; finished games wait until the batch is full,
 then the batch is discounted and normalized together and its gradient taken in one backward pass
 (``ConvPolicy.accumulate_gradient``) before the Adam step. The lab's environment is ``Pong-v0``
-with frameskip 5; ``--env Pong-v0`` gives v0 (frameskip 2 to 4 at random, as gymnasium registers
-it): a frameskip option is not there yet.
+(sticky actions 0.25) with a fixed frameskip of 5: ``--agent mit-pong --preset lab`` (or ``--env
+Pong-v0 --frameskip 5``); the agent's default environment stays fastpong's ``ALE/Pong-v5``
+(frameskip 4), and ``--env Pong-v0`` alone skips 2 to 4 frames at random, as gymnasium registers it.
 
 Checkpoint names are the Keras layout's (``conv2d_0/kernel`` ... ``logits/bias``), ``grad/<name>``
 for the gradient of games not yet applied, ``adam/<key>`` (or ``rmsprop/<key>``) for the optimizer.

@@ -1,0 +1,70 @@
+"""experiments/where_time_goes.py: its accounting of a short training session (no timings judged)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parent.parent / "experiments" / "where_time_goes.py"
+
+
+@pytest.fixture(scope="module")
+def where_time_goes():
+    spec = importlib.util.spec_from_file_location("where_time_goes", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class _Clock:
+    """A perf_counter that moves only when told."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def perf_counter(self):
+        return self.now
+
+
+def test_stopwatch_gives_nested_time_to_the_inner_part(where_time_goes, monkeypatch):
+    clock = _Clock()
+    monkeypatch.setattr(where_time_goes, "time", clock)
+    stopwatch = where_time_goes.Stopwatch()
+
+    def work(seconds):
+        clock.now += seconds
+
+    inner = stopwatch.wrap("inner", work)
+    middle = stopwatch.wrap("middle", lambda: (work(1.0), inner(5.0)))
+    outer = stopwatch.wrap("outer", lambda: (work(0.5), middle(), inner(2.0), middle()))
+    outer()
+    assert stopwatch.calls == {"inner": 3, "middle": 2, "outer": 1}
+    assert dict(stopwatch.seconds) == {"inner": 12.0, "middle": 2.0, "outer": 0.5}
+
+
+@pytest.mark.parametrize("agent", ["karpathy", "mit-pong"])
+def test_parts_of_a_short_session_add_up(where_time_goes, agent):
+    from fastpong.envs import EnvBatch
+    from fastpong.train import _Run
+
+    recv, save = EnvBatch.recv, _Run._save
+    run = where_time_goes.measure_training(agent, steps=300, num_envs=2)
+    assert run["steps"] == 300
+    parts = run["seconds"]
+    assert set(parts) == set(where_time_goes.PARTS)
+    assert sum(parts.values()) == pytest.approx(run["session_seconds"])
+    # Nested calls are not counted twice: the parts fit inside the train() call that holds them.
+    assert run["session_seconds"] <= run["call_seconds"]
+    for part in ("emulator", "preprocess", "forward", "checkpoint", "env setup", "rest"):
+        assert parts[part] > 0, part
+    calls = run["calls"]
+    assert calls["preprocess"] == calls["forward"] > 0  # one observe, one act per lane step
+    assert calls["emulator"] >= 2 * calls["forward"]  # a send and a recv per lane step
+    assert (EnvBatch.recv, _Run._save) == (recv, save)  # the library is as it was
+
+
+def test_bare_env_steps_at_least_what_was_asked(where_time_goes):
+    bare = where_time_goes.measure_bare_env(steps=7, num_envs=2)
+    assert bare["steps"] == 8 and bare["seconds"] > 0
