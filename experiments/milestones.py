@@ -1,4 +1,4 @@
-"""When did a run's running reward first reach -15, -10, -5 and 0? Wall-clock, env steps, episodes.
+"""When did a run's running reward first reach -15, -10, -5, 0, +5 and +10? Wall-clock, env steps, episodes.
 
     python experiments/milestones.py RUN_DIR [RUN_DIR ...]
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 from fastpong.plot import load_metrics
 
-THRESHOLDS = (-15, -10, -5, 0)
+THRESHOLDS = (-15, -10, -5, 0, 5, 10)
 
 
 def milestones(run_dir) -> list[tuple[int, dict | None]]:
