@@ -890,103 +890,170 @@ void ConvPolicy::forward(const float* x, int64_t n, float* log_probs, float* pro
   head_.forward(acts.a[kConvLayers - 1].data(), n, log_probs, probs);
 }
 
+namespace {
+
+// The conv layers' backward pass, fed chunk by chunk with the chunk's activations and the
+// gradient at the flattened conv output; `finish` adds the parts summed over every step (the zero
+// frame's share of conv2d_1's weights and of conv2d_0's bias). Only the conv tensors' gradients
+// (grads[0 .. 2 * kConvLayers)) are touched.
+class ConvBackward {
+ public:
+  ConvBackward(const ConvPolicy& policy, const Activations& background)
+      : policy_(policy), net_(network()), background_(background),
+        g2_sum_(static_cast<size_t>(net_.layers[0].pixels() * net_.layers[0].cols), 0.0f),
+        ungated_sum_(static_cast<size_t>(kConvSpecs[0].filters), 0.0f) {
+    // Kernels transposed (cols, rows), for the input gradients of the GEMM layers.
+    for (size_t l = 0; l < net_.layers.size(); ++l) {
+      const GemmLayer& L = net_.layers[l];
+      wt_.push_back(transposed(policy.tensor(2 * static_cast<int>(l) + 2), L.rows, L.cols));
+    }
+  }
+
+  // m steps xm whose activations are acts, flat_grad (m, flat) the gradient at the flattened
+  // conv output (before its ReLU gate).
+  void chunk(const float* xm, int64_t m, const Activations& acts, const float* flat_grad,
+             float* const* grads) {
+    const Network& net = net_;
+    const GemmLayer& second = net.layers[0];  // conv2d_1
+    const int64_t first_pixels = net.first_out_side * net.first_out_side;
+    const int64_t first_channels = kConvSpecs[0].filters;
+    dirty_.resize(static_cast<size_t>(m * first_pixels));
+    for (int64_t t = 0; t < m; ++t) {
+      first_layer_dirty(xm + t * ConvPolicy::kInputSize, dirty_.data() + t * first_pixels);
+    }
+    // The conv layers from the top (conv2d_3) down to conv2d_2: g is the gradient at the layer's
+    // output (ReLU gate applied), compact (pixels, cols).
+    const float* flat = acts.a[ConvPolicy::kConvLayers - 1].data();
+    g_.resize(static_cast<size_t>(m * net.flat));
+    gate_gradient(net.layers.back(), m, flat_grad, flat, g_.data());
+    for (int l = static_cast<int>(net.layers.size()) - 1; l >= 1; --l) {
+      const GemmLayer& L = net.layers[l];
+      const float* in = acts.a[l].data();
+      weight_grad(L, in, g_.data(), m, grads[2 * l + 2]);
+      add_column_sums(g_.data(), m * L.pixels(), L.cols, grads[2 * l + 3]);
+      input_grad(L, g_.data(), wt_[l], m, din_);
+      // The gradient at conv2d_l's output (conv2d_l is GEMM layer l - 1), gated by its ReLU.
+      g_next_.resize(static_cast<size_t>(m * net.layers[l - 1].pixels() * net.layers[l - 1].cols));
+      gate_gradient(net.layers[l - 1], m, din_.data(), in, g_next_.data());
+      std::swap(g_, g_next_);
+    }
+    // conv2d_1: its weights from the sparse departures of a1 from the zero frame's (the rest in
+    // finish); its input gradient only where conv2d_0's weights need it.
+    {
+      const int64_t c = second.in.channels;
+      const int parts = parts_for(m * 40 * 9 * c * second.cols >= kParallelMinMacs);
+      run_in_parts(parts, [&](int part, int count) {
+        second_layer_departure_grad(second, dirty_.data(), acts.a[0].data(),
+                                    background_.a[0].data(), g_.data(), m, c * part / count,
+                                    c * (part + 1) / count, grads[2]);
+      });
+    }
+    add_column_sums(g_.data(), m * second.pixels(), second.cols, grads[3]);
+    add_column_sums(g_.data(), m, second.pixels() * second.cols, g2_sum_.data());
+    g_next_.resize(static_cast<size_t>(m * first_pixels * first_channels));
+    ungated_.resize(static_cast<size_t>(m * first_channels));
+    first_layer_output_grad(second, dirty_.data(), acts.a[0].data(), g_.data(), wt_[0].data(), m,
+                            g_next_.data(), ungated_.data());
+    add_column_sums(ungated_.data(), m, first_channels, ungated_sum_.data());
+    first_layer_weight_grad(xm, m, g_next_.data(), grads[0]);
+    // The bias gradient sums the gated gradient over every position: over the computed ones
+    // directly, and over the others, whose pre-activation is the bias itself (their window
+    // sees no input), as (all positions - computed ones) of the ungated gradient where b > 0.
+    add_first_layer_bias_grad(dirty_.data(), m, g_next_.data(), grads[1]);
+  }
+
+  void finish(float* const* grads) {
+    const Network& net = net_;
+    const GemmLayer& second = net.layers[0];
+    const int64_t first_channels = kConvSpecs[0].filters;
+    // conv2d_1's weight gradient, the zero frame's part: its patches are the same at every step.
+    weight_grad(second, background_.a[0].data(), g2_sum_.data(), 1, grads[2]);
+    // sum over every position and step of conv2d_1's input gradient = the input gradient of the
+    // per-pixel sums of its output gradient, summed over the positions.
+    input_grad(second, g2_sum_.data(), wt_[0], 1, din_);
+    const float* b0 = policy_.tensor(1);
+    for (int64_t j = 0; j < first_channels; ++j) {
+      if (!(b0[j] > 0.0f)) continue;
+      float all = 0.0f;
+      for (int64_t iy = 0; iy < net.first_out_side; ++iy) {
+        for (int64_t ix = 0; ix < net.first_out_side; ++ix) {
+          const int64_t at = (iy + second.in.pad) * second.in.side + ix + second.in.pad;
+          all += din_[at * first_channels + j];
+        }
+      }
+      grads[1][j] += all - ungated_sum_[j];
+    }
+  }
+
+ private:
+  const ConvPolicy& policy_;
+  const Network& net_;
+  const Activations& background_;
+  std::vector<std::vector<float>> wt_;
+  // Sums over all steps: conv2d_1's output gradient per pixel (for conv2d_0's bias), and the
+  // ungated input gradient of conv2d_1 over the positions computed one by one.
+  std::vector<float> g2_sum_, ungated_sum_;
+  std::vector<float> din_, g_, g_next_, ungated_;
+  std::vector<uint8_t> dirty_;  // per step, conv2d_0's outputs whose window holds a nonzero pixel
+};
+
+}  // namespace
+
 void ConvPolicy::accumulate_gradient(const float* x, const int64_t* actions,
                                      const float* advantages, int64_t steps, float scale,
                                      const std::array<float*, kTensors>& grads) const {
   const Network& net = network();
-  // Kernels transposed (cols, rows), for the input gradients of the GEMM layers.
-  std::vector<std::vector<float>> wt;
-  for (size_t l = 0; l < net.layers.size(); ++l) {
-    const GemmLayer& L = net.layers[l];
-    wt.push_back(transposed(tensor(2 * static_cast<int>(l) + 2), L.rows, L.cols));
-  }
   DenseTensors head_grads;
   for (int64_t l = 0; l < head_.num_layers(); ++l) {
     head_grads.kernels.push_back(grads[2 * (kConvLayers + l)]);
     head_grads.biases.push_back(grads[2 * (kConvLayers + l) + 1]);
   }
-  std::vector<float> flat_grad, din, g, g_next, ungated;
-  std::vector<uint8_t> dirty;  // per step, conv2d_0's outputs whose window holds a nonzero pixel
+  const std::shared_ptr<const Background> zero = background();
+  ConvBackward backward(*this, zero->acts);
+  std::vector<float> flat_grad;
   Activations acts;
   acts.reserve(std::min(kStepChunk, steps));
-  const std::shared_ptr<const Background> zero = background();
-  const Activations& background = zero->acts;
-  const GemmLayer& second = net.layers[0];  // conv2d_1
-  const int64_t first_pixels = net.first_out_side * net.first_out_side;
-  const int64_t first_channels = kConvSpecs[0].filters;
-  // Sums over all steps: conv2d_1's output gradient per pixel (for conv2d_0's bias, below), and
-  // the ungated input gradient of conv2d_1 over the positions computed one by one.
-  std::vector<float> g2_sum(static_cast<size_t>(second.pixels() * second.cols), 0.0f);
-  std::vector<float> ungated_sum(static_cast<size_t>(first_channels), 0.0f);
   for (int64_t t0 = 0; t0 < steps; t0 += kStepChunk) {
     const int64_t m = std::min(kStepChunk, steps - t0);
     const float* xm = x + t0 * kInputSize;
-    forward_batch(*this, xm, m, acts, g_skip_zero_frame.load() ? &background : nullptr);
-    dirty.resize(static_cast<size_t>(m * first_pixels));
-    for (int64_t t = 0; t < m; ++t) {
-      first_layer_dirty(xm + t * kInputSize, dirty.data() + t * first_pixels);
-    }
+    forward_batch(*this, xm, m, acts, g_skip_zero_frame.load() ? &zero->acts : nullptr);
     // The dense head (DensePolicy) on the flattened conv output: its gradients, and d J / d flat.
-    const float* flat = acts.a[kConvLayers - 1].data();
     flat_grad.resize(static_cast<size_t>(m * net.flat));
-    head_.accumulate_gradient(flat, actions + t0, advantages + t0, m, scale, head_grads,
-                              flat_grad.data());
-    // The conv layers from the top (conv2d_3) down to conv2d_2: g is the gradient at the layer's
-    // output (ReLU gate applied), compact (pixels, cols).
-    g.resize(flat_grad.size());
-    gate_gradient(net.layers.back(), m, flat_grad.data(), flat, g.data());
-    for (int l = static_cast<int>(net.layers.size()) - 1; l >= 1; --l) {
-      const GemmLayer& L = net.layers[l];
-      const float* in = acts.a[l].data();
-      weight_grad(L, in, g.data(), m, grads[2 * l + 2]);
-      add_column_sums(g.data(), m * L.pixels(), L.cols, grads[2 * l + 3]);
-      input_grad(L, g.data(), wt[l], m, din);
-      // The gradient at conv2d_l's output (conv2d_l is GEMM layer l - 1), gated by its ReLU.
-      g_next.resize(static_cast<size_t>(m * net.layers[l - 1].pixels() * net.layers[l - 1].cols));
-      gate_gradient(net.layers[l - 1], m, din.data(), in, g_next.data());
-      std::swap(g, g_next);
-    }
-    // conv2d_1: its weights from the sparse departures of a1 from the zero frame's (the rest
-    // after the loop); its input gradient only where conv2d_0's weights need it.
-    {
-      const int64_t c = second.in.channels;
-      const int parts = parts_for(m * 40 * 9 * c * second.cols >= kParallelMinMacs);
-      run_in_parts(parts, [&](int part, int count) {
-        second_layer_departure_grad(second, dirty.data(), acts.a[0].data(), background.a[0].data(),
-                                    g.data(), m, c * part / count, c * (part + 1) / count,
-                                    grads[2]);
-      });
-    }
-    add_column_sums(g.data(), m * second.pixels(), second.cols, grads[3]);
-    add_column_sums(g.data(), m, second.pixels() * second.cols, g2_sum.data());
-    g_next.resize(static_cast<size_t>(m * first_pixels * first_channels));
-    ungated.resize(static_cast<size_t>(m * first_channels));
-    first_layer_output_grad(second, dirty.data(), acts.a[0].data(), g.data(), wt[0].data(), m,
-                            g_next.data(), ungated.data());
-    add_column_sums(ungated.data(), m, first_channels, ungated_sum.data());
-    first_layer_weight_grad(xm, m, g_next.data(), grads[0]);
-    // The bias gradient sums the gated gradient over every position: over the computed ones
-    // directly, and over the others, whose pre-activation is the bias itself (their window
-    // sees no input), as (all positions - computed ones) of the ungated gradient where b > 0.
-    add_first_layer_bias_grad(dirty.data(), m, g_next.data(), grads[1]);
+    head_.accumulate_gradient(acts.a[kConvLayers - 1].data(), actions + t0, advantages + t0, m,
+                              scale, head_grads, flat_grad.data());
+    backward.chunk(xm, m, acts, flat_grad.data(), grads.data());
   }
-  // conv2d_1's weight gradient, the zero frame's part: its patches are the same at every step.
-  weight_grad(second, background.a[0].data(), g2_sum.data(), 1, grads[2]);
-  // sum over every position and step of conv2d_1's input gradient = the input gradient of the
-  // per-pixel sums of its output gradient, summed over the positions.
-  input_grad(second, g2_sum.data(), wt[0], 1, din);
-  const float* b0 = tensor(1);
-  for (int64_t j = 0; j < first_channels; ++j) {
-    if (!(b0[j] > 0.0f)) continue;
-    float all = 0.0f;
-    for (int64_t iy = 0; iy < net.first_out_side; ++iy) {
-      for (int64_t ix = 0; ix < net.first_out_side; ++ix) {
-        const int64_t at = (iy + second.in.pad) * second.in.side + ix + second.in.pad;
-        all += din[at * first_channels + j];
-      }
-    }
-    grads[1][j] += all - ungated_sum[j];
+  backward.finish(grads.data());
+}
+
+int64_t ConvPolicy::feature_size() { return network().flat; }
+
+void ConvPolicy::features(const float* x, int64_t n, float* flat) const {
+  if (n == 0) return;
+  thread_local Activations acts;
+  acts.reserve(n);
+  std::shared_ptr<const Background> zero;
+  if (n >= kBackgroundMinFrames && g_skip_zero_frame.load()) zero = background();
+  forward_batch(*this, x, n, acts, zero ? &zero->acts : nullptr);
+  const float* out = acts.a[kConvLayers - 1].data();
+  std::copy(out, out + n * network().flat, flat);
+}
+
+void ConvPolicy::accumulate_feature_gradient(const float* x, const float* flat_grad,
+                                             int64_t steps,
+                                             const std::array<float*, kTensors>& grads) const {
+  const Network& net = network();
+  const std::shared_ptr<const Background> zero = background();
+  ConvBackward backward(*this, zero->acts);
+  Activations acts;
+  acts.reserve(std::min(kStepChunk, steps));
+  for (int64_t t0 = 0; t0 < steps; t0 += kStepChunk) {
+    const int64_t m = std::min(kStepChunk, steps - t0);
+    const float* xm = x + t0 * kInputSize;
+    forward_batch(*this, xm, m, acts, g_skip_zero_frame.load() ? &zero->acts : nullptr);
+    backward.chunk(xm, m, acts, flat_grad + t0 * net.flat, grads.data());
   }
+  backward.finish(grads.data());
 }
 
 std::vector<std::string> conv_kernels() {

@@ -179,6 +179,61 @@ void accumulate_gradient(const ConvPolicy& self, const py::handle& obs_obj,
   self.accumulate_gradient(xin, a, adv, steps, static_cast<float>(scale), out);
 }
 
+// The flattened conv output of a batch of observations: (N, 576), the actor-critic's trunk.
+FloatArray features(const ConvPolicy& self, const py::handle& obs_obj) {
+  if (py::isinstance<py::array>(obs_obj)) {
+    const auto raw = py::reinterpret_borrow<py::array>(obs_obj);
+    if (raw.ndim() >= 1) require_forward_frames(raw.shape(0));
+  }
+  FloatArray x = as_observations(obs_obj, "obs");
+  const int64_t n = x.shape(0);
+  require_forward_frames(n);
+  FloatArray out({n, ConvPolicy::feature_size()});
+  const float* in = x.data();
+  float* o = out.mutable_data();
+  {
+    UseScopes use;
+    add_parameters(use, self);
+    use.enter();
+    py::gil_scoped_release release;
+    self.features(in, n, o);
+  }
+  return out;
+}
+
+void accumulate_feature_gradient(const ConvPolicy& self, const py::handle& obs_obj,
+                                 const py::handle& flat_grad_obj, const py::dict& grads) {
+  FloatArray x = as_observations(obs_obj, "obs");
+  const int64_t steps = x.shape(0);
+  FloatArray flat_grad = as_float32(flat_grad_obj, "flat_grad");
+  require_shape(flat_grad, {steps, ConvPolicy::feature_size()}, "flat_grad", flat_grad_obj);
+  require_finite(flat_grad.data(), flat_grad.size(), "flat_grad");
+  constexpr int kConvTensors = 2 * ConvPolicy::kConvLayers;
+  std::array<float*, ConvPolicy::kTensors> out{};
+  for (int i = 0; i < kConvTensors; ++i) {
+    const std::string& name = ConvPolicy::tensor_name(i);
+    if (!grads.contains(name)) fail("grads must have a '" + name + "' entry (the conv layers')");
+    out[i] = writable_float32(grads[py::str(name)], ConvPolicy::tensor_shape(i),
+                              "grads['" + name + "']");
+  }
+  for (int i = 0; i < kConvTensors; ++i) {
+    for (int j = 0; j < ConvPolicy::kTensors; ++j) {
+      if (out[i] == self.tensor(j) || (j < i && out[i] == out[j])) {
+        fail("grads must hold its own array for every conv parameter, not the policy's "
+             "parameters or one array twice");
+      }
+    }
+  }
+  const float* xin = x.data();
+  const float* fg = flat_grad.data();
+  UseScopes use;
+  add_parameters(use, self);
+  for (int i = 0; i < kConvTensors; ++i) use.add(out[i], "a CNN gradient array", Use::kWrite);
+  use.enter();
+  py::gil_scoped_release release;
+  self.accumulate_feature_gradient(xin, fg, steps, out);
+}
+
 }  // namespace
 
 void bind_conv(py::module_& m) {
@@ -236,7 +291,15 @@ void bind_conv(py::module_& m) {
           },
           py::arg("obs"))
       .def("accumulate_gradient", &accumulate_gradient, py::arg("obs"), py::arg("actions"),
-           py::arg("advantages"), py::arg("grads"), py::arg("scale"));
+           py::arg("advantages"), py::arg("grads"), py::arg("scale"))
+      .def_property_readonly_static(
+          "feature_size", [](const py::object&) { return ConvPolicy::feature_size(); })
+      .def("features", &features, py::arg("obs"),
+           "Frame changes (N, 40, 40[, 1]) -> the flattened conv output (N, 576), float32.")
+      .def("accumulate_feature_gradient", &accumulate_feature_gradient, py::arg("obs"),
+           py::arg("flat_grad"), py::arg("grads"),
+           "grads[conv tensors] += the gradient of sum(flat_grad * features(obs)); the dense "
+           "tensors' entries of grads are not touched.");
 }
 
 }  // namespace fastpong::bind

@@ -13,7 +13,7 @@ import json
 import signal
 import sys
 
-from .config import DEFAULT_ENV_ID, ENGINES, OPTIMIZERS, PRESET_NAMES, PRESETS, RETURN_WINDOW
+from .config import DEFAULT_ENV_ID, ENGINES, OPTIMIZERS, PPO_FIELDS, PRESET_NAMES, PRESETS, RETURN_WINDOW
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
@@ -54,7 +54,7 @@ def _number(text: str) -> float:
 
 
 def _add_train(subparsers) -> None:
-    from .agents import AGENTS, KARPATHY, MIT_CARTPOLE
+    from .agents import AGENTS, KARPATHY, MIT_CARTPOLE, PPO
 
     p = subparsers.add_parser(
         "train", help="train an agent", description="Train a policy-gradient agent: the tutorial's on Pong "
@@ -81,7 +81,8 @@ def _add_train(subparsers) -> None:
                         "Pong-v0 with 5)")
     p.add_argument("--agent", choices=list(AGENTS),
                    help="karpathy (the tutorial's Pong agent), mit-cartpole or mit-pong (the MIT "
-                        "lab's CartPole and Pong agents); default: the environment's")
+                        "lab's CartPole and Pong agents), ppo (actor-critic on the lab's CNN, beyond "
+                        "the seeds); default: the environment's")
     p.add_argument("--optimizer", choices=OPTIMIZERS,
                    help=f"default {pong['optimizer']} for karpathy, {cartpole['optimizer']} for mit-cartpole")
     p.add_argument("--num-envs", type=_positive_int, metavar="N",
@@ -112,6 +113,27 @@ def _add_train(subparsers) -> None:
                    help="record RUN_DIR/video/update-XXXX.mp4 every K updates (default: never)")
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout at the end")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    ppo = p.add_argument_group("the ppo agent (defaults: CleanRL's Atari PPO; see fastpong/agents/ppo.py)")
+    ppo_defaults = PPO.defaults
+    ppo.add_argument("--rollout-steps", type=_positive_int, metavar="N",
+                     help=f"steps of every environment per update (default {ppo_defaults['rollout_steps']})")
+    ppo.add_argument("--epochs", type=_positive_int, metavar="N",
+                     help=f"passes over each rollout (default {ppo_defaults['epochs']})")
+    ppo.add_argument("--minibatches", type=_positive_int, metavar="N",
+                     help=f"minibatches per pass, one Adam step each (default {ppo_defaults['minibatches']})")
+    ppo.add_argument("--clip-coef", type=_number, metavar="F",
+                     help=f"probability-ratio (and value) clip (default {ppo_defaults['clip_coef']:g})")
+    ppo.add_argument("--entropy-coef", type=_number, metavar="F",
+                     help=f"entropy bonus weight (default {ppo_defaults['entropy_coef']:g})")
+    ppo.add_argument("--value-coef", type=_number, metavar="F",
+                     help=f"value loss weight (default {ppo_defaults['value_coef']:g})")
+    ppo.add_argument("--gae-lambda", type=_number, metavar="F",
+                     help=f"GAE's lambda (default {ppo_defaults['gae_lambda']:g})")
+    ppo.add_argument("--max-grad-norm", type=_number, metavar="F",
+                     help=f"clip the gradient's global norm to this (default {ppo_defaults['max_grad_norm']:g})")
+    ppo.add_argument("--anneal-steps", type=_positive_int, metavar="N",
+                     help="the learning rate falls linearly to 0 over N environment steps "
+                          f"(default {ppo_defaults['anneal_steps']:,})")
     # Ray: rollout workers on a cluster, the learner here (needs fastpong[ray]).
     p.add_argument("--ray", metavar="ADDRESS|auto|local",
                    help="play on Ray rollout workers: a cluster's head host:port, auto (the cluster "
@@ -133,7 +155,7 @@ def _run_train(args) -> int:
     settings = {name: getattr(args, name) for name in (
         "env_id", "num_envs", "episodes", "steps", "batch_size", "learning_rate", "decay_rate",
         "gamma", "hidden", "seed", "threads", "engine", "video_every", "agent", "optimizer",
-        "target_return", "frameskip") if getattr(args, name) is not None}
+        "target_return", "frameskip", *PPO_FIELDS) if getattr(args, name) is not None}
     if args.preset:
         preset = _preset_settings(args.preset, settings)
         if args.resume:  # a resumed run's rate changes only when --learning-rate is typed

@@ -15,8 +15,14 @@ OPTIMIZERS = ("rmsprop", "adam")
 #: how many envs and threads) may change between sessions of the same run.
 ALGORITHM_FIELDS = (
     "env_id", "batch_size", "learning_rate", "decay_rate", "gamma", "hidden", "seed", "engine",
-    "agent", "optimizer", "frameskip",
+    "agent", "optimizer", "frameskip", *("rollout_steps", "epochs", "minibatches", "clip_coef",
+                                         "entropy_coef", "value_coef", "gae_lambda", "max_grad_norm",
+                                         "anneal_steps"),
 )
+#: The actor-critic agent's settings (``--agent ppo``): None for the other agents, filled from
+#: the agent's defaults for ppo.
+PPO_FIELDS = ("rollout_steps", "epochs", "minibatches", "clip_coef", "entropy_coef", "value_coef",
+              "gae_lambda", "max_grad_norm", "anneal_steps")
 #: Algorithm settings that a resumed run may change when they are given explicitly: a step
 #: schedule for the learning rate (the optimizer's state carries over; only the step size
 #: changes). Each change is logged in RUN_DIR/learning_rates.csv.
@@ -94,6 +100,16 @@ class TrainConfig:
     #: Atari only: emulator frames per agent step, a fixed int (None: the environment id's own,
     #: e.g. 4 for ALE/Pong-v5; configs written before this setting existed read as None).
     frameskip: int | None = None
+    # --- the actor-critic agent's settings (--agent ppo; see fastpong/agents/ppo.py) ---
+    rollout_steps: int | None = None  # steps of every environment per update
+    epochs: int | None = None  # passes over each rollout
+    minibatches: int | None = None  # minibatches a pass is cut into, one Adam step each
+    clip_coef: float | None = None  # PPO's ratio clip (and the value clip)
+    entropy_coef: float | None = None  # weight of the entropy bonus
+    value_coef: float | None = None  # weight of the value loss
+    gae_lambda: float | None = None  # GAE's lambda
+    max_grad_norm: float | None = None  # the gradient's global norm is clipped to this
+    anneal_steps: int | None = None  # the learning rate falls linearly to 0 over these env steps
 
     def __post_init__(self):
         from .agents import AGENTS, default_agent
@@ -108,6 +124,9 @@ class TrainConfig:
                 setattr(self, name, agent.defaults[name])
         if self.decay_rate is None and self.optimizer == "rmsprop":
             self.decay_rate = DEFAULT_DECAY_RATE
+        for name in PPO_FIELDS:
+            if getattr(self, name) is None and name in agent.defaults:
+                setattr(self, name, agent.defaults[name])
 
     def agent_record(self):
         """The :class:`fastpong.agents.Agent` this config trains."""
@@ -135,6 +154,9 @@ class TrainConfig:
             raise ValueError(f"ray must be one of {', '.join(RAY_KINDS)} or None, got {self.ray!r}")
         if self.workers is not None and self.ray is None:
             raise ValueError("workers is a setting of a Ray run; this run has ray=None")
+        if self.ray is not None and not agent.ray:
+            raise ValueError(f"the {agent.name} agent trains in one process: --ray is not supported for it "
+                             "(its update needs whole rollouts, which Ray's workers do not send)")
         if self.ray is not None and self.engine != "fast":
             raise ValueError("--ray runs the fast engine (the reference engines are the originals' NumPy "
                              "code, for comparison on one machine)")
@@ -155,6 +177,7 @@ class TrainConfig:
         if self.target_return is not None and (not _is_real(self.target_return)
                                                or not math.isfinite(self.target_return)):
             raise ValueError(f"target return must be a finite number, got {self.target_return!r}")
+        self._validate_ppo_settings(agent)
         if self.engine not in ENGINES:
             raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
         if self.engine not in agent.learners:
@@ -168,6 +191,30 @@ class TrainConfig:
             raise ValueError(f"the {agent.name} agent's reference engine runs "
                              f"{' or '.join(agent.reference_optimizers)}, not {self.optimizer}")
         return self
+
+    def _validate_ppo_settings(self, agent) -> None:
+        if not any(name in agent.defaults for name in PPO_FIELDS):
+            given = [name for name in PPO_FIELDS if getattr(self, name) is not None]
+            if given:
+                raise ValueError(f"{given[0].replace('_', ' ')} is a setting of the ppo agent; this "
+                                 f"run's agent is {agent.name}")
+            return
+        if self.hidden != agent.defaults["hidden"]:
+            raise ValueError(f"the {agent.name} agent's network has {agent.defaults['hidden']} hidden "
+                             f"units (the lab's CNN), got hidden={self.hidden}")
+        for name in ("rollout_steps", "epochs", "minibatches", "anneal_steps"):
+            check_positive_int(name.replace("_", " "), getattr(self, name))
+        for name, positive in (("clip_coef", True), ("max_grad_norm", True),
+                               ("entropy_coef", False), ("value_coef", False)):
+            value = getattr(self, name)
+            if not _is_real(value) or not math.isfinite(value) or value < 0 or (positive and value == 0):
+                bound = "a positive number" if positive else "a number >= 0"
+                raise ValueError(f"{name.replace('_', ' ')} must be {bound}, got {value!r}")
+        if not _is_real(self.gae_lambda) or not 0 <= self.gae_lambda <= 1:
+            raise ValueError(f"gae lambda must be in [0, 1], got {self.gae_lambda!r}")
+        if self.num_envs is not None and self.rollout_steps * self.num_envs < self.minibatches:
+            raise ValueError(f"a rollout of {self.rollout_steps} steps x {self.num_envs} environments "
+                             f"cannot be cut into {self.minibatches} minibatches")
 
     def resolved(self) -> "TrainConfig":
         """A copy with the machine-dependent defaults (num_envs, threads) filled in."""

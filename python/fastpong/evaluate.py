@@ -178,7 +178,7 @@ def evaluate(checkpoint=PRETRAINED, *, env_id: str | None = None, episodes: int 
     if player.agent.env_kind != ATARI:
         return _evaluate_returns(player.policy, env_id, episodes, min(num_envs or 16, episodes), seed, greedy,
                                  video_path, max_steps)
-    game_class = _LabPongGame if player.agent.name == "mit-pong" else _PongGame
+    game_class = _LabPongGame if player.agent.frame_input == "lab" else _PongGame
     return _evaluate_pong(player.policy, env_id, episodes, min(num_envs or 4, episodes), seed, greedy,
                           video_path, max_steps, game_class, frameskip)
 

@@ -20,6 +20,9 @@ CLASSIC_COLUMNS = (
     "episode", "env_steps", "reward", "running_reward", "length", "wall_seconds", "steps_per_second",
 )
 _FORMATS = {"reward": "{:g}", "running_reward": "{:.6f}", "wall_seconds": "{:.3f}", "steps_per_second": "{:.1f}"}
+#: Columns whose value is a float of any size (an update's diagnostics): shown to 6 significant
+#: digits, and empty where there is no value yet.
+_GENERAL = "{:.6g}"
 
 
 def columns_for(env_kind: str) -> tuple:
@@ -56,8 +59,16 @@ class MetricsLog:
 
     def append(self, row: dict) -> None:
         """One episode's row: a value for each of the log's columns (others are ignored)."""
-        self._writer.writerow([_FORMATS.get(name, "{}").format(row[name]) for name in self.columns])
+        self._writer.writerow([_format(name, row[name]) for name in self.columns])
         self._file.flush()
 
     def close(self) -> None:
         self._file.close()
+
+
+def _format(name: str, value) -> str:
+    if value == "" or value is None:
+        return ""
+    if name in _FORMATS:
+        return _FORMATS[name].format(value)
+    return _GENERAL.format(value) if isinstance(value, float) else str(value)

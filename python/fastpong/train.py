@@ -355,7 +355,10 @@ class _Run:
         write_atomically(run_dir / CONFIG_FILE,
                          lambda f: f.write(json.dumps(config.to_dict(), indent=2, sort_keys=True).encode()))
         self.metrics = MetricsLog(run_dir / METRICS_FILE, keep_episodes=self.episodes if checkpoint else 0,
-                                  columns=columns_for(self.agent.env_kind))
+                                  columns=columns_for(self.agent.env_kind) + self.agent.update_columns)
+        # A learner that says itself when to update (PPO: after a rollout of fixed length) is
+        # asked after each lane's observation; the others update after batch_size episodes.
+        self.update_due = getattr(self.learner, "update_due", None)
         self.video = (PeriodicVideo(run_dir, config.video_every, config.env_id, config.seed)
                       if config.video_every else None)
 
@@ -422,6 +425,8 @@ class _Run:
                         running = False
                         break
                     learner.observe(i, observations)
+                    if self.update_due is not None and self.update_due():
+                        self._update(time.perf_counter() - start)
                     envs.send(learner.act(i))
         finally:
             elapsed = time.perf_counter() - start
@@ -453,15 +458,12 @@ class _Run:
                                else self.running_reward * RUNNING_DECAY + reward * (1 - RUNNING_DECAY))
         row = dict(episode=self.episodes, env_steps=self.env_steps, running_reward=self.running_reward,
                    wall_seconds=self.wall_offset + elapsed, steps_per_second=steps_per_second, **episode)
+        if self.agent.update_columns:
+            stats = self.learner.update_stats
+            row.update({name: stats.get(name, "") for name in self.agent.update_columns})
         self.metrics.append(row)
-        if self.episodes_in_batch >= self.config.batch_size:
-            self.learner.update()
-            self.updates += 1
-            self.episodes_in_batch = 0
-            if time.perf_counter() - self.last_save >= CHECKPOINT_INTERVAL:
-                self._save(elapsed)
-            if self.video is not None:
-                self.video.after_update(self.updates, self.learner.weights(), self.config.to_dict())
+        if self.update_due is None and self.episodes_in_batch >= self.config.batch_size:
+            self._update(elapsed)
         if bar is not None:
             if self.config.steps is None:
                 bar.update(1)
@@ -469,6 +471,16 @@ class _Run:
                             updates=self.updates, refresh=False)
         if self.on_episode is not None:
             self.on_episode({name: row[name] for name in self.metrics.columns})
+
+    def _update(self, elapsed: float) -> None:
+        """One update of the learner, counted, then a checkpoint when the last is old enough."""
+        self.learner.update()
+        self.updates += 1
+        self.episodes_in_batch = 0
+        if time.perf_counter() - self.last_save >= CHECKPOINT_INTERVAL:
+            self._save(elapsed)
+        if self.video is not None:
+            self.video.after_update(self.updates, self.learner.weights(), self.config.to_dict())
 
     def _save(self, elapsed: float) -> None:
         self.last_save = time.perf_counter()

@@ -51,6 +51,22 @@ class ConvPolicy {
                            int64_t steps, float scale,
                            const std::array<float*, kTensors>& grads) const;
 
+  // Width of the flattened conv output (576): what the dense layers above the convolutions see.
+  static int64_t feature_size();
+
+  // n frame changes -> their flattened conv output flat[n * feature_size()] (post-ReLU, NHWC
+  // order, Keras' Flatten): the trunk an actor-critic shares between its policy and value heads.
+  // The same bits as the activations forward() feeds its dense head. Assumes valid arguments.
+  void features(const float* x, int64_t n, float* flat) const;
+
+  // grads[i] += d/d tensor i of sum_t flat_grad[t] . features(x[t]), for the conv tensors only
+  // (i < 2 * kConvLayers; the dense tensors' entries are not read or written): the backward pass
+  // through the trunk from any gradient at its output, e.g. one from a policy head and a value
+  // head together. The forward pass is recomputed, kStepChunk steps at a time; sums run in a
+  // fixed order whatever the thread count. Assumes valid arguments.
+  void accumulate_feature_gradient(const float* x, const float* flat_grad, int64_t steps,
+                                   const std::array<float*, kTensors>& grads) const;
+
   // Steps whose activations are kept at once in accumulate_gradient (~27 MB): enough work per
   // step of the backward pass to be worth two threads.
   static constexpr int64_t kStepChunk = 256;

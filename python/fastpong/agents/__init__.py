@@ -11,8 +11,9 @@ from .base import ATARI, CLASSIC, Agent
 from .karpathy import AGENT as KARPATHY
 from .mit_cartpole import AGENT as MIT_CARTPOLE
 from .mit_pong import AGENT as MIT_PONG
+from .ppo import AGENT as PPO
 
-AGENTS: dict[str, Agent] = {agent.name: agent for agent in (KARPATHY, MIT_CARTPOLE, MIT_PONG)}
+AGENTS: dict[str, Agent] = {agent.name: agent for agent in (KARPATHY, MIT_CARTPOLE, MIT_PONG, PPO)}
 #: The agent an environment id gets when none is named.
 DEFAULT_AGENT = {ATARI: KARPATHY.name, CLASSIC: MIT_CARTPOLE.name}
 

@@ -47,6 +47,14 @@ class Agent:
     #: Whether its reference engine may step several environments.
     reference_many_envs: bool = True
     optimizers: tuple = ("rmsprop", "adam")
+    #: Whether Ray's rollout workers can feed it (they send episodes' gradients).
+    ray: bool = True
+    #: What its network sees of a Pong frame: "tutorial" (80x80 differences) or "lab" (the lab's
+    #: 40x40 frame changes); evaluation and videos preprocess accordingly.
+    frame_input: str = "tutorial"
+    #: metrics.csv columns beyond the episode's own, filled from the learner's ``update_stats``
+    #: (its last update's diagnostics; empty before the first update).
+    update_columns: tuple = ()
     #: The optimizers its reference engine implements (in NumPy, as its original did).
     reference_optimizers: tuple = ()
 

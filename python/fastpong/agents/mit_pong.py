@@ -124,4 +124,5 @@ AGENT = Agent(
     weight_shapes=weight_shapes,
     tensor_shapes=tensor_shapes,
     policy_from_weights=policy_from_weights,
+    frame_input="lab",
 )
