@@ -1028,14 +1028,27 @@ void ConvPolicy::accumulate_gradient(const float* x, const int64_t* actions,
 
 int64_t ConvPolicy::feature_size() { return network().flat; }
 
-void ConvPolicy::features(const float* x, int64_t n, float* flat) const {
+struct ConvPolicy::Kept {
+  std::vector<float> x;                       // the frames
+  std::shared_ptr<const Background> weights;  // the conv weights' background they were run with
+  Activations acts;
+};
+
+void ConvPolicy::features(const float* x, int64_t n, float* flat, bool keep) const {
   if (n == 0) return;
-  thread_local Activations acts;
-  acts.reserve(n);
+  thread_local Activations scratch;
+  Activations* acts = &scratch;
   std::shared_ptr<const Background> zero;
-  if (n >= kBackgroundMinFrames && g_skip_zero_frame.load()) zero = background();
-  forward_batch(*this, x, n, acts, zero ? &zero->acts : nullptr);
-  const float* out = acts.a[kConvLayers - 1].data();
+  if ((n >= kBackgroundMinFrames || keep) && g_skip_zero_frame.load()) zero = background();
+  if (keep) {
+    if (kept_ == nullptr) kept_ = std::make_shared<Kept>();
+    kept_->x.assign(x, x + n * kInputSize);
+    kept_->weights = zero ? zero : background();
+    acts = &kept_->acts;
+  }
+  acts->reserve(n);
+  forward_batch(*this, x, n, *acts, zero ? &zero->acts : nullptr);
+  const float* out = acts->a[kConvLayers - 1].data();
   std::copy(out, out + n * network().flat, flat);
 }
 
@@ -1045,13 +1058,22 @@ void ConvPolicy::accumulate_feature_gradient(const float* x, const float* flat_g
   const Network& net = network();
   const std::shared_ptr<const Background> zero = background();
   ConvBackward backward(*this, zero->acts);
-  Activations acts;
-  acts.reserve(std::min(kStepChunk, steps));
-  for (int64_t t0 = 0; t0 < steps; t0 += kStepChunk) {
-    const int64_t m = std::min(kStepChunk, steps - t0);
-    const float* xm = x + t0 * kInputSize;
-    forward_batch(*this, xm, m, acts, g_skip_zero_frame.load() ? &zero->acts : nullptr);
-    backward.chunk(xm, m, acts, flat_grad + t0 * net.flat, grads.data());
+  // The kept activations serve when they are of these frames under these weights: background()
+  // hands out the same object exactly while the conv weights are unchanged.
+  const bool kept = kept_ != nullptr && kept_->weights == zero &&
+                    static_cast<int64_t>(kept_->x.size()) == steps * kInputSize &&
+                    std::memcmp(kept_->x.data(), x, kept_->x.size() * sizeof(float)) == 0;
+  if (kept) {
+    if (steps > 0) backward.chunk(x, steps, kept_->acts, flat_grad, grads.data());
+  } else {
+    Activations acts;
+    acts.reserve(std::min(kStepChunk, steps));
+    for (int64_t t0 = 0; t0 < steps; t0 += kStepChunk) {
+      const int64_t m = std::min(kStepChunk, steps - t0);
+      const float* xm = x + t0 * kInputSize;
+      forward_batch(*this, xm, m, acts, g_skip_zero_frame.load() ? &zero->acts : nullptr);
+      backward.chunk(xm, m, acts, flat_grad + t0 * net.flat, grads.data());
+    }
   }
   backward.finish(grads.data());
 }

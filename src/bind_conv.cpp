@@ -180,7 +180,7 @@ void accumulate_gradient(const ConvPolicy& self, const py::handle& obs_obj,
 }
 
 // The flattened conv output of a batch of observations: (N, 576), the actor-critic's trunk.
-FloatArray features(const ConvPolicy& self, const py::handle& obs_obj) {
+FloatArray features(const ConvPolicy& self, const py::handle& obs_obj, bool keep) {
   if (py::isinstance<py::array>(obs_obj)) {
     const auto raw = py::reinterpret_borrow<py::array>(obs_obj);
     if (raw.ndim() >= 1) require_forward_frames(raw.shape(0));
@@ -194,9 +194,10 @@ FloatArray features(const ConvPolicy& self, const py::handle& obs_obj) {
   {
     UseScopes use;
     add_parameters(use, self);
+    if (keep) use.add(self.kept_activations(), "ConvPolicy's kept activations", Use::kWrite);
     use.enter();
     py::gil_scoped_release release;
-    self.features(in, n, o);
+    self.features(in, n, o, keep);
   }
   return out;
 }
@@ -229,6 +230,7 @@ void accumulate_feature_gradient(const ConvPolicy& self, const py::handle& obs_o
   UseScopes use;
   add_parameters(use, self);
   for (int i = 0; i < kConvTensors; ++i) use.add(out[i], "a CNN gradient array", Use::kWrite);
+  use.add(self.kept_activations(), "ConvPolicy's kept activations", Use::kRead);
   use.enter();
   py::gil_scoped_release release;
   self.accumulate_feature_gradient(xin, fg, steps, out);
@@ -294,8 +296,10 @@ void bind_conv(py::module_& m) {
            py::arg("advantages"), py::arg("grads"), py::arg("scale"))
       .def_property_readonly_static(
           "feature_size", [](const py::object&) { return ConvPolicy::feature_size(); })
-      .def("features", &features, py::arg("obs"),
-           "Frame changes (N, 40, 40[, 1]) -> the flattened conv output (N, 576), float32.")
+      .def("features", &features, py::arg("obs"), py::arg("keep") = false,
+           "Frame changes (N, 40, 40[, 1]) -> the flattened conv output (N, 576), float32. With "
+           "keep, the batch's activations are kept for the next accumulate_feature_gradient on "
+           "the same frames and conv weights, which then skips its forward pass.")
       .def("accumulate_feature_gradient", &accumulate_feature_gradient, py::arg("obs"),
            py::arg("flat_grad"), py::arg("grads"),
            "grads[conv tensors] += the gradient of sum(flat_grad * features(obs)); the dense "

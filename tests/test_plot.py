@@ -208,3 +208,43 @@ def test_plot_unwritable_output_dir(tmp_path):
             plot_runs(run, output=locked / "curve.png")
     finally:
         locked.chmod(0o700)
+
+
+def write_ppo_metrics(run_dir, episodes=6):
+    """A PPO run's metrics.csv: Pong's columns, then each row's last update diagnostics (empty
+    before the first update)."""
+    from fastpong.plot import UPDATE_COLUMNS
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lines = [",".join(METRICS_COLUMNS + UPDATE_COLUMNS)]
+    for i in range(1, episodes + 1):
+        base = [i, 900 * i, -21 + i, -21 + i / 2, i, 21, 30.0 * i, 3000.0]
+        update = [""] * len(UPDATE_COLUMNS) if i == 1 else [0.01, 0.2, 1.79 - 0.1 * i, 0.004, 0.05, 0.3, 2.5e-4]
+        lines.append(",".join(str(v) for v in base + update))
+    (run_dir / "metrics.csv").write_text("\n".join(lines) + "\n")
+
+
+def test_ppo_metrics_load_with_nan_before_the_first_update(tmp_path):
+    write_ppo_metrics(tmp_path / "ppo")
+    metrics = load_metrics(tmp_path / "ppo")
+    assert np.isnan(metrics["entropy"][0])
+    np.testing.assert_allclose(metrics["entropy"][1:], [1.79 - 0.1 * i for i in range(2, 7)])
+    assert metrics["points_won"].dtype == np.int64
+
+
+def test_ppo_run_gets_a_diagnostics_panel(tmp_path):
+    write_ppo_metrics(tmp_path / "ppo")
+    fig = plot_runs(tmp_path / "ppo", tmp_path / "ppo.png")
+    assert len(fig.axes) >= 3  # reward, win rate, diagnostics (plus the secondary x axis)
+    labels = [ax.get_ylabel() for ax in fig.axes]
+    assert "per update" in labels
+    assert "actor-critic" in fig._suptitle.get_text()
+    assert Image.open(tmp_path / "ppo.png").size == (FIGSIZE[0] * DPI, FIGSIZE[1] * DPI)
+
+
+def test_unknown_extra_columns_are_refused(tmp_path):
+    run = tmp_path / "odd"
+    run.mkdir()
+    (run / "metrics.csv").write_text(",".join(METRICS_COLUMNS + ("mystery",)) + "\n")
+    with pytest.raises(ValueError, match="has header"):
+        load_metrics(run)

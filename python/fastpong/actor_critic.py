@@ -56,10 +56,18 @@ class ActorCriticCNN:
         logits, _, _ = self._forward(obs)
         return softmax(logits)
 
-    def _forward(self, obs):
-        """(logits, values, (features, hidden)): the cache is what accumulate_gradient reuses."""
+    def forward_for_gradient(self, obs):
+        """(logits, values, cache) for a gradient step on these frames: pass cache to
+        accumulate_gradient with the same frames, and neither the dense layers nor the trunk's
+        convolutions run their forward pass again (the trunk keeps its activations until the
+        next forward_for_gradient; the result is the same bits either way)."""
+        return self._forward(obs, keep=True)
+
+    def _forward(self, obs, keep: bool = False):
+        """(logits, values, (features, hidden)): the cache is what accumulate_gradient reuses;
+        with keep, the C++ trunk also keeps its activations for the backward pass that follows."""
         p = self.parameters()
-        features = self._net.features(obs)
+        features = self._net.features(obs, keep)
         hidden = features @ p["dense_0/kernel"]
         hidden += p["dense_0/bias"]
         np.maximum(hidden, 0.0, out=hidden)

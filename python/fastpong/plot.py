@@ -37,7 +37,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
-__all__ = ["METRICS_FILE", "METRICS_COLUMNS", "CLASSIC_COLUMNS", "PLOT_EXTENSIONS", "X_AXES", "load_metrics", "plot_runs"]
+__all__ = ["METRICS_FILE", "METRICS_COLUMNS", "CLASSIC_COLUMNS", "UPDATE_COLUMNS", "PLOT_EXTENSIONS", "X_AXES", "load_metrics", "plot_runs"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -52,6 +52,11 @@ METRICS_COLUMNS = (
     "wall_seconds",
     "steps_per_second",
 )
+#: Columns an actor-critic run (--agent ppo) adds after METRICS_COLUMNS: its last update's
+#: diagnostics at the time each episode ended (fastpong.agents.ppo.UPDATE_COLUMNS; kept here so
+#: that plotting needs no compiled core).
+UPDATE_COLUMNS = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction",
+                  "explained_variance", "learning_rate")
 CLASSIC_COLUMNS = (
     "episode",
     "env_steps",
@@ -101,7 +106,7 @@ def load_metrics(run_dir: PathLike) -> Dict[str, np.ndarray]:
 
     lines = text.splitlines(keepends=True)
     header = [name.strip() for name in next(csv.reader([lines[0]]))]
-    if tuple(header) not in (METRICS_COLUMNS, CLASSIC_COLUMNS):
+    if not _known_header(tuple(header)):
         raise ValueError(
             f"metrics file {str(path)!r} has header {','.join(header)!r}, expected {','.join(METRICS_COLUMNS)!r} "
             f"(or, for CartPole, {','.join(CLASSIC_COLUMNS)!r})"
@@ -117,7 +122,9 @@ def load_metrics(run_dir: PathLike) -> Dict[str, np.ndarray]:
         try:
             if len(fields) != ncol:
                 raise ValueError
-            rows.append([float(v) for v in fields])
+            # An update's diagnostics are empty until the run's first update: NaN.
+            rows.append([float(v) if v != "" or name not in UPDATE_COLUMNS else np.nan
+                         for name, v in zip(columns, fields)])
         except ValueError:
             if not complete and lineno == len(lines):
                 break  # a row still being written
@@ -137,6 +144,14 @@ def load_metrics(run_dir: PathLike) -> Dict[str, np.ndarray]:
 
 # --------------------------------------------------------------------------
 # Helpers
+
+
+def _known_header(header: Tuple[str, ...]) -> bool:
+    """A Pong or CartPole header, or a Pong header followed by update diagnostics (PPO)."""
+    if header in (METRICS_COLUMNS, CLASSIC_COLUMNS):
+        return True
+    base = len(METRICS_COLUMNS)
+    return header[:base] == METRICS_COLUMNS and set(header[base:]) <= set(UPDATE_COLUMNS) and len(header) > base
 
 
 def _check_output(output: PathLike) -> Path:
@@ -306,7 +321,12 @@ def plot_runs(
 
     fig = Figure(figsize=FIGSIZE, dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
-    if scored:
+    # Actor-critic runs log their updates' diagnostics: a third panel shows them.
+    diagnostics = scored and any("entropy" in r for r in runs)
+    ax_d = None
+    if diagnostics:
+        ax_r, ax_w, ax_d = fig.subplots(3, 1, sharex=True, gridspec_kw={"height_ratios": [3, 2, 2]})
+    elif scored:
         ax_r, ax_w = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 2]})
     else:
         ax_r = ax_w = fig.subplots(1, 1)
@@ -319,6 +339,10 @@ def plot_runs(
         if scored:
             rate = _trailing_win_rate(run["points_won"], run["points_lost"], window)
             ax_w.plot(xv, rate, color=colour, lw=1.8, zorder=3)
+        if ax_d is not None and "entropy" in run:
+            ax_d.plot(xv, run["entropy"], color=colour, lw=1.8, zorder=3)
+            ax_d.plot(xv, run["clip_fraction"], color=colour, lw=1.2, ls="--", zorder=3)
+            ax_d.plot(xv, 100 * run["approx_kl"], color=colour, lw=1.2, ls=":", zorder=3)
         summary = (
             f"{len(run['episode'])} episodes, {_format_steps(float(run['env_steps'][-1]))} steps, "
             f"{_format_duration(float(run['wall_seconds'][-1]))}"
@@ -348,15 +372,25 @@ def plot_runs(
         ax_w.set_ylim(0, 1)
         ax_w.yaxis.set_major_formatter(PercentFormatter(1.0))
         ax_w.set_ylabel(f"point win rate\n(pooled over last {window} episodes)")
-    ax_w.set_xlabel(xlabel)
     ax_w.grid(True, alpha=0.3)
+    if ax_d is not None:
+        ax_d.axhline(np.log(6), color="0.3", lw=1.0, ls="--", zorder=1)  # a uniform policy
+        ax_d.set_ylabel("per update")
+        ax_d.grid(True, alpha=0.3)
+        ax_d.legend(handles=[
+            Line2D([], [], color="0.4", lw=1.8, label="policy entropy (nats; dashed line: uniform)"),
+            Line2D([], [], color="0.4", lw=1.2, ls="--", label="clipped fraction"),
+            Line2D([], [], color="0.4", lw=1.2, ls=":", label="approx. KL x 100"),
+        ], loc="upper right", fontsize=8, framealpha=0.9)
+    (ax_d if ax_d is not None else ax_w).set_xlabel(xlabel)
 
     x_lo = min(0.0, min(float(np.min(v)) for v in xs))  # all three x quantities start near 0
     x_hi = max(float(np.max(v)) for v in xs)
+    bottom = ax_d if ax_d is not None else ax_w
     if x_hi > x_lo:
-        ax_w.set_xlim(x_lo, x_hi)
+        bottom.set_xlim(x_lo, x_hi)
     if x == "episode":
-        ax_w.xaxis.set_major_locator(MaxNLocator(integer=True))
+        bottom.xaxis.set_major_locator(MaxNLocator(integer=True))
 
     # Secondary axis on top (single run only: each run maps episodes to steps differently).
     if len(runs) == 1:
@@ -374,7 +408,8 @@ def plot_runs(
 
     if title is None:
         game = "Pong" if scored else "CartPole"
-        title = f"{game} policy gradient: " + (labels[0] if len(labels) == 1 else f"{len(labels)} runs")
+        method = "actor-critic (PPO)" if diagnostics else "policy gradient"
+        title = f"{game} {method}: " + (labels[0] if len(labels) == 1 else f"{len(labels)} runs")
     fig.suptitle(title, fontsize=13, fontweight="bold")
 
     if out_path is not None:

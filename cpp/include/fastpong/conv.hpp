@@ -57,13 +57,19 @@ class ConvPolicy {
   // n frame changes -> their flattened conv output flat[n * feature_size()] (post-ReLU, NHWC
   // order, Keras' Flatten): the trunk an actor-critic shares between its policy and value heads.
   // The same bits as the activations forward() feeds its dense head. Assumes valid arguments.
-  void features(const float* x, int64_t n, float* flat) const;
+  // With keep, the batch's activations are kept (with a copy of x) for the next
+  // accumulate_feature_gradient on the same frames and weights, which then skips its forward pass.
+  void features(const float* x, int64_t n, float* flat, bool keep = false) const;
+  // The kept activations' identity, for the bindings' thread guard (written by features(keep)).
+  const void* kept_activations() const { return &kept_; }
 
   // grads[i] += d/d tensor i of sum_t flat_grad[t] . features(x[t]), for the conv tensors only
   // (i < 2 * kConvLayers; the dense tensors' entries are not read or written): the backward pass
   // through the trunk from any gradient at its output, e.g. one from a policy head and a value
-  // head together. The forward pass is recomputed, kStepChunk steps at a time; sums run in a
-  // fixed order whatever the thread count. Assumes valid arguments.
+  // head together. The forward pass is recomputed, kStepChunk steps at a time, unless the last
+  // features(keep = true) call saw the same frames with the same conv weights (then its kept
+  // activations are used: the same bits); sums run in a fixed order whatever the thread count.
+  // Assumes valid arguments.
   void accumulate_feature_gradient(const float* x, const float* flat_grad, int64_t steps,
                                    const std::array<float*, kTensors>& grads) const;
 
@@ -83,6 +89,9 @@ class ConvPolicy {
   std::array<float*, kTensors> tensors_{};
   mutable std::mutex background_mutex_;
   mutable std::shared_ptr<const Background> background_;
+  // The activations of the last features(keep = true) batch (see conv.cpp).
+  struct Kept;
+  mutable std::shared_ptr<Kept> kept_;
 };
 
 // Names of the GEMM micro-kernel variants this CPU runs, best first, the one in use, and a switch

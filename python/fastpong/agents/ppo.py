@@ -192,7 +192,7 @@ class PPOLearner:
         from ..actor_critic import ppo_loss_gradient
 
         c = self.config
-        logits, values, cache = self.net._forward(mb["observations"])
+        logits, values, cache = self.net.forward_for_gradient(mb["observations"])
         stats, grad_logits, grad_values = ppo_loss_gradient(
             logits, values, mb["actions"], mb["log_probs"], mb["advantages"], mb["returns"],
             mb["values"], clip=c.clip_coef, entropy_coef=c.entropy_coef, value_coef=c.value_coef)
