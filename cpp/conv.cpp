@@ -899,14 +899,31 @@ namespace {
 class ConvBackward {
  public:
   ConvBackward(const ConvPolicy& policy, const Activations& background)
-      : policy_(policy), net_(network()), background_(background),
-        g2_sum_(static_cast<size_t>(net_.layers[0].pixels() * net_.layers[0].cols), 0.0f),
-        ungated_sum_(static_cast<size_t>(kConvSpecs[0].filters), 0.0f) {
+      : policy_(policy), net_(network()), background_(background), scratch_(scratch()),
+        wt_(scratch_.wt), g2_sum_(scratch_.g2_sum), ungated_sum_(scratch_.ungated_sum),
+        din_(scratch_.din), g_(scratch_.g), g_next_(scratch_.g_next), ungated_(scratch_.ungated),
+        dirty_(scratch_.dirty) {
+    g2_sum_.assign(static_cast<size_t>(net_.layers[0].pixels() * net_.layers[0].cols), 0.0f);
+    ungated_sum_.assign(static_cast<size_t>(kConvSpecs[0].filters), 0.0f);
     // Kernels transposed (cols, rows), for the input gradients of the GEMM layers.
+    wt_.resize(net_.layers.size());
     for (size_t l = 0; l < net_.layers.size(); ++l) {
       const GemmLayer& L = net_.layers[l];
-      wt_.push_back(transposed(policy.tensor(2 * static_cast<int>(l) + 2), L.rows, L.cols));
+      wt_[l] = transposed(policy.tensor(2 * static_cast<int>(l) + 2), L.rows, L.cols);
     }
+  }
+
+  // The buffers of a backward pass, kept from call to call in each calling thread: a batch's
+  // gradients are tens of megabytes, and fresh pages for them each call cost ~10% of its time
+  // in page faults.
+  struct Scratch {
+    std::vector<std::vector<float>> wt;
+    std::vector<float> g2_sum, ungated_sum, din, g, g_next, ungated;
+    std::vector<uint8_t> dirty;
+  };
+  static Scratch& scratch() {
+    thread_local Scratch s;
+    return s;
   }
 
   // m steps xm whose activations are acts, flat_grad (m, flat) the gradient at the flattened
@@ -989,12 +1006,17 @@ class ConvBackward {
   const ConvPolicy& policy_;
   const Network& net_;
   const Activations& background_;
-  std::vector<std::vector<float>> wt_;
+  Scratch& scratch_;
+  std::vector<std::vector<float>>& wt_;
   // Sums over all steps: conv2d_1's output gradient per pixel (for conv2d_0's bias), and the
   // ungated input gradient of conv2d_1 over the positions computed one by one.
-  std::vector<float> g2_sum_, ungated_sum_;
-  std::vector<float> din_, g_, g_next_, ungated_;
-  std::vector<uint8_t> dirty_;  // per step, conv2d_0's outputs whose window holds a nonzero pixel
+  std::vector<float>& g2_sum_;
+  std::vector<float>& ungated_sum_;
+  std::vector<float>& din_;
+  std::vector<float>& g_;
+  std::vector<float>& g_next_;
+  std::vector<float>& ungated_;
+  std::vector<uint8_t>& dirty_;  // per step, conv2d_0's outputs whose window holds a nonzero pixel
 };
 
 }  // namespace
@@ -1010,8 +1032,8 @@ void ConvPolicy::accumulate_gradient(const float* x, const int64_t* actions,
   }
   const std::shared_ptr<const Background> zero = background();
   ConvBackward backward(*this, zero->acts);
-  std::vector<float> flat_grad;
-  Activations acts;
+  thread_local std::vector<float> flat_grad;
+  thread_local Activations acts;  // kept from call to call, as ConvBackward's buffers
   acts.reserve(std::min(kStepChunk, steps));
   for (int64_t t0 = 0; t0 < steps; t0 += kStepChunk) {
     const int64_t m = std::min(kStepChunk, steps - t0);
@@ -1066,7 +1088,7 @@ void ConvPolicy::accumulate_feature_gradient(const float* x, const float* flat_g
   if (kept) {
     if (steps > 0) backward.chunk(x, steps, kept_->acts, flat_grad, grads.data());
   } else {
-    Activations acts;
+    thread_local Activations acts;  // kept from call to call, as ConvBackward's buffers
     acts.reserve(std::min(kStepChunk, steps));
     for (int64_t t0 = 0; t0 < steps; t0 += kStepChunk) {
       const int64_t m = std::min(kStepChunk, steps - t0);
