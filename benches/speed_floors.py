@@ -3,7 +3,9 @@ same pytest-benchmark run, must stay above a floor.
 
     python -m pytest benches/test_bench_kernels.py benches/test_bench_lab.py --benchmark-only \
         --benchmark-max-time=0.2 --benchmark-json=kernels.json
-    python benches/speed_floors.py kernels.json [cnn.json ...]
+    python -m pytest benches/test_bench_cnn.py -k "not backward" --benchmark-only \
+        --benchmark-max-time=0.2 --benchmark-json=cnn.json
+    python benches/speed_floors.py kernels.json cnn.json
 
 Exits 1 when a speedup is under its floor, or when a benchmark named in FLOORS is missing from
 the files (a renamed benchmark must not drop its guard silently). The floors are regression
@@ -47,6 +49,11 @@ FLOORS = {
     "test_lab_gradient_500[fast]": ("test_lab_gradient_500[reference]", 1.7),  # 3.4x-3.6x
     "test_adam_cartpole[fast]": ("test_adam_cartpole[reference]", 1.1),  # 2.3x-2.4x
     "test_adam_tutorial[fast]": ("test_adam_tutorial[reference]", 5.5),  # 11x-26x
+    # benches/test_bench_cnn.py without its backward pass (a NumPy round takes 3 s to 50 s): the
+    # CNN's forward pass against NumPy float32 (its target's baseline) and the lab's frame change
+    "test_cnn_forward_fast": ("test_cnn_forward_numpy32", 2.5),  # target 5x; 4.3x-28.8x
+    "test_lab_frame_change_fast": ("test_lab_frame_change_reference", 25.0),  # 51x-54x
+    "test_lab_frame_change_batch8_fast": ("test_lab_frame_change_batch8_reference", 35.0),  # 74x-75x
 }
 
 
