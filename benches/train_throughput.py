@@ -24,7 +24,6 @@ import os
 import platform
 import subprocess
 import sys
-import tempfile
 
 CHILD = r"""
 import csv, json, resource, sys, tempfile, time

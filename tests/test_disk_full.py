@@ -14,8 +14,8 @@ own permission check then refuses their writes, as it does for a user's.
 from __future__ import annotations
 
 import contextlib
-import json
 import ctypes
+import json
 import os
 import resource
 import subprocess
@@ -23,7 +23,6 @@ import sys
 import time
 
 import numpy as np
-import pytest
 from test_cli import assert_one_line_error, run_cli
 from test_crash import metrics_rows, temporaries
 
