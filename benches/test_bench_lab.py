@@ -167,10 +167,11 @@ class AdamCase:
     grads: dict  # float64 (float32 values)
     m: dict
     v: dict
-    expected: dict  # weights after one reference step
+    expected: dict  # weights after one reference step (what the fast path is held to)
+    fast: dict  # weights after one fast step, untimed (what the reference is held to)
 
 
-def _adam_case(weights: dict, seed=0) -> AdamCase:
+def _adam_case(weights: dict, policy_from_model, seed=0) -> AdamCase:
     rng = np.random.default_rng(seed)
     f32 = lambda a: a.astype(np.float32).astype(np.float64)  # noqa: E731 (values both paths hold)
     weights = {k: f32(v) for k, v in weights.items()}
@@ -180,14 +181,45 @@ def _adam_case(weights: dict, seed=0) -> AdamCase:
     expected = {k: w.copy() for k, w in weights.items()}
     lab.adam_update(expected, dict(grads), {k: a.copy() for k, a in m.items()},
                     {k: a.copy() for k, a in v.items()}, 5)
-    return AdamCase(weights, grads, m, v, expected)
+    case = AdamCase(weights, grads, m, v, expected, fast={})
+    # Each path is checked against the other: the reference's timed step against this untimed
+    # fast step, so that a fault in lab.adam_update shows in the [reference] case too.
+    policy, grads_buffer, load_grads = _fast_state(policy_from_model, case)
+    optimizer = _loaded_adam(case, policy, grads_buffer, load_grads)
+    optimizer.step(policy, grads_buffer)
+    case.fast.update({k: np.asarray(w, np.float64) for k, w in policy.to_model().items()})
+    return case
 
 
-def _assert_adam_step(weights: dict, case: AdamCase) -> None:
+def _fast_state(policy_from_model, case: AdamCase):
+    """A policy built from the case's weights, its gradient buffer and a loader for it."""
+    policy = policy_from_model(case.weights)
+    grads = policy.gradient_buffer()
+    if isinstance(grads, dict):
+        def load_grads(values):
+            for k, value in values.items():
+                grads[k][...] = value
+    else:
+        load_grads = grads.load_model
+    return policy, grads, load_grads
+
+
+def _loaded_adam(case: AdamCase, policy, grads, load_grads, opt=None):
+    """The case's start state loaded into policy, grads and an Adam (step 4 done, 5 next)."""
+    opt = opt or fastpong.Adam()
+    state = {"step": np.array(4), **{f"m_{k}": a for k, a in case.m.items()},
+             **{f"v_{k}": a for k, a in case.v.items()}}
+    policy.load_model(case.weights)
+    load_grads(case.grads)
+    opt.load_state(state, policy)
+    return opt
+
+
+def _assert_adam_step(weights: dict, case: AdamCase, expected: dict) -> None:
     for name, start in case.weights.items():
         change = np.asarray(weights[name], np.float64) - start
         assert np.any(change != 0), f"{name} did not move"
-        assert_close(change, case.expected[name] - start, rtol=1e-3, scale_atol=1e-3,
+        assert_close(change, expected[name] - start, rtol=1e-3, scale_atol=1e-3,
                      what=f"{name} change")
 
 
@@ -208,46 +240,35 @@ def _time_adam_reference(benchmark, case: AdamCase) -> None:
 
     result = benchmark.pedantic(step, setup=setup, rounds=ADAM_ROUNDS["reference"],
                                 warmup_rounds=1)
-    _assert_adam_step(result, case)
+    _assert_adam_step(result, case, case.fast)
 
 
-def _time_adam_fast(benchmark, case: AdamCase, policy, grads, load_grads) -> None:
+def _time_adam_fast(benchmark, case: AdamCase, policy_from_model) -> None:
+    policy, grads, load_grads = _fast_state(policy_from_model, case)
     opt = fastpong.Adam()
-    state = {"step": np.array(4), **{f"m_{k}": a for k, a in case.m.items()},
-             **{f"v_{k}": a for k, a in case.v.items()}}
 
     def setup():
-        policy.load_model(case.weights)
-        load_grads(case.grads)
-        opt.load_state(state, policy)
+        _loaded_adam(case, policy, grads, load_grads, opt)
 
     def step():
         opt.step(policy, grads)
         return policy
 
     result = benchmark.pedantic(step, setup=setup, rounds=ADAM_ROUNDS["fast"], warmup_rounds=2)
-    _assert_adam_step(result.to_model(), case)
+    _assert_adam_step(result.to_model(), case, case.expected)
 
 
 def _time_adam(benchmark, case: AdamCase, path: str, policy_from_model) -> None:
     """The fast path steps a policy built by policy_from_model(weights)."""
     if path == "reference":
         _time_adam_reference(benchmark, case)
-        return
-    policy = policy_from_model(case.weights)
-    grads = policy.gradient_buffer()
-    if isinstance(grads, dict):
-        def load_grads(values):
-            for k, value in values.items():
-                grads[k][...] = value
     else:
-        load_grads = grads.load_model
-    _time_adam_fast(benchmark, case, policy, grads, load_grads)
+        _time_adam_fast(benchmark, case, policy_from_model)
 
 
 @pytest.fixture(scope="module")
 def adam_cartpole(cartpole) -> AdamCase:
-    return _adam_case(cartpole.model)
+    return _adam_case(cartpole.model, fastpong.CategoricalPolicy.from_model)
 
 
 @pytest.mark.benchmark(group="adam-cartpole")
@@ -258,7 +279,7 @@ def test_adam_cartpole(benchmark, adam_cartpole, path):
 
 @pytest.fixture(scope="module")
 def adam_tutorial() -> AdamCase:
-    return _adam_case(reference.init_model(200, reference.INPUT_SIZE, 0))
+    return _adam_case(reference.init_model(200, reference.INPUT_SIZE, 0), fastpong.Policy.from_model)
 
 
 @pytest.mark.benchmark(group="adam-tutorial-1.28M")

@@ -447,12 +447,84 @@ def _uniforms_for(probs):
     return np.linspace(0.0, 0.99, rows, dtype=np.float32)
 
 
-def check_count(result, *_):
-    assert result is not None
+@functools.lru_cache(maxsize=1)
+def pong_like_frames() -> tuple[np.ndarray, np.ndarray]:
+    """Two batches of 64 Pong-like frames (the paddle and ball colours on the background): the
+    first n of each feed a fuzzed differencer of n environments."""
+    rng = np.random.default_rng(23)
+    draw = lambda: rng.choice([144, 109, 17, 236, 92], size=(64, *FRAME),  # noqa: E731
+                              p=[.8, .05, .05, .05, .05]).astype(np.uint8)
+    return draw(), draw()
 
 
-def check_nothing(result, *_):
-    """For calls that return nothing: that they returned, and left their inputs alone, is it."""
+def check_new_differencer(result, num_envs):
+    """A new FrameDifferencer(n): n environments, zeros on each one's first frame, then the
+    reference's difference of its two frames."""
+    n = int(num_envs)
+    assert result.num_envs == n
+    first, second = (frames[:n] for frames in pong_like_frames())
+    assert result.step(first).nonzeros == 0
+    check_differencer(result.step(second), first, second)
+
+
+def differencer_reset(env):
+    """Three environments step, `env` is reset, all three step again."""
+    differencer = fastpong.FrameDifferencer(3)
+    first, _ = pong_like_frames()
+    differencer.step(first[:3])
+    differencer.reset(env)
+    return differencer.step(pong_like_frames()[1][:3])
+
+
+def check_differencer_reset(result, env):
+    """The reset environment starts afresh (zeros, as on an episode's first frame); the others
+    give the reference's difference as if nothing happened."""
+    first, second = (frames[:3] for frames in pong_like_frames())
+    dense = result.to_dense(6400)
+    assert not dense[int(env)].any()
+    others = [e for e in range(3) if e != int(env)]
+    a, b = (np.stack([ref.frame_preprocessing(f).ravel() for f in x[others]]) for x in (first, second))
+    np.testing.assert_array_equal(dense[others], b - a)
+
+
+def check_new_episode_batch(result, num_envs, hidden):
+    """A new EpisodeBatch(n, h, D): n empty episodes of the sizes asked, and a step appended to
+    all lands in each one's own buffer."""
+    n, h = int(num_envs), int(hidden)
+    assert len(result) == n
+    assert [(len(result.episode(e)), result.episode(e).hidden, result.episode(e).input_size)
+            for e in {0, n - 1}] == [(0, h, D)] * len({0, n - 1})
+    rng = np.random.default_rng(n * 100 + h)
+    x = rng.choice([-1.0, 0.0, 1.0], size=(n, D), p=[0.2, 0.6, 0.2])
+    hs, dlogps = r32(rng.uniform(0, 1, (n, h))), r32(rng.uniform(-1, 1, n))
+    result.append(fastpong.SparseFrames.from_dense(x), hs, dlogps)
+    for e in {0, n // 2, n - 1}:
+        episode = result.episode(e)
+        np.testing.assert_array_equal(episode.inputs.to_dense(D), x[e:e + 1])
+        np.testing.assert_array_equal(episode.hidden_states, hs[e:e + 1])
+        assert episode.dlogps[0] == dlogps[e]
+
+
+def check_new_dense_policy(result, input_size, hidden):
+    """A new CategoricalPolicy(d, (h,), 2): Keras' names and shapes, and its forward pass is the
+    reference's on its own weights."""
+    d, h = int(input_size), int(hidden)
+    model = result.to_model()
+    assert {k: v.shape for k, v in model.items()} == {
+        "dense_0/kernel": (d, h), "dense_0/bias": (h,), "logits/kernel": (h, 2), "logits/bias": (2,)}
+    obs = np.random.default_rng(d * 100 + h).standard_normal((3, d)).astype(np.float32)
+    expected = lab.forward(f64(obs), {k: f64(v) for k, v in model.items()})[2]
+    np.testing.assert_allclose(result.forward(obs), expected, atol=1e-5)
+
+
+def check_new_lab_differencer(result, num_envs):
+    """A new LabFrameDifferencer(n): n environments, zeros on each one's first frame, then the
+    lab's frame change of its two frames."""
+    n = int(num_envs)
+    assert result.num_envs == n
+    first, second = (frames[:n] for frames in pong_like_frames())
+    assert not result.step(first).any()
+    check_lab_frame_change(result.step(second), first, second)
 
 
 @functools.lru_cache(maxsize=None)
@@ -648,7 +720,7 @@ def learning_rate_verdict(v: float) -> bool | None:
 class Case:
     call: Callable
     args: tuple
-    check: Callable = check_count
+    check: Callable  # asserts that a result of valid arguments is right
     mutates: tuple = field(default_factory=tuple)  # indices of arguments the call may change
 
 
@@ -659,9 +731,8 @@ CASES = {
     "FrameDifferencer.step": Case(
         differencer_steps, (array_arg((2, *FRAME), "frame"), either(array_arg((2, *FRAME), "frame"))),
         check_differencer),
-    "FrameDifferencer()": Case(lambda n: fastpong.FrameDifferencer(n).num_envs, (int_arg(1, 64),)),
-    "FrameDifferencer.reset": Case(lambda env: fastpong.FrameDifferencer(3).reset(env), (int_arg(0, 2),),
-                                   check_nothing),
+    "FrameDifferencer()": Case(fastpong.FrameDifferencer, (int_arg(1, 64),), check_new_differencer),
+    "FrameDifferencer.reset": Case(differencer_reset, (int_arg(0, 2),), check_differencer_reset),
     "SparseFrames.from_dense": Case(
         fastpong.SparseFrames.from_dense,
         (either(array_arg(lambda s: len(s) in (1, 2), "ternary", typical=(4, D))),),
@@ -696,7 +767,8 @@ CASES = {
         check_from_arrays),
     "EpisodeBuffer.append": Case(
         buffer_append, (either(array_arg((H,))), float_arg(lambda v: abs(v) <= F32_MAX, st.floats(-1.0, 1.0))), check_append),
-    "EpisodeBatch()": Case(lambda n, h: len(fastpong.EpisodeBatch(n, h, D)), (int_arg(1, 64), int_arg(1, 40))),
+    "EpisodeBatch()": Case(lambda n, h: fastpong.EpisodeBatch(n, h, D), (int_arg(1, 64), int_arg(1, 40)),
+                           check_new_episode_batch),
     "EpisodeBatch.append": Case(
         batch_append, (either(array_arg((2, H))), either(array_arg([(2,), (2, 1)])),
                        either(array_arg([(2,), (2, 1)]))),
@@ -711,8 +783,8 @@ CASES = {
                                 (either(array_arg(lambda s: s == (4,) or (len(s) == 2 and s[1] == 4),
                                                   typical=(5, 4), checked_magnitude=10.0)),),
                                 check_dense_forward),
-    "DensePolicy()": Case(lambda d, h: len(CategoricalPolicy(input_size=d, hidden=(h,), num_actions=2).hidden),
-                          (int_arg(1, 50), int_arg(1, 50))),
+    "DensePolicy()": Case(lambda d, h: CategoricalPolicy(input_size=d, hidden=(h,), num_actions=2),
+                          (int_arg(1, 50), int_arg(1, 50)), check_new_dense_policy),
     # Each argument fuzzed in turn, the other valid for it (their shapes must agree).
     "sample_actions(probs)": Case(
         lambda probs: fastpong.sample_actions(probs, _uniforms_for(probs)),
@@ -754,7 +826,7 @@ CASES = {
     "LabFrameDifferencer.step": Case(
         lab_differencer_steps, (array_arg((2, *FRAME), "frame"), either(array_arg((2, *FRAME), "frame"))),
         check_lab_differencer),
-    "LabFrameDifferencer()": Case(lambda n: fastpong.LabFrameDifferencer(n).num_envs, (int_arg(1, 64),)),
+    "LabFrameDifferencer()": Case(fastpong.LabFrameDifferencer, (int_arg(1, 64),), check_new_lab_differencer),
 }
 
 

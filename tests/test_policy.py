@@ -3,13 +3,15 @@ sparse EpisodeBuffer path), a finite-difference gradient check, and thread-count
 
 The fast path computes in float32, the reference in float64. Every comparison runs the reference on
 the policy's own float32 weights (upcast), so the only differences left are float32 rounding in the
-fast kernels' sums. A sum of n float32 terms is off by at most about n * eps32 times the sum of the
-terms' magnitudes; the tolerances below are of the form
+fast kernels. A sum of n float32 terms is off by at most about n * eps32 times the sum of the
+terms' magnitudes S, and the result itself is rounded once more; the tolerances below are
 
-    k * eps32 * n * max(|ref|, 1)
+    k * eps32 * (n * S + |ref|)
 
-with n the reduction length named at each constant. (Weights are of order 1/sqrt(fan-in) and the
-inputs are -1/0/+1 or unit normals, so the sums of magnitudes stay of order max(|ref|, 1).)
+elementwise, with n the reduction length named at each constant and S computed by the reference on
+absolute values (|W1| |x| for h; for the gradients, the reference's backward pass on |h|, |x|,
+|dlogp| and |W2|). S is the scale of the very values compared: where a sum cancels, S stays the
+size of its terms; where the terms are small (gradients of order 0.03), so is the tolerance.
 """
 
 from __future__ import annotations
@@ -41,21 +43,39 @@ SIMD_HIDDEN_SIZES = [1, 3, 7, 8, 9, 15, 16, 17, 66]
 SMALL_INPUT_SIZES = [1, 5, 12, 33]
 
 
-def tolerance(ref, n: int, k: float) -> np.ndarray:
-    return k * EPS32 * max(int(n), 1) * np.maximum(np.abs(np.asarray(ref, dtype=np.float64)), 1.0)
+def tolerance(ref, n: int, k: float, scale) -> np.ndarray:
+    ref = np.abs(np.asarray(ref, dtype=np.float64))
+    return k * EPS32 * (max(int(n), 1) * np.asarray(scale, dtype=np.float64) + ref)
 
 
-def assert_f32_close(actual, ref, n: int, k: float, what: str = "") -> None:
+def assert_f32_close(actual, ref, n: int, k: float, what: str, scale) -> None:
+    """|actual - ref| <= k * eps32 * (n * scale + |ref|), elementwise (see the module docstring)."""
     actual = np.asarray(actual, dtype=np.float64)
     ref = np.asarray(ref, dtype=np.float64)
     assert actual.shape == ref.shape, f"{what}: shape {actual.shape} != {ref.shape}"
     err = np.abs(actual - ref)
-    tol = tolerance(ref, n, k)
+    tol = np.broadcast_to(tolerance(ref, n, k, scale), err.shape)
     worst = np.unravel_index(np.argmax(err - tol), err.shape) if err.size else ()
     assert np.all(err <= tol), (
         f"{what}: error {err[worst]:.3g} > tolerance {tol[worst]:.3g} at {worst} "
         f"(fast {actual[worst]!r}, reference {ref[worst]!r})"
     )
+
+
+def forward_scales(x, model: dict):
+    """The magnitudes behind the forward pass of the rows of x (N, D): S for h, |W1| |x| (N, H),
+    and for p, p (1 - p) (sigmoid's slope) times the logit's, |W2| . S_h (N,); the h errors it
+    inherits are below that times n as well."""
+    h_scale = np.abs(np.atleast_2d(np.asarray(x, np.float64))) @ np.abs(model["W1"]).T
+    p, _ = ref_forward_rows(np.atleast_2d(x), model)
+    return p * (1 - p) * (h_scale @ np.abs(model["W2"])), h_scale
+
+
+def backward_scale(eph, epx, epdlogp, model: dict) -> dict:
+    """The sums of the magnitudes of the terms behind dW1 and dW2."""
+    absolute = {k: np.abs(v) for k, v in model.items()}
+    return reference.policy_backward(np.abs(np.asarray(eph, np.float64)), np.abs(np.asarray(epx, np.float64)),
+                                     np.abs(np.asarray(epdlogp, np.float64)).reshape(-1, 1), absolute)
 
 
 def model64(policy) -> dict:
@@ -132,31 +152,32 @@ def test_forward_on_real_pong_inputs(pong_inputs):
     model = model64(policy)
     x = pong_inputs.astype(np.float32)
     ref_p, ref_h = ref_forward_rows(x, model)
+    p_scale, h_scale = forward_scales(x, model)
     nnz = int(np.count_nonzero(x, axis=1).max())
     before = x.copy()
 
     p, h = policy.forward(x)  # batch, dense
     assert p.dtype == h.dtype == np.float32 and p.shape == (len(x),) and h.shape == (len(x), 200)
-    assert_f32_close(h, ref_h, nnz + 1, FORWARD_H_K, "h (dense batch)")
-    assert_f32_close(p, ref_p, 200 + nnz, FORWARD_P_K, "p (dense batch)")
+    assert_f32_close(h, ref_h, nnz + 1, FORWARD_H_K, "h (dense batch)", h_scale)
+    assert_f32_close(p, ref_p, 200 + nnz, FORWARD_P_K, "p (dense batch)", p_scale)
 
     rows = fastpong.SparseFrames.from_dense(x)  # batch, sparse
     sp, sh = policy.forward(rows)
-    assert_f32_close(sh, ref_h, nnz + 1, FORWARD_H_K, "h (sparse)")
-    assert_f32_close(sp, ref_p, 200 + nnz, FORWARD_P_K, "p (sparse)")
+    assert_f32_close(sh, ref_h, nnz + 1, FORWARD_H_K, "h (sparse)", h_scale)
+    assert_f32_close(sp, ref_p, 200 + nnz, FORWARD_P_K, "p (sparse)", p_scale)
 
     for t in (0, 1, 57, 200, len(x) - 1):  # single (D,)
         p1, h1 = policy.forward(x[t])
         assert isinstance(p1, float) and h1.shape == (200,)
-        assert_f32_close(h1, ref_h[t], nnz + 1, FORWARD_H_K, f"h (single, t={t})")
-        assert_f32_close(p1, ref_p[t], 200 + nnz, FORWARD_P_K, f"p (single, t={t})")
+        assert_f32_close(h1, ref_h[t], nnz + 1, FORWARD_H_K, f"h (single, t={t})", h_scale[t])
+        assert_f32_close(p1, ref_p[t], 200 + nnz, FORWARD_P_K, f"p (single, t={t})", p_scale[t])
         # a one-row batch and a one-row SparseFrames say the same
         pb, hb = policy.forward(x[t:t + 1])
         assert pb.shape == (1,) and hb.shape == (1, 200)
-        assert_f32_close(hb[0], ref_h[t], nnz + 1, FORWARD_H_K, f"h (batch of 1, t={t})")
+        assert_f32_close(hb[0], ref_h[t], nnz + 1, FORWARD_H_K, f"h (batch of 1, t={t})", h_scale[t])
         ps, hs = policy.forward(fastpong.SparseFrames.from_dense(x[t]))
-        assert_f32_close(hs[0], ref_h[t], nnz + 1, FORWARD_H_K, f"h (sparse row, t={t})")
-        assert_f32_close(ps[0], ref_p[t], 200 + nnz, FORWARD_P_K, f"p (sparse row, t={t})")
+        assert_f32_close(hs[0], ref_h[t], nnz + 1, FORWARD_H_K, f"h (sparse row, t={t})", h_scale[t])
+        assert_f32_close(ps[0], ref_p[t], 200 + nnz, FORWARD_P_K, f"p (sparse row, t={t})", p_scale[t])
     np.testing.assert_array_equal(x, before)
 
 
@@ -165,12 +186,13 @@ def test_forward_on_differencer_output(pong_play, pong_inputs):
     model = model64(policy)
     differencer = fastpong.FrameDifferencer(1)
     ref_p, ref_h = ref_forward_rows(pong_inputs[:60], model)
+    p_scale, h_scale = forward_scales(pong_inputs[:60], model)
     for t in range(60):
         rows = differencer.step(pong_play.frames[t][None])
         p, h = policy.forward(rows)
         n = rows.nonzeros + 1
-        assert_f32_close(h[0], ref_h[t], n, FORWARD_H_K, f"h, t={t}")
-        assert_f32_close(p[0], ref_p[t], 200 + n, FORWARD_P_K, f"p, t={t}")
+        assert_f32_close(h[0], ref_h[t], n, FORWARD_H_K, f"h, t={t}", h_scale[t])
+        assert_f32_close(p[0], ref_p[t], 200 + n, FORWARD_P_K, f"p, t={t}", p_scale[t])
 
 
 def test_forward_all_zero_input_gives_one_half():
@@ -192,17 +214,19 @@ def test_forward_sizes_around_the_simd_width(hidden, input_size):
     model = model64(policy)
     for x in (ternary(rng, (6, input_size), 0.5), rng.standard_normal((6, input_size))):
         ref_p, ref_h = ref_forward_rows(x, model)
+        p_scale, h_scale = forward_scales(x, model)
         p, h = policy.forward(x)
-        assert_f32_close(h, ref_h, input_size + 1, FORWARD_H_K, "h")
-        assert_f32_close(p, ref_p, hidden + input_size, FORWARD_P_K, "p")
+        assert_f32_close(h, ref_h, input_size + 1, FORWARD_H_K, "h", h_scale)
+        assert_f32_close(p, ref_p, hidden + input_size, FORWARD_P_K, "p", p_scale)
         p1, h1 = policy.forward(x[4])
-        assert_f32_close(h1, ref_h[4], input_size + 1, FORWARD_H_K, "h single")
-        assert_f32_close(p1, ref_p[4], hidden + input_size, FORWARD_P_K, "p single")
+        assert_f32_close(h1, ref_h[4], input_size + 1, FORWARD_H_K, "h single", h_scale[4])
+        assert_f32_close(p1, ref_p[4], hidden + input_size, FORWARD_P_K, "p single", p_scale[4])
     rows = fastpong.SparseFrames.from_dense(x := ternary(rng, (5, input_size), 0.5))
     ref_p, ref_h = ref_forward_rows(x, model)
+    p_scale, h_scale = forward_scales(x, model)
     p, h = policy.forward(rows)
-    assert_f32_close(h, ref_h, input_size + 1, FORWARD_H_K, "h sparse")
-    assert_f32_close(p, ref_p, hidden + input_size, FORWARD_P_K, "p sparse")
+    assert_f32_close(h, ref_h, input_size + 1, FORWARD_H_K, "h sparse", h_scale)
+    assert_f32_close(p, ref_p, hidden + input_size, FORWARD_P_K, "p sparse", p_scale)
 
 
 def test_forward_strided_misaligned_and_other_dtypes_untouched():
@@ -211,6 +235,7 @@ def test_forward_strided_misaligned_and_other_dtypes_untouched():
     model = model64(policy)
     x = ternary(rng, (7, 33), 0.4)
     ref_p, ref_h = ref_forward_rows(x, model)
+    p_scale, h_scale = forward_scales(x, model)
     wide = np.zeros((7, 66), dtype=np.float32)
     wide[:, 1::2] = x
     raw = np.zeros(x.nbytes + 1, dtype=np.uint8)  # float32 data at an odd address
@@ -230,28 +255,37 @@ def test_forward_strided_misaligned_and_other_dtypes_untouched():
     for name, view in views.items():
         before = np.array(view, copy=True)
         p, h = policy.forward(view)
-        assert_f32_close(h, ref_h, 34, FORWARD_H_K, f"h {name}")
-        assert_f32_close(p, ref_p, 17 + 33, FORWARD_P_K, f"p {name}")
+        assert_f32_close(h, ref_h, 34, FORWARD_H_K, f"h {name}", h_scale)
+        assert_f32_close(p, ref_p, 17 + 33, FORWARD_P_K, f"p {name}", p_scale)
         p1, _ = policy.forward(view[3])
-        assert_f32_close(p1, ref_p[3], 17 + 33, FORWARD_P_K, f"p single {name}")
+        assert_f32_close(p1, ref_p[3], 17 + 33, FORWARD_P_K, f"p single {name}", p_scale[3])
         np.testing.assert_array_equal(view, before, err_msg=name)
 
 
 # --- backward -----------------------------------------------------------------------------------
 
 
-def ref_backward(eph, epx, epdlogp, policy) -> dict:
-    return reference.policy_backward(
-        np.asarray(eph, np.float64), np.asarray(epx, np.float64), np.asarray(epdlogp, np.float64),
-        model64(policy),
-    )
+class Gradients(dict):
+    """The reference's dW1 and dW2, with .scale: the magnitudes behind each entry."""
+
+    scale: dict
 
 
-def assert_grads_close(got, ref, steps, what=""):
+def ref_backward(eph, epx, epdlogp, policy) -> Gradients:
+    model = model64(policy)
+    grads = Gradients(reference.policy_backward(
+        np.asarray(eph, np.float64), np.asarray(epx, np.float64), np.asarray(epdlogp, np.float64), model))
+    grads.scale = backward_scale(eph, epx, epdlogp, model)
+    return grads
+
+
+def assert_grads_close(got, ref, steps, what="", scale=None):
+    """scale: the magnitudes behind each entry, ref.scale unless given."""
     assert set(got) == {"W1", "W2"}
+    scale = ref.scale if scale is None else scale
     for k in ("W1", "W2"):
         assert got[k].dtype == np.float32
-        assert_f32_close(got[k], ref[k], steps, BACKWARD_K, f"{what} d{k}")
+        assert_f32_close(got[k], ref[k], steps, BACKWARD_K, f"{what} d{k}", scale[k])
 
 
 def real_episode(pong_inputs, policy, seed=0, steps=None):
@@ -309,20 +343,23 @@ def test_accumulate_gradient_adds_up(pong_inputs):
     assert_grads_close(once, expected, len(epx), "once")
     policy.accumulate_gradient(episode, adv, grads)
     twice = grads.to_model()
-    assert_grads_close(twice, {k: 2 * v for k, v in expected.items()}, 2 * len(epx), "twice")
+    assert_grads_close(twice, {k: 2 * v for k, v in expected.items()}, 2 * len(epx), "twice",
+                       {k: 2 * v for k, v in expected.scale.items()})
     # into a buffer that already holds something: adds, does not overwrite
     offset = {"W1": np.full((66, 6400), 0.25), "W2": np.full(66, -0.5)}
     grads.load_model(offset)
     policy.accumulate_gradient(episode, adv, grads)
     assert_grads_close(
-        grads.to_model(), {k: offset[k] + expected[k] for k in offset}, len(epx) + 1, "offset"
+        grads.to_model(), {k: offset[k] + expected[k] for k in offset}, len(epx) + 1, "offset",
+        {k: np.abs(offset[k]) + expected.scale[k] for k in offset},
     )
     # and a second episode with other advantages adds its own gradient
     grads.zero()
     assert not grads.to_model()["W1"].any()
     policy.accumulate_gradient(episode, adv, grads)
     policy.accumulate_gradient(episode, -2 * adv, grads)
-    assert_grads_close(grads.to_model(), {k: -v for k, v in expected.items()}, 3 * len(epx), "sum")
+    assert_grads_close(grads.to_model(), {k: -v for k, v in expected.items()}, 3 * len(epx), "sum",
+                       {k: 3 * v for k, v in expected.scale.items()})  # |adv| + |-2 adv|
 
 
 @pytest.mark.parametrize("hidden", SIMD_HIDDEN_SIZES)
@@ -457,13 +494,14 @@ def test_backward_matches_finite_differences():
     # |x| <= 1, so a weight change of delta moves a pre-activation by at most delta < margin.
     fd = finite_difference_gradient(model, epx, epdlogp, delta=1e-3)
     dense = policy.backward(eph, epx, epdlogp.astype(np.float32))
+    scale = backward_scale(eph, epx, epdlogp, model)
     for k in ("W1", "W2"):
-        assert_f32_close(dense[k], fd[k], steps, FD_K, f"dense d{k} vs finite differences")
+        assert_f32_close(dense[k], fd[k], steps, FD_K, f"dense d{k} vs finite differences", scale[k])
     episode = fastpong.EpisodeBuffer.from_arrays(epx, eph, dlogp, np.zeros(steps))
     grads = policy.gradient_buffer()
     policy.accumulate_gradient(episode, adv, grads)
     for k in ("W1", "W2"):
-        assert_f32_close(grads.to_model()[k], fd[k], steps, FD_K, f"sparse d{k} vs FD")
+        assert_f32_close(grads.to_model()[k], fd[k], steps, FD_K, f"sparse d{k} vs FD", scale[k])
     # the check has teeth: the gradient is far from zero and gated units get none
     assert np.abs(fd["W1"]).max() > 1e-2 and np.abs(fd["W2"]).max() > 1e-2
     # and the reference's own backward agrees with the finite differences as well

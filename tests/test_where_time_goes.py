@@ -1,4 +1,5 @@
-"""experiments/where_time_goes.py: its accounting of a short training session (no timings judged)."""
+"""experiments/where_time_goes.py: its accounting of a short training session (no timings judged,
+except that the parts add up to the session's wall-clock read on a separate clock)."""
 
 from __future__ import annotations
 
@@ -54,7 +55,11 @@ def test_parts_of_a_short_session_add_up(where_time_goes, agent):
     assert run["steps"] == 300
     parts = run["seconds"]
     assert set(parts) == set(where_time_goes.PARTS)
-    assert sum(parts.values()) == pytest.approx(run["session_seconds"])
+    # session_seconds is the session's wall-clock read on its own clock, not the parts' sum: time
+    # counted twice (a nested call in both parts) or lost (a call in no part, or dropped from
+    # its part) shows as a gap. The gap allowed is the stopwatch's own overhead and a scheduler
+    # hiccup on a busy machine, far under a part's share of a ~1 s session.
+    assert sum(parts.values()) == pytest.approx(run["session_seconds"], rel=0.01, abs=0.01)
     # Nested calls are not counted twice: the parts fit inside the train() call that holds them.
     assert run["session_seconds"] <= run["call_seconds"]
     for part in ("emulator", "preprocess", "forward", "checkpoint", "env setup", "rest"):
