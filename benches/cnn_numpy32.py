@@ -63,13 +63,24 @@ def probabilities(params: dict, x: np.ndarray) -> np.ndarray:
 
 
 def _chunk_gradient(params, x, actions, advantages, scale, grads):
-    logits, (cache, flat, hidden) = forward(params, x)
+    logits, cache = forward(params, x)
     d = -_softmax(logits)
     d[np.arange(len(actions)), actions] += 1
     d *= (scale * advantages)[:, None].astype(np.float32)
+    backward(params, cache, d, grads)
+
+
+def backward(params, cache, d_logits, grads, d_hidden=None):
+    """grads += the gradient of sum(d_logits * logits) (+ sum(d_hidden * hidden), from heads
+    beside the logits, such as an actor-critic's value) through the network of forward's cache."""
+    cache, flat, hidden = cache
+    d = d_logits
     grads["logits/kernel"] += hidden.T @ d
     grads["logits/bias"] += d.sum(axis=0)
-    dh = (d @ params["logits/kernel"].T) * (hidden > 0)
+    dh = d @ params["logits/kernel"].T
+    if d_hidden is not None:
+        dh = dh + d_hidden
+    dh = dh * (hidden > 0)
     grads["dense_0/kernel"] += flat.T @ dh
     grads["dense_0/bias"] += dh.sum(axis=0)
     g = (dh @ params["dense_0/kernel"].T).reshape(-1, cnn.CONV_LAYERS[-1][0]) * (cache[-1][3] > 0)
