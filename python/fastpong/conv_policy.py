@@ -22,8 +22,8 @@ _FRAME_SHAPE = (210, 160, 3)  # ALE's RGB frames
 
 
 class ConvPolicy:
-    """Conv2D 32@5x5/2, 48@5x5/2, 64@3x3/2, 64@3x3/2 ('same', ReLU), Flatten (576), Dense 128
-    ReLU, Dense 6 logits: the lab's ``create_pong_model``. The convolutions run on fastpong's
+    """The MIT lab's Pong CNN (its ``create_pong_model``): ``Conv2D 32@5x5/2, 48@5x5/2,
+    64@3x3/2, 64@3x3/2`` ('same', ReLU), Flatten (576), Dense 128 ReLU, Dense 6 logits. The convolutions run on fastpong's
     conv kernels (cpp/conv.cpp), the dense head on CategoricalPolicy's (cpp/dense.cpp).
 
     ``seed`` draws Keras' initialization (Glorot-uniform kernels, zero biases) exactly as

@@ -41,6 +41,10 @@ CHECKPOINT_INTERVAL = 10.0
 
 @dataclass
 class TrainSummary:
+    """What ``train()`` returns: the run's counters (of the whole run, earlier sessions included)
+    and this session's speed; ``to_dict()`` is the ``--json`` summary. A Ray run's summary also
+    holds its workers' counts and staleness."""
+
     run_dir: str
     steps: int
     episodes: int
