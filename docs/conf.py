@@ -44,7 +44,7 @@ nitpick_ignore_regex = [
     # pybind11's base class and the compiled module's private bases, which are not documented.
     (r"py:class", r"(pybind11_builtins|fastpong\._core)\..*"),
     # What train() takes from a caller that owns its process (the CLI); not public.
-    (r"py:class", r"fastpong\.(train|run)\.StopSignals"),
+    (r"py:class", r"fastpong\.(train|training\.run)\.StopSignals"),
     (r"py:.*", r"(numpy|np|numpy\.typing|collections\.abc|typing|os|pathlib|matplotlib)\..*"),
     (r"py:.*", r"(ndarray|array_like|optional|callable|Path|Figure)"),
 ]

@@ -91,8 +91,8 @@ def instrumented(stopwatch: Stopwatch, learner_class):
     """The training loop's parts timed by `stopwatch` while inside; everything restored after."""
     from contextlib import ExitStack
 
-    import fastpong.local_lanes as lanes_module
-    from fastpong.run import Run
+    import fastpong.training.local_lanes as lanes_module
+    from fastpong.training.run import Run
     from fastpong.envs import EnvBatch
 
     def session(execute):

@@ -1,5 +1,5 @@
 """``fastpong.train``: trains an agent. It picks the rollout source (this machine's lanes, or Ray's
-workers with ``ray=``) and hands it to the run (run.py), which does everything else.
+workers with ``ray=``) and hands it to the run (training/run.py), which does everything else.
 
 The names that lived here before the run had a module of its own (``RunError``, ``StopSignals``,
 ``TrainSummary``, ``prepare_run``, ``lane_sizes``, ...) are still importable from here.
@@ -12,11 +12,11 @@ import dataclasses
 import numpy as np
 
 from .config import ALGORITHM_FIELDS, TrainConfig
-from .local_lanes import LocalLanes, lane_sizes
-from .run import (CHECKPOINT_FILE, CHECKPOINT_INTERVAL, CONFIG_FILE, LEARNING_RATES_FILE, METRICS_FILE,
+from .training.local_lanes import LocalLanes, lane_sizes
+from .training.run import (CHECKPOINT_FILE, CHECKPOINT_INTERVAL, CONFIG_FILE, LEARNING_RATES_FILE, METRICS_FILE,
                   RUNNING_DECAY, RolloutSource, Run, RunError, StopSignals, TrainSummary, default_run_dir,
                   log_learning_rate_change, prepare_run)
-from .runlock import RunLock
+from .training.runlock import RunLock
 
 #: The run's class under its name from before it had a module of its own.
 _Run = Run

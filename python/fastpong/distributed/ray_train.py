@@ -1,6 +1,6 @@
 """``fastpong train --ray``: rollout workers as Ray actors, the learner on the driver.
 
-The driver is the run (run.py's ``Run``: run directory, config.json, metrics.csv, checkpoints,
+The driver is the run (training/run.py's ``Run``: run directory, config.json, metrics.csv, checkpoints,
 the progress bar, signals, resume) fed by this rollout source instead of the local lanes: N actors play the
 episodes of any agent (karpathy's Pong, mit-cartpole's CartPole; rollout_worker.py), each finished
 episode comes back as its gradient (the learner's ``take_gradient``), the driver adds it to the
@@ -23,8 +23,8 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-from ..local_lanes import lane_sizes
-from ..run import TrainSummary
+from ..training.local_lanes import lane_sizes
+from ..training.run import TrainSummary
 
 #: Env steps a worker plays per call: about a quarter of a second of a core, so that a call's
 #: round trip (about a millisecond) costs well under 1% and new weights reach the workers soon.
@@ -114,7 +114,7 @@ def connect(address: str):
 
 
 class RaySource:
-    """A RolloutSource (see run.py) whose games are played by Ray actors; the learner stays with
+    """A RolloutSource (see training/run.py) whose games are played by Ray actors; the learner stays with
     the run, here on the driver."""
 
     def __init__(self, *, address: str, workers: int | None):

@@ -16,7 +16,7 @@ import numpy as np
 from .. import _core
 from ..agents import ATARI
 from ..config import TrainConfig
-from ..local_lanes import lane_sizes, make_lanes
+from ..training.local_lanes import lane_sizes, make_lanes
 
 
 def worker_seeds(seed: int, episodes: int, worker: int, incarnation: int) -> tuple[int, np.random.SeedSequence]:

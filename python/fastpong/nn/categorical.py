@@ -6,8 +6,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from . import _core
-from .reference import lab
+from .. import _core
+from ..reference import lab
 
 
 class CategoricalPolicy(_core._DensePolicy):

@@ -13,8 +13,8 @@ import threading
 
 import numpy as np
 
-from . import _core
-from .reference import cnn as _reference
+from .. import _core
+from ..reference import cnn as _reference
 
 __all__ = ["ConvPolicy", "LabFrameDifferencer"]
 

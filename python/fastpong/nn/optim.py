@@ -21,7 +21,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from . import _core
+from .. import _core
 
 
 class RMSProp:

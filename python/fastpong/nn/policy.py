@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _core
-from .reference import INPUT_SIZE, init_model
+from .. import _core
+from ..reference import INPUT_SIZE, init_model
 
 
 class Policy(_core._Policy):

@@ -201,8 +201,8 @@ def format_version(path: Path, data: dict) -> int:
 def load_agent_weights(path):
     """(agent, config or None, weights) from a checkpoint, a weights snapshot holding a config,
     or an .npz of the tutorial's W1/W2 alone (the shipped policy): any agent's policy."""
-    from .agents import get_agent
-    from .config import TrainConfig
+    from ..agents import get_agent
+    from ..config import TrainConfig
 
     path = Path(path)
     text = _read_arrays(path, keys=("config", "format_version"))

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .agents import ATARI, CLASSIC
-from .config import TrainConfig
+from ..agents import ATARI, CLASSIC
+from ..config import TrainConfig
 
 
 def lane_sizes(config: TrainConfig) -> list[int]:
@@ -24,10 +24,10 @@ def lane_sizes(config: TrainConfig) -> list[int]:
 def make_lanes(config: TrainConfig, sizes: list[int], seed: int) -> list:
     """One batch of environments per lane, seeded one after the other from ``seed``."""
     if config.agent_record().env_kind == CLASSIC:
-        from .classic_envs import ClassicEnvBatch
+        from ..classic_envs import ClassicEnvBatch
 
         return [ClassicEnvBatch(config.env_id, sizes[0])]
-    from .envs import make_env_batch
+    from ..envs import make_env_batch
 
     if config.engine == "reference":
         return [SingleGymEnv(config.env_id, config.frameskip)]

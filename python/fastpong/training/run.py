@@ -3,9 +3,9 @@ and update schedule, fed by a rollout source.
 
 A rollout source plays the games and hands the run what it needs of them: the local lanes
 (local_lanes.py) step environments here and let the learner play in place; Ray's workers
-(distributed/) play elsewhere and send each finished episode's gradient. Either way the run counts
+(``fastpong.distributed``) play elsewhere and send each finished episode's gradient. Either way the run counts
 episodes, writes their metrics rows and updates the learner on the same schedule. This module
-knows no source by name: ``train()`` (train.py) picks one.
+knows no source by name: ``fastpong.train`` picks one.
 """
 
 from __future__ import annotations
@@ -25,13 +25,13 @@ from typing import Protocol
 
 import numpy as np
 
-from . import _core
-from .agents import ATARI
+from .. import _core
+from ..agents import ATARI
 from .checkpoint import (CheckpointError, check_tensors, load_checkpoint, remove_stale_temporaries,
                          save_checkpoint, write_atomically)
-from .config import ALGORITHM_FIELDS, RESUMABLE_FIELDS, RETURN_WINDOW, RUN_FIELDS, TrainConfig
+from ..config import ALGORITHM_FIELDS, RESUMABLE_FIELDS, RETURN_WINDOW, RUN_FIELDS, TrainConfig
 from .metrics import MetricsLog, columns_for
-from .periodic_video import PeriodicVideo
+from ..watch.periodic_video import PeriodicVideo
 from .runlock import RunLock
 
 CONFIG_FILE = "config.json"
@@ -134,8 +134,8 @@ def prepare_run(config: TrainConfig, run_dir, resume: bool, explicit=ALGORITHM_F
         raise RunError(f"run directory {run_dir} already holds {what}: pass --resume to continue it "
                        "or choose another --run-dir")
     if config.agent_record().env_kind == ATARI:
-        from .classic_envs import CLASSIC_ENV_IDS
-        from .envs import validate_env_id
+        from ..classic_envs import CLASSIC_ENV_IDS
+        from ..envs import validate_env_id
 
         try:
             validate_env_id(config.env_id)

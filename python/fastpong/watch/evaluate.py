@@ -9,12 +9,12 @@ from pathlib import Path
 
 import numpy as np
 
-from . import _core
-from .agents import ATARI, Agent, check_agent_plays, get_agent
-from .checkpoint import CheckpointError, load_agent_weights
-from .config import DEFAULT_ENV_ID, check_positive_int, frameskip_without_frames
-from .policy import Policy
-from .reference import DOWN, UP
+from .. import _core
+from ..agents import ATARI, Agent, check_agent_plays, get_agent
+from ..training.checkpoint import CheckpointError, load_agent_weights
+from ..config import DEFAULT_ENV_ID, check_positive_int, frameskip_without_frames
+from ..nn.policy import Policy
+from ..reference import DOWN, UP
 
 #: ``--checkpoint pretrained`` names the policy shipped inside the package.
 PRETRAINED = "pretrained"
@@ -168,7 +168,7 @@ def evaluate(checkpoint=PRETRAINED, *, env_id: str | None = None, episodes: int 
     env_id = env_id or player.env_id or DEFAULT_ENV_ID
     check_agent_plays(player.agent, env_id)
     if player.agent.env_kind == ATARI:
-        from .envs import check_frameskip, validate_env_id
+        from ..envs import check_frameskip, validate_env_id
 
         validate_env_id(env_id)
         frameskip = check_frameskip(frameskip if frameskip is not None else player.frameskip)
@@ -185,7 +185,7 @@ def evaluate(checkpoint=PRETRAINED, *, env_id: str | None = None, episodes: int 
 
 def _evaluate_pong(policy, env_id, episodes, num_envs, seed, greedy, video_path, max_steps,
                    game_class=None, frameskip=None) -> EvalResult:
-    from .envs import make_env_batch
+    from ..envs import make_env_batch
     from .video import VideoWriter
 
     game = (game_class or _PongGame)(policy, num_envs, np.random.default_rng(seed), greedy)
@@ -195,7 +195,7 @@ def _evaluate_pong(policy, env_id, episodes, num_envs, seed, greedy, video_path,
 
 
 def _evaluate_returns(policy, env_id, episodes, num_envs, seed, greedy, video_path, max_steps) -> ReturnEvalResult:
-    from .classic_envs import ClassicEnvBatch, require_renderer
+    from ..classic_envs import ClassicEnvBatch, require_renderer
     from .video import VideoWriter
 
     if video_path is not None:
@@ -291,13 +291,13 @@ class _LabPongGame(_PongGame):
     in, one of the six actions out (sampled, or the most probable with greedy)."""
 
     def __init__(self, policy, num_envs: int, rng, greedy: bool):
-        from .conv_policy import LabFrameDifferencer
+        from ..nn.conv_policy import LabFrameDifferencer
 
         super().__init__(policy, num_envs, rng, greedy)
         self.lab_differencer = LabFrameDifferencer(num_envs)
 
     def actions(self, frames):
-        from . import sample_actions
+        from .. import sample_actions
 
         self.x = self.lab_differencer.step(frames)
         probs = self.policy.forward(self.x)
@@ -319,7 +319,7 @@ class _ReturnGame:
     returns and lengths counted."""
 
     def __init__(self, policy, env_id: str, num_envs: int, rng, greedy: bool):
-        from .classic_envs import CLASSIC_ENV_IDS
+        from ..classic_envs import CLASSIC_ENV_IDS
 
         self.policy, self.rng, self.greedy = policy, rng, greedy
         self.time_limit = CLASSIC_ENV_IDS[env_id]
@@ -327,7 +327,7 @@ class _ReturnGame:
         self.steps = np.zeros(num_envs, dtype=np.int64)
 
     def actions(self, observations):
-        from . import sample_actions
+        from .. import sample_actions
 
         probs = self.policy.forward(observations)
         if self.greedy:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .checkpoint import write_atomically
+from ..training.checkpoint import write_atomically
 
 NICENESS = 10
 
@@ -45,7 +45,7 @@ class PeriodicVideo:
         arrays = {**weights, "config": np.array(json.dumps(config, sort_keys=True))}
         write_atomically(snapshot, lambda f: np.savez(f, **arrays))
         self._recorder = subprocess.Popen(
-            [sys.executable, "-m", "fastpong.periodic_video", str(snapshot), str(target), self.env_id,
+            [sys.executable, "-m", "fastpong.watch.periodic_video", str(snapshot), str(target), self.env_id,
              str(self.seed + updates)],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True,  # a Ctrl-C meant for training does not cut the video short
