@@ -3,6 +3,7 @@
 Build: pip install ".[docs]" && sphinx-build -n -W --keep-going -b html docs docs/_build/html
 """
 
+import re
 from importlib.metadata import version as _installed_version
 
 project = "fastpong"
@@ -75,6 +76,18 @@ def _restore_attribute_docstring(app, what, name, obj, options, lines):
         lines[:] = _saved_docstrings.pop(name)
 
 
+# pybind11 writes the instance into a method's signature, `(self: fastpong._core.EpisodeBuffer, x: ...)`;
+# autodoc leaves `self` out of Python methods, so it is dropped here too, for the same look.
+_PYBIND_SELF = re.compile(r"^\(self(: [\w.]+)?(, )?")
+
+
+def _drop_pybind_self(app, what, name, obj, options, signature, return_annotation):
+    if signature and signature.startswith("(self"):
+        signature = _PYBIND_SELF.sub("(", signature)
+    return signature, return_annotation
+
+
 def setup(app):
+    app.connect("autodoc-process-signature", _drop_pybind_self)
     app.connect("autodoc-process-docstring", _save_attribute_docstring, priority=400)
     app.connect("autodoc-process-docstring", _restore_attribute_docstring, priority=600)
