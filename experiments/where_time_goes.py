@@ -21,7 +21,7 @@ library code changes):
 - rest: everything else in the session (rewards and metrics bookkeeping, the loop itself).
 
 A call inside another timed call counts only toward the inner part, so the parts add up to the
-session's wall-clock (``_Run.execute``: from building the environments to closing them), which is
+session's wall-clock (``Run.execute``: from building the environments to closing them), which is
 also measured on a clock of its own (``session_seconds``) to check that they do. Last, the
 same vector environment alone (one batch of ``--num-envs``, random actions, no learning) gives the
 bound the emulator sets on training throughput.
@@ -93,7 +93,8 @@ def instrumented(stopwatch: Stopwatch, learner_class):
     """The training loop's parts timed by `stopwatch` while inside; everything restored after."""
     from contextlib import ExitStack
 
-    import fastpong.train as train_module
+    import fastpong.training.local_lanes as lanes_module
+    from fastpong.training.run import Run
     from fastpong.envs import EnvBatch
 
     def session(execute):
@@ -113,14 +114,14 @@ def instrumented(stopwatch: Stopwatch, learner_class):
     # mit-pong takes its batch's gradient in _apply_pending (from update, or from a checkpoint).
     targets += [(learner_class, name, "backward + optimizer")
                 for name in ("finish_episode", "update", "_apply_pending") if hasattr(learner_class, name)]
-    targets += [(train_module._Run, "_save", "checkpoint"), (EnvBatch, "close", "env setup")]
+    targets += [(Run, "_save", "checkpoint"), (EnvBatch, "close", "env setup")]
     with ExitStack() as stack:
         for owner, name, part in targets:
             # Patch on the class that defines the method, so a subclass's super() call is timed once.
             definer = next(c for c in owner.__mro__ if name in c.__dict__)
             stack.enter_context(patched(definer, name, functools.partial(stopwatch.wrap, part)))
-        stack.enter_context(patched(train_module, "_make_lanes", functools.partial(stopwatch.wrap, "env setup")))
-        stack.enter_context(patched(train_module._Run, "execute", session))
+        stack.enter_context(patched(lanes_module, "make_lanes", functools.partial(stopwatch.wrap, "env setup")))
+        stack.enter_context(patched(Run, "execute", session))
         yield
 
 

@@ -41,9 +41,9 @@ def install(pause: float, where: str) -> None:
 
         original_write(path, paused_write)
 
-    # train.py, metrics.py and checkpoint.save_checkpoint all reach write_atomically through
+    # training/run.py, metrics.py and checkpoint.save_checkpoint all reach write_atomically through
     # these names.
-    for module in (checkpoint, sys.modules["fastpong.train"], sys.modules["fastpong.metrics"]):
+    for module in (checkpoint, sys.modules["fastpong.training.run"], sys.modules["fastpong.metrics"]):
         module.write_atomically = slow_write
 
     original_update = learners.FastLearner.update
@@ -68,7 +68,7 @@ def install(pause: float, where: str) -> None:
 
 if __name__ == "__main__":
     import fastpong.metrics  # noqa: F401  (loaded so that install() can patch them)
-    import fastpong.train  # noqa: F401
+    import fastpong.training.run  # noqa: F401
     from fastpong.cli import main
 
     install(float(sys.argv[1]), sys.argv[2])

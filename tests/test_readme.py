@@ -246,3 +246,17 @@ def test_example_computes_what_it_says(example, tmp_path, monkeypatch):
         f"{example} checks nothing: give it an assert, or add a claim to CLAIMS in {__file__}")
     for claim in claims:
         claim.check(namespace)
+
+
+README = ROOT / "README.md"
+
+
+def test_readme_links_name_files_that_exist():
+    links = re.findall(r"\]\(([^)#]+)\)", README.read_text(encoding="utf-8"))
+    assert links
+    missing = [link for link in links if "://" not in link and not (ROOT / link).exists()]
+    assert not missing, f"README links to missing files: {missing}"
+
+
+def test_readme_fits_on_a_few_screens():
+    assert len(README.read_text(encoding="utf-8").splitlines()) < 250

@@ -21,10 +21,10 @@ from ._core import (
     set_num_threads,
     standardize,
 )
-from .categorical import CategoricalPolicy
-from .conv_policy import ConvPolicy, LabFrameDifferencer
-from .optim import Adam, RMSProp
-from .policy import Policy
+from .nn.categorical import CategoricalPolicy
+from .nn.conv_policy import ConvPolicy, LabFrameDifferencer
+from .nn.optim import Adam, RMSProp
+from .nn.policy import Policy
 
 __version__ = "0.1.0"
 
@@ -33,9 +33,9 @@ __version__ = "0.1.0"
 _LAZY = {
     "train": ("train", "train"),
     "TrainConfig": ("config", "TrainConfig"),
-    "evaluate": ("evaluate", "evaluate"),
-    "record_video": ("evaluate", "record_video"),
-    "plot_runs": ("plot", "plot_runs"),
+    "evaluate": ("watch.evaluate", "evaluate"),
+    "record_video": ("watch.evaluate", "record_video"),
+    "plot_runs": ("watch.plot", "plot_runs"),
 }
 
 

@@ -68,52 +68,61 @@ def _add_train(subparsers) -> None:
             return f"{pong[name]:g}"
         return f"{pong[name]:g} for karpathy, {cartpole[name]:g} for mit-cartpole"
 
-    p.add_argument("--preset", choices=PRESET_NAMES,
-                   help="karpathy (Pong): karpathy or tutorial, the originals' settings; fast, see "
-                        "experiments/README.md. mit-cartpole: lab, the MIT lab's own settings. "
-                        "mit-pong: lab, the lab's environment (Pong-v0, frameskip 5) and settings. "
-                        "Flags given with it still win")
-    p.add_argument("--env", dest="env_id", metavar="ID",
-                   help=f"a gymnasium ALE id, or CartPole-v1 / CartPole-v0 (default {DEFAULT_ENV_ID})")
-    p.add_argument("--frameskip", type=_positive_int, metavar="N",
-                   help="Atari: emulator frames per agent step, fixed (default: the environment's "
-                        "own: 4 for ALE/Pong-v5, 2 to 4 at random for Pong-v0; the MIT lab plays "
-                        "Pong-v0 with 5)")
-    p.add_argument("--agent", choices=list(AGENTS),
-                   help="karpathy (the tutorial's Pong agent), mit-cartpole or mit-pong (the MIT "
-                        "lab's CartPole and Pong agents), ppo (actor-critic on the lab's CNN, beyond "
-                        "the seeds); default: the environment's")
-    p.add_argument("--optimizer", choices=OPTIMIZERS,
-                   help=f"default {pong['optimizer']} for karpathy, {cartpole['optimizer']} for mit-cartpole")
-    p.add_argument("--num-envs", type=_positive_int, metavar="N",
-                   help="environments stepped together (default: Pong, enough to keep every core busy; "
-                        f"CartPole {cartpole['num_envs']})")
-    length = p.add_mutually_exclusive_group()
-    length.add_argument("--episodes", type=_positive_int, metavar="N",
-                        help="stop after N finished episodes in all (default: run until interrupted)")
-    length.add_argument("--steps", type=_positive_int, metavar="N",
-                        help="stop after N environment steps in all")
-    p.add_argument("--target-return", type=_number, metavar="R",
+    # Groups, so that --help reads as a few short lists of related options instead of one long one.
+    env = p.add_argument_group("environment and agent", "what plays, and what learns to play it")
+    env.add_argument("--preset", choices=PRESET_NAMES,
+                     help="karpathy (Pong): karpathy or tutorial, the originals' settings; fast, see "
+                     "experiments/README.md. mit-cartpole: lab, the MIT lab's own settings. "
+                     "mit-pong: lab, the lab's environment (Pong-v0, frameskip 5) and settings. "
+                     "Flags given with it still win")
+    env.add_argument("--env", dest="env_id", metavar="ID",
+                     help=f"a gymnasium ALE id, or CartPole-v1 / CartPole-v0 (default {DEFAULT_ENV_ID})")
+    env.add_argument("--frameskip", type=_positive_int, metavar="N",
+                     help="Atari: emulator frames per agent step, fixed (default: the environment's "
+                     "own: 4 for ALE/Pong-v5, 2 to 4 at random for Pong-v0; the MIT lab plays "
+                     "Pong-v0 with 5)")
+    env.add_argument("--agent", choices=list(AGENTS),
+                     help="karpathy (the tutorial's Pong agent), mit-cartpole or mit-pong (the MIT "
+                     "lab's CartPole and Pong agents), ppo (actor-critic on the lab's CNN, beyond the "
+                     "seeds); default: the environment's")
+    env.add_argument("--engine", choices=ENGINES, help="fast (C++ kernels) or reference (the same algorithm in "
+                     "NumPy: the tutorial's loop with 1 env, or the lab's with N); default fast")
+    algorithm = p.add_argument_group("algorithm", "recorded in config.json; on --resume they come from "
+                                     "the checkpoint, and only --learning-rate may change")
+    algorithm.add_argument("--optimizer", choices=OPTIMIZERS,
+                           help=f"default {pong['optimizer']} for karpathy, {cartpole['optimizer']} for mit-cartpole")
+    algorithm.add_argument("--batch-size", type=_positive_int, metavar="N",
+                           help=f"finished episodes per update (default {default('batch_size')})")
+    algorithm.add_argument("--learning-rate", type=_number, metavar="F", help=f"default {default('learning_rate')}; with --resume, the rate from here on (a step "
+                           "schedule, logged in RUN_DIR/learning_rates.csv)")
+    algorithm.add_argument("--decay-rate", type=_number, metavar="F", help="RMSProp decay (default 0.99)")
+    algorithm.add_argument("--gamma", type=_number, metavar="F", help=f"discount factor (default {default('gamma')})")
+    algorithm.add_argument("--hidden", type=_positive_int, metavar="N", help=f"hidden units (default {default('hidden')})")
+    algorithm.add_argument("--seed", type=_non_negative_int, metavar="N", help="default: random, recorded in config.json")
+    length = p.add_argument_group("run length", "without any of these a run goes on until interrupted "
+                                  "(Ctrl-C writes its checkpoint)")
+    count = length.add_mutually_exclusive_group()  # one limit on the count, plus the target
+    count.add_argument("--episodes", type=_positive_int, metavar="N",
+                       help="stop after N finished episodes in all (default: run until interrupted)")
+    count.add_argument("--steps", type=_positive_int, metavar="N",
+                       help="stop after N environment steps in all")
+    length.add_argument("--target-return", type=_number, metavar="R",
                         help=f"stop once the mean return of the last {RETURN_WINDOW} episodes reaches R")
-    p.add_argument("--batch-size", type=_positive_int, metavar="N",
-                   help=f"finished episodes per update (default {default('batch_size')})")
-    p.add_argument("--learning-rate", type=_number, metavar="F", help=f"default {default('learning_rate')}; with --resume, the rate from here on (a step "
-                   "schedule, logged in RUN_DIR/learning_rates.csv)")
-    p.add_argument("--decay-rate", type=_number, metavar="F", help="RMSProp decay (default 0.99)")
-    p.add_argument("--gamma", type=_number, metavar="F", help=f"discount factor (default {default('gamma')})")
-    p.add_argument("--hidden", type=_positive_int, metavar="N", help=f"hidden units (default {default('hidden')})")
-    p.add_argument("--seed", type=_non_negative_int, metavar="N", help="default: random, recorded in config.json")
-    p.add_argument("--run-dir", metavar="DIR", help="default: runs/<env>-<date>-<time>")
-    p.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its checkpoint (its settings; only "
-                   "--learning-rate may change)")
-    p.add_argument("--threads", type=_positive_int, metavar="N", help="emulator and kernel threads (default: all cores)")
-    p.add_argument("--engine", choices=ENGINES, help="fast (C++ kernels) or reference (the same algorithm in "
-                   "NumPy: the tutorial's loop with 1 env, or the lab's with N); default fast")
-    p.add_argument("--video-every", type=_positive_int, metavar="K",
-                   help="record RUN_DIR/video/update-XXXX.mp4 every K updates (default: never)")
-    p.add_argument("--json", action="store_true", help="print a JSON summary on stdout at the end")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    ppo = p.add_argument_group("the ppo agent (defaults: CleanRL's Atari PPO; see fastpong/agents/ppo.py)")
+    run = p.add_argument_group("run directory and output", "where a run keeps config.json, metrics.csv, "
+                               "checkpoint.npz and its videos, and what the command prints")
+    run.add_argument("--run-dir", metavar="DIR", help="default: runs/<env>-<date>-<time>")
+    run.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its checkpoint (its settings; only "
+                     "--learning-rate may change)")
+    run.add_argument("--video-every", type=_positive_int, metavar="K",
+                     help="record RUN_DIR/video/update-XXXX.mp4 every K updates (default: never)")
+    run.add_argument("--json", action="store_true", help="print a JSON summary on stdout at the end")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    speed = p.add_argument_group("speed", "games at once and threads: how fast, never what is learned")
+    speed.add_argument("--num-envs", type=_positive_int, metavar="N",
+                       help="environments stepped together (default: Pong, enough to keep every core busy; "
+                       f"CartPole {cartpole['num_envs']})")
+    speed.add_argument("--threads", type=_positive_int, metavar="N", help="emulator and kernel threads (default: all cores)")
+    ppo = p.add_argument_group("the ppo agent", "actor-critic settings (defaults: CleanRL's Atari PPO; docs: the ppo agent)")
     ppo_defaults = PPO.defaults
     ppo.add_argument("--rollout-steps", type=_positive_int, metavar="N",
                      help=f"steps of every environment per update (default {ppo_defaults['rollout_steps']})")
@@ -134,13 +143,13 @@ def _add_train(subparsers) -> None:
     ppo.add_argument("--anneal-steps", type=_positive_int, metavar="N",
                      help="the learning rate falls linearly to 0 over N environment steps "
                           f"(default {ppo_defaults['anneal_steps']:,})")
-    # Ray: rollout workers on a cluster, the learner here (needs fastpong[ray]).
-    p.add_argument("--ray", metavar="ADDRESS|auto|local",
-                   help="play on Ray rollout workers: a cluster's head host:port, auto (the cluster "
-                        "this machine joined with `ray start`) or local (a Ray instance of this machine)")
-    p.add_argument("--workers", type=_positive_int, metavar="N",
-                   help="with --ray: rollout workers of one CPU and --num-envs games each "
-                        "(default: the cluster's CPUs less one)")
+    ray = p.add_argument_group("Ray", 'rollout workers on a cluster, the learner here (pip install "fastpong[ray]")')
+    ray.add_argument("--ray", metavar="ADDRESS|auto|local",
+                     help="play on Ray rollout workers: a cluster's head host:port, auto (the cluster "
+                     "this machine joined with `ray start`) or local (a Ray instance of this machine)")
+    ray.add_argument("--workers", type=_positive_int, metavar="N",
+                     help="with --ray: rollout workers of one CPU and --num-envs games each "
+                     "(default: the cluster's CPUs less one)")
     p.set_defaults(handler=_run_train)
 
 
@@ -287,9 +296,23 @@ def _run_plot(args) -> int:
     return 0
 
 
+def _installed_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("fastpong")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        from . import __version__
+
+        return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="fastpong", description="Policy-gradient agents, fast: Karpathy's Pong from pixels "
                      "and the MIT lab's CartPole and Pong.")
+    # The installed version, as pip and bug reports know it; read here so the CLI needs no import
+    # of the compiled module to answer.
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_installed_version()}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
                                        parser_class=_Parser)
     _add_train(subparsers)

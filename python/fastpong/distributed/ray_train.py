@@ -1,7 +1,7 @@
 """``fastpong train --ray``: rollout workers as Ray actors, the learner on the driver.
 
-The driver is the local run (train.py's ``_Run``: run directory, config.json, metrics.csv,
-checkpoints, the progress bar, signals, resume) with its stepping loop replaced: N actors play the
+The driver is the run (training/run.py's ``Run``: run directory, config.json, metrics.csv, checkpoints,
+the progress bar, signals, resume) fed by this rollout source instead of the local lanes: N actors play the
 episodes of any agent (karpathy's Pong, mit-cartpole's CartPole; rollout_worker.py), each finished
 episode comes back as its gradient (the learner's ``take_gradient``), the driver adds it to the
 batch (``add_gradient``) and counts it exactly as the local loop counts an episode; every ``batch_size`` games it updates and puts the new weights into
@@ -23,7 +23,8 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-from ..train import TrainSummary, _Run
+from ..training.local_lanes import lane_sizes
+from ..training.run import TrainSummary
 
 #: Env steps a worker plays per call: about a quarter of a second of a core, so that a call's
 #: round trip (about a millisecond) costs well under 1% and new weights reach the workers soon.
@@ -43,6 +44,8 @@ class RayRunError(RuntimeError):
 
 @dataclass
 class RaySummary(TrainSummary):
+    """A Ray run's summary: the local run's, and how its workers fared."""
+
     workers: int = 0
     worker_restarts: int = 0  # workers that died and were restarted (or dropped) during the session
     workers_dropped: int = 0  # workers given up on after MAX_RESTARTS restarts
@@ -110,89 +113,84 @@ def connect(address: str):
     return ray, True
 
 
-class RayRun(_Run):
-    """_Run with the stepping done by Ray actors; everything else is _Run's."""
+class RaySource:
+    """A RolloutSource (see training/run.py) whose games are played by Ray actors; the learner stays with
+    the run, here on the driver."""
 
-    def __init__(self, config, run_dir, checkpoint, progress, on_episode, *, address: str, workers: int | None):
-        self.ray, self._owns_ray = connect(address)
-        try:
-            cpus = int(self.ray.cluster_resources().get("CPU", 0))
-            self.num_workers = workers or max(1, cpus - 1)  # one core stays with the driver
-            if self.num_workers > cpus:  # the round robin would wait for ever on a worker with no CPU
-                raise ValueError(f"--workers {self.num_workers}: a worker takes one CPU and the Ray cluster "
-                                 f"at {address!r} has {cpus}")
-            config = dataclasses.replace(config, workers=self.num_workers)  # config.json says how many
-            super().__init__(config, run_dir, checkpoint, progress, on_episode)
-        except BaseException:
-            self._disconnect()
-            raise
+    def __init__(self, *, address: str, workers: int | None):
+        self.address = address
+        self.requested_workers = workers
+        self.ray = None
+        self._owns_ray = False
+        self.pool = None
 
-    def _disconnect(self) -> None:
-        if self._owns_ray:
-            self.ray.shutdown()
+    def configure(self, config):
+        """Connects to Ray and records the number of workers in the config (config.json says how
+        many played)."""
+        if hasattr(config.agent_record().learners[config.engine], "update_due"):
+            # Its updates are asked for between a lane's steps, which happen on the workers here.
+            raise ValueError(f"--ray: the {config.agent} agent updates on its own schedule, which "
+                             "Ray's workers do not follow yet; train it without --ray")
+        self.ray, self._owns_ray = connect(self.address)
+        cpus = int(self.ray.cluster_resources().get("CPU", 0))
+        self.num_workers = self.requested_workers or max(1, cpus - 1)  # one core stays with the driver
+        if self.num_workers > cpus:  # the round robin would wait for ever on a worker with no CPU
+            raise ValueError(f"--workers {self.num_workers}: a worker takes one CPU and the Ray cluster "
+                             f"at {self.address!r} has {cpus}")
+        return dataclasses.replace(config, workers=self.num_workers)
 
-    def execute(self, stop) -> RaySummary:
-        start = time.perf_counter()
-        self.session_steps = 0
+    def lane_sizes(self, config) -> list[int]:
+        return lane_sizes(config)  # the driver's learner is laid out as a worker's
+
+    def play(self, run, stop) -> None:
         self.staleness = []
         self.gradient_bytes = 0
-        bar = self._progress_bar()
-        pool = None
-        try:
-            if not self._done() and stop.signum is None:
-                pool = _WorkerPool(self.ray, self.config, self.num_workers, self.episodes)
-                self._broadcast()
-                pool.start(self.updates, self.weights_ref)
-                self._drive(pool, stop, start, bar)
-        finally:
-            elapsed = time.perf_counter() - start
-            self._save(elapsed)  # first: whatever happens to the workers, the checkpoint is written
-            if pool is not None:
-                pool.close()
-            self.metrics.close()
-            if self.video is not None:
-                self.video.close(wait=stop.signum is None)
-            if bar is not None:
-                bar.close()
-            self._disconnect()
+        if run.done() or stop.signum is not None:
+            return
+        self.pool = _WorkerPool(self.ray, run.config, self.num_workers, run.episodes)
+        self._broadcast(run)
+        self.pool.start(run.updates, self.weights_ref)
+        self._drive(run, stop)
+
+    def summarize(self, summary: TrainSummary) -> RaySummary:
         games = len(self.staleness)
+        pool = self.pool
         return RaySummary(
-            run_dir=str(self.run_dir), steps=self.env_steps, episodes=self.episodes, updates=self.updates,
-            seconds=elapsed, steps_per_second=self.session_steps / elapsed if elapsed > 0 else 0.0,
-            running_reward=self.running_reward, interrupted_by=stop.signum, workers=self.num_workers,
+            **dataclasses.asdict(summary), workers=self.num_workers,
             worker_restarts=pool.restarts if pool else 0, workers_dropped=pool.dropped if pool else 0,
             max_staleness=max(self.staleness, default=0),
             mean_staleness=sum(self.staleness) / games if games else 0.0,
             bytes_per_game=self.gradient_bytes / games if games else 0.0)
 
-    def _broadcast(self) -> None:
-        # One object in the store for all workers; the previous one is freed once no call holds it.
-        self.weights_ref = self.ray.put(self.learner.weights())
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
+        if self._owns_ray:
+            self.ray.shutdown()
+            self._owns_ray = False
 
-    def _drive(self, pool: "_WorkerPool", stop, start: float, bar) -> None:
-        while not self._done() and stop.signum is None:
+    def _broadcast(self, run) -> None:
+        # One object in the store for all workers; the previous one is freed once no call holds it.
+        self.weights_ref = self.ray.put(run.learner.weights())
+
+    def _drive(self, run, stop) -> None:
+        pool = self.pool
+        while not run.done() and stop.signum is None:
             taken = pool.next_result(stop)
             if taken is None:  # stopped while waiting
                 return
             worker, result = taken
-            self.env_steps += result["steps"]
-            self.session_steps += result["steps"]
-            if bar is not None and self.config.steps is not None:
-                bar.update(result["steps"])
-            elapsed = time.perf_counter() - start
-            rate = self.session_steps / max(elapsed, 1e-9)
+            run.count_steps(result["steps"])
             for game in result["games"]:
-                if self._done():
+                if run.done():
                     break
-                self.learner.add_gradient(game["gradient"])
+                run.learner.add_gradient(game["gradient"])
                 self.gradient_bytes += sum(g.nbytes for g in game["gradient"].values())
-                self.staleness.append(self.updates - game["version"])
-                updates = self.updates
-                self._episode_finished(game["episode"], elapsed, rate, bar)
-                if self.updates != updates:
-                    self._broadcast()
-            if not self._done():
-                pool.submit(worker, self.updates, self.weights_ref)
+                self.staleness.append(run.updates - game["version"])
+                if run.episode_finished(game["episode"]):
+                    self._broadcast(run)
+            if not run.done():
+                pool.submit(worker, run.updates, self.weights_ref)
 
 
 class _WorkerPool:

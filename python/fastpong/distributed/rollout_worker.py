@@ -16,6 +16,7 @@ import numpy as np
 from .. import _core
 from ..agents import ATARI
 from ..config import TrainConfig
+from ..training.local_lanes import lane_sizes, make_lanes
 
 
 def worker_seeds(seed: int, episodes: int, worker: int, incarnation: int) -> tuple[int, np.random.SeedSequence]:
@@ -30,8 +31,6 @@ class RolloutWorker:
     """Steps ``num_envs`` games in lanes, as the local loop does, on one core."""
 
     def __init__(self, config: dict, worker: int):
-        from ..train import lane_sizes
-
         # A worker is given one CPU: one kernel thread, one emulator thread per lane.
         self.config = dataclasses.replace(TrainConfig.from_dict(config), threads=1)
         self.worker = worker
@@ -47,12 +46,10 @@ class RolloutWorker:
         return os.getpid()
 
     def _start(self, episodes: int, incarnation: int) -> None:
-        from ..train import _make_lanes
-
         env_seed, action_seed = worker_seeds(self.config.seed, episodes, self.worker, incarnation)
         rng = np.random.default_rng(action_seed)
         self.learner = self.config.agent_record().learners[self.config.engine](self.config, self.lane_sizes, rng)
-        self.lanes = _make_lanes(self.config, self.lane_sizes, env_seed)
+        self.lanes = make_lanes(self.config, self.lane_sizes, env_seed)
         n = self.config.num_envs
         self.reward_sums = np.zeros(n)
         self.points_won = np.zeros(n, dtype=np.int64)

@@ -1,0 +1,3 @@
+"""The networks and their optimizers: the tutorial's policy (``Policy``), the MIT lab's dense and
+convolutional policies (``CategoricalPolicy``, ``ConvPolicy``), RMSProp and Adam. Thin Python over
+the C++ kernels; no environments, no training loop."""
