@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 import fastpong
-from fastpong.actor_critic import ActorCriticCNN, gae, ppo_loss_gradient
+from fastpong.nn.actor_critic import ActorCriticCNN, gae, ppo_loss_gradient
 from fastpong.reference import ppo as ref
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))

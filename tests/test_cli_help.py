@@ -9,7 +9,8 @@ import pytest
 
 from fastpong.cli import build_parser, main
 
-TRAIN_GROUPS = ["environment and agent", "algorithm", "run length", "run directory and output", "speed", "Ray"]
+TRAIN_GROUPS = ["environment and agent", "algorithm", "run length", "run directory and output", "speed",
+                "the ppo agent", "Ray"]
 
 
 def _train_parser() -> argparse.ArgumentParser:

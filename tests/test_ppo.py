@@ -19,7 +19,7 @@ import sys
 import numpy as np
 import pytest
 
-from fastpong.actor_critic import ActorCriticCNN, gae, ppo_loss_gradient
+from fastpong.nn.actor_critic import ActorCriticCNN, gae, ppo_loss_gradient
 from fastpong.agents.ppo import Rollout, clip_global_norm, explained_variance
 from fastpong.reference import ppo as ref
 
@@ -398,3 +398,15 @@ def test_cli_refuses_bad_ppo_settings_in_one_line(tmp_path):
     assert result.stderr.strip().splitlines() == [
         "fastpong train: error: clip coef must be a positive number, got -1.0"]
     assert not (tmp_path / "r").exists()
+
+
+def test_train_and_evaluate_stay_callable_after_their_modules_are_imported():
+    import importlib
+
+    import fastpong
+
+    importlib.import_module("fastpong.train")
+    importlib.import_module("fastpong.evaluate")
+    assert callable(fastpong.train) and callable(fastpong.evaluate)
+    with pytest.raises(ValueError, match="clip coef"):
+        fastpong.train(agent="karpathy", clip_coef=0.2, progress=False)

@@ -21,6 +21,7 @@ from ._core import (
     set_num_threads,
     standardize,
 )
+from .nn.actor_critic import ActorCriticCNN
 from .nn.categorical import CategoricalPolicy
 from .nn.conv_policy import ConvPolicy, LabFrameDifferencer
 from .nn.optim import Adam, RMSProp
@@ -51,6 +52,7 @@ def __getattr__(name):
 
 
 __all__ = [
+    "ActorCriticCNN",
     "Adam",
     "CategoricalPolicy",
     "ConvPolicy",

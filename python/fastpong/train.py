@@ -90,3 +90,8 @@ def _ray_of(config: TrainConfig) -> tuple:
     if config.ray == "address":
         raise ValueError("config.ray is 'address': pass train(ray='HOST:PORT') to name the cluster")
     return config.ray, config.workers
+
+
+from ._callable_module import call_through  # noqa: E402  (the module must be complete first)
+
+call_through(__name__, "train")

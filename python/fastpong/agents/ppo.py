@@ -2,7 +2,7 @@
 
 Where both seeds stop (policy gradient with the return as its only signal), the next lesson is a
 learned value baseline and a clipped, multi-epoch update: PPO (Schulman et al. 2017) with
-generalized advantage estimation. The network is :class:`fastpong.actor_critic.ActorCriticCNN`:
+generalized advantage estimation. The network is :class:`fastpong.nn.actor_critic.ActorCriticCNN`:
 the MIT lab's CNN over 40x40 frame changes, with a value head beside its six logits.
 
 Per rollout: ``rollout_steps`` steps of every environment are played with the current policy,
@@ -89,7 +89,7 @@ class PPOLearner:
 
     def __init__(self, config, lane_sizes: list[int], rng: np.random.Generator):
         from .. import Adam, LabFrameDifferencer
-        from ..actor_critic import ActorCriticCNN
+        from ..nn.actor_critic import ActorCriticCNN
 
         self.config = config
         self.rng = rng
@@ -110,7 +110,7 @@ class PPOLearner:
 
     def act(self, lane: int) -> np.ndarray:
         from .. import sample_actions
-        from ..actor_critic import log_softmax
+        from ..nn.actor_critic import log_softmax
 
         x = self._observations[lane]
         logits, values = self.net.logits_and_values(x)
@@ -169,7 +169,7 @@ class PPOLearner:
 
     def _rollout_batch(self) -> dict:
         """Every lane's rollout, flattened to one batch, with GAE's advantages and returns."""
-        from ..actor_critic import gae
+        from ..nn.actor_critic import gae
 
         c = self.config
         parts = []
@@ -189,7 +189,7 @@ class PPOLearner:
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
     def _minibatch_step(self, mb: dict) -> dict:
-        from ..actor_critic import ppo_loss_gradient
+        from ..nn.actor_critic import ppo_loss_gradient
 
         c = self.config
         logits, values, cache = self.net.forward_for_gradient(mb["observations"])
@@ -249,13 +249,13 @@ def explained_variance(values: np.ndarray, returns: np.ndarray) -> float:
 
 
 def weight_shapes(config) -> dict:
-    from ..actor_critic import ActorCriticCNN
+    from ..nn.actor_critic import ActorCriticCNN
 
     return dict(ActorCriticCNN.PARAMETER_SHAPES)
 
 
 def policy_from_weights(weights):
-    from ..actor_critic import ActorCriticCNN
+    from ..nn.actor_critic import ActorCriticCNN
 
     return ActorCriticCNN.from_model(weights)
 

@@ -354,3 +354,8 @@ def record_video(path, checkpoint=PRETRAINED, *, env_id: str | None = None, seed
     """Plays one episode and records it to `path` (.mp4 or .gif); returns its result."""
     return evaluate(checkpoint, env_id=env_id, episodes=1, num_envs=1, seed=seed, greedy=greedy,
                     video=path, max_steps=max_steps).episodes[0]
+
+
+from .._callable_module import call_through  # noqa: E402  (the module must be complete first)
+
+call_through(__name__, "evaluate")

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _core
-from .reference import ppo as _reference
+from .. import _core
+from ..reference import ppo as _reference
 
 __all__ = ["ActorCriticCNN", "ppo_loss_gradient", "gae"]
 
