@@ -81,16 +81,16 @@ def forward(x, params: dict):
 def ppo_loss(logits, values, actions, old_log_probs, advantages, returns, old_values, *,
              clip: float, entropy_coef: float, value_coef: float, normalize_advantages: bool = True,
              clip_value: bool = True):
-    """PPO's minibatch loss, written out per sample.
+    """PPO's minibatch loss, written out per sample::
 
-    loss = mean_i max(-A_i r_i, -A_i clip(r_i, 1 - clip, 1 + clip))
-           - entropy_coef * mean_i H(pi(.|s_i))
-           + value_coef * 0.5 * mean_i max((v_i - R_i)^2, (v_clipped_i - R_i)^2)
+        loss = mean_i max(-A_i r_i, -A_i clip(r_i, 1 - clip, 1 + clip))
+               - entropy_coef * mean_i H(pi(.|s_i))
+               + value_coef * 0.5 * mean_i max((v_i - R_i)^2, (v_clipped_i - R_i)^2)
 
     with r_i = pi(a_i|s_i) / pi_old(a_i|s_i), A normalized over the minibatch when asked (mean 0,
     sample std 1, +1e-8), v_clipped = v_old + clip(v - v_old, -clip, clip) (or v itself without
     clip_value). Returns (loss, stats) with stats: policy_loss, value_loss, entropy, approx_kl
-    (mean of (r - 1) - log r) and clip_fraction (share of |r - 1| > clip).
+    (the mean of ``(r - 1) - log r``) and clip_fraction (the share of ``|r - 1| > clip``).
     """
     logits = np.asarray(logits, dtype=float)
     values = np.asarray(values, dtype=float)
