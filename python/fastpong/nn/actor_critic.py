@@ -66,7 +66,7 @@ class ActorCriticCNN:
     def _forward(self, obs, keep: bool = False):
         """(logits, values, (features, hidden)): the cache is what accumulate_gradient reuses;
         with keep, the C++ trunk also keeps its activations for the backward pass that follows."""
-        p = self.parameters()
+        p = self._views()
         features = self._net.features(obs, keep)
         hidden = features @ p["dense_0/kernel"]
         hidden += p["dense_0/bias"]
@@ -86,7 +86,7 @@ class ActorCriticCNN:
         the backward pass from any gradient at the heads (a policy-gradient agent's is the
         special case grad_values = 0). ``cache`` (from a forward pass on the same obs with the
         same weights) saves recomputing the trunk's output."""
-        p = self.parameters()
+        p = self._views()
         features, hidden = cache if cache is not None else self._forward(obs)[2]
         grad_logits = np.asarray(grad_logits, dtype=np.float32)
         grad_values = np.asarray(grad_values, dtype=np.float32).reshape(-1, 1)
@@ -104,9 +104,16 @@ class ActorCriticCNN:
 
     def parameters(self) -> dict:
         """{name: writable float32 array} of the live parameters: writing one changes the network."""
-        views = self._net.parameters()
-        views.update(self._value)
-        return views
+        return dict(self._views())
+
+    def _views(self) -> dict:
+        # Made once: the C++ tensors never move, and building 14 views costs more than a forward
+        # pass of a few frames' dense layers.
+        if getattr(self, "_view_cache", None) is None:
+            views = self._net.parameters()
+            views.update(self._value)
+            self._view_cache = views
+        return self._view_cache
 
     # --- weights --------------------------------------------------------------------------------
 
