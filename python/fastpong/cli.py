@@ -12,6 +12,7 @@ import argparse
 import json
 import signal
 import sys
+import traceback
 
 from .config import DEFAULT_ENV_ID, ENGINES, OPTIMIZERS, PRESET_NAMES, PRESETS, RETURN_WINDOW
 
@@ -89,11 +90,14 @@ def _add_train(subparsers) -> None:
                         f"CartPole {cartpole['num_envs']})")
     length = p.add_mutually_exclusive_group()
     length.add_argument("--episodes", type=_positive_int, metavar="N",
-                        help="stop after N finished episodes in all (default: run until interrupted)")
+                        help="stop after N finished episodes in all (default: Pong runs until interrupted; CartPole "
+                             "stops when solved, see --target-return)")
     length.add_argument("--steps", type=_positive_int, metavar="N",
                         help="stop after N environment steps in all")
     p.add_argument("--target-return", type=_number, metavar="R",
-                        help=f"stop once the mean return of the last {RETURN_WINDOW} episodes reaches R")
+                        help=f"stop once the mean return of the last {RETURN_WINDOW} episodes reaches R (default "
+                             "with no --episodes or --steps: CartPole's solved threshold, gymnasium's "
+                             "reward_threshold, 475 for CartPole-v1)")
     p.add_argument("--batch-size", type=_positive_int, metavar="N",
                    help=f"finished episodes per update (default {default('batch_size')})")
     p.add_argument("--learning-rate", type=_number, metavar="F", help=f"default {default('learning_rate')}; with --resume, the rate from here on (a step "
@@ -123,7 +127,7 @@ def _add_train(subparsers) -> None:
 
 
 def _run_train(args) -> int:
-    from .train import StopSignals, train
+    from .train import StopSignals, TrainingCrash, train
 
     # Installed for good, before any work: from here to exit a stop signal (even a second one)
     # lets the run write its checkpoint and this command report it, instead of killing either.
@@ -142,6 +146,11 @@ def _run_train(args) -> int:
     try:
         summary = train(run_dir=args.run_dir, resume=args.resume, progress=not args.quiet,
                         stop_signals=stop, ray=args.ray, workers=args.workers, **settings)
+    except TrainingCrash as exc:  # a bug, not a usage error: the traceback for a report, then one line
+        traceback.print_exception(exc.error, file=sys.stderr)
+        print(f"fastpong train: {exc} (continue with: fastpong train --run-dir {exc.checkpoint_path.parent} "
+              "--resume; please report the error above)", file=sys.stderr)
+        return EXIT_FAILURE
     except RuntimeError as exc:  # a Ray run that lost every worker (its checkpoint is written)
         if args.ray is None:
             raise

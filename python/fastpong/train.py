@@ -21,7 +21,8 @@ from . import _core
 from .agents import ATARI, CLASSIC
 from .checkpoint import (CheckpointError, check_tensors, load_checkpoint, remove_stale_temporaries,
                          save_checkpoint, write_atomically)
-from .config import ALGORITHM_FIELDS, RESUMABLE_FIELDS, RETURN_WINDOW, RUN_FIELDS, TrainConfig
+from .config import (ALGORITHM_FIELDS, RESUMABLE_FIELDS, RETURN_WINDOW, RUN_FIELDS, TrainConfig,
+                     solved_return)
 from .metrics import MetricsLog, columns_for
 from .periodic_video import PeriodicVideo
 from .runlock import RunLock
@@ -65,6 +66,18 @@ def log_learning_rate_change(run_dir: Path, episodes: int, previous: float, curr
 
 class RunError(ValueError):
     """A run that cannot start: bad run directory, missing or mismatched checkpoint."""
+
+
+class TrainingCrash(RuntimeError):
+    """An error raised inside a running training loop, after its checkpoint was written: a bug
+    (or a kernel refusing what fastpong itself passed it), never a usage error, whatever the
+    original exception's type. ``__cause__`` is the original, with its traceback."""
+
+    def __init__(self, checkpoint_path, error: BaseException):
+        self.checkpoint_path = checkpoint_path
+        self.error = error
+        super().__init__(f"training crashed: {type(error).__name__}: {_one_line(error)}; "
+                         f"checkpoint written to {checkpoint_path}")
 
 
 def default_run_dir(env_id: str) -> Path:
@@ -384,6 +397,7 @@ class _Run:
         start = time.perf_counter()
         session_steps = 0
         bar = self._progress_bar()
+        crash = None
         try:
             running = not self._done() and stop.signum is None
             for i, envs in enumerate(lanes if running else []):
@@ -423,6 +437,8 @@ class _Run:
                         break
                     learner.observe(i, observations)
                     envs.send(learner.act(i))
+        except Exception as exc:  # noqa: BLE001 - mid-run, any error is fastpong's, not the user's input
+            crash = exc
         finally:
             elapsed = time.perf_counter() - start
             try:  # a full disk fails this save too: the environments must still be closed
@@ -435,6 +451,8 @@ class _Run:
                     self.video.close(wait=stop.signum is None)
                 if bar is not None:
                     bar.close()
+        if crash is not None:  # raised only now: the checkpoint above is written
+            raise TrainingCrash(self.checkpoint_path, crash) from crash
         return TrainSummary(
             run_dir=str(self.run_dir), steps=self.env_steps, episodes=self.episodes,
             updates=self.updates, seconds=elapsed,
@@ -465,8 +483,10 @@ class _Run:
         if bar is not None:
             if self.config.steps is None:
                 bar.update(1)
-            bar.set_postfix(running_reward=f"{self.running_reward:+.2f}", steps_s=f"{steps_per_second:,.0f}",
-                            updates=self.updates, refresh=False)
+            target = {} if self.config.target_return is None else {  # the stop rule's own number
+                f"mean_last_{RETURN_WINDOW}": f"{sum(self.recent_returns) / len(self.recent_returns):.1f}"}
+            bar.set_postfix(running_reward=f"{self.running_reward:+.2f}", **target,
+                            steps_s=f"{steps_per_second:,.0f}", updates=self.updates, refresh=False)
         if self.on_episode is not None:
             self.on_episode({name: row[name] for name in self.metrics.columns})
 
@@ -490,7 +510,15 @@ class _Run:
         total = self.config.steps if by_steps else self.config.episodes
         initial = self.env_steps if by_steps else self.episodes
         return tqdm(total=total, initial=initial, unit=" steps" if by_steps else " episodes",
-                    unit_scale=by_steps, dynamic_ncols=True, smoothing=0.05)
+                    unit_scale=by_steps, dynamic_ncols=True, smoothing=0.05, desc=self._stop_rule())
+
+    def _stop_rule(self) -> str | None:
+        """The progress line's words for a return target, saying where a default one came from."""
+        target = self.config.target_return
+        if target is None:
+            return None
+        solved = f" ({self.config.env_id} solved)" if target == solved_return(self.config.env_id) else ""
+        return f"stop at mean_last_{RETURN_WINDOW} >= {target:g}{solved}"
 
 
 def _one_line(exc: BaseException) -> str:

@@ -23,7 +23,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-from ..train import TrainSummary, _Run
+from ..train import TrainingCrash, TrainSummary, _Run
 
 #: Env steps a worker plays per call: about a quarter of a second of a core, so that a call's
 #: round trip (about a millisecond) costs well under 1% and new weights reach the workers soon.
@@ -138,12 +138,17 @@ class RayRun(_Run):
         self.gradient_bytes = 0
         bar = self._progress_bar()
         pool = None
+        crash = None
         try:
             if not self._done() and stop.signum is None:
                 pool = _WorkerPool(self.ray, self.config, self.num_workers, self.episodes)
                 self._broadcast()
                 pool.start(self.updates, self.weights_ref)
                 self._drive(pool, stop, start, bar)
+        except RayRunError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - as _Run.execute: a crash, reported after the save
+            crash = exc
         finally:
             elapsed = time.perf_counter() - start
             self._save(elapsed)  # first: whatever happens to the workers, the checkpoint is written
@@ -155,6 +160,8 @@ class RayRun(_Run):
             if bar is not None:
                 bar.close()
             self._disconnect()
+        if crash is not None:
+            raise TrainingCrash(self.checkpoint_path, crash) from crash
         games = len(self.staleness)
         return RaySummary(
             run_dir=str(self.run_dir), steps=self.env_steps, episodes=self.episodes, updates=self.updates,
