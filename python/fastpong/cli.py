@@ -290,6 +290,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.handler(args)
+    except KeyboardInterrupt:  # Ctrl-C before train installs its handlers, or during eval / plot
+        print(f"fastpong {args.command}: interrupted", file=sys.stderr)
+        return 128 + signal.SIGINT
     except ValueError as exc:  # bad input found before (or instead of) any work: one line
         print(f"fastpong {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -125,6 +125,7 @@ def prepare_run(config: TrainConfig, run_dir, resume: bool, explicit=ALGORITHM_F
         run_settings.update({name: getattr(config, name) for name in RESUMABLE_FIELDS
                              if name in explicit and getattr(config, name) is not None})
         config = dataclasses.replace(stored, **run_settings).validate()
+        _check_something_left(config, checkpoint, run_dir)
     elif config_path.exists() or checkpoint_path.exists():
         try:
             stored = TrainConfig.from_dict(json.loads(config_path.read_text()))
@@ -151,6 +152,25 @@ def prepare_run(config: TrainConfig, run_dir, resume: bool, explicit=ALGORITHM_F
                                "it a moment ago): choose another --run-dir")
         remove_stale_temporaries(run_dir)
     return config, run_dir, checkpoint
+
+
+def _check_something_left(config: TrainConfig, checkpoint: dict, run_dir: Path) -> None:
+    """RunError if the resumed run would stop before its first step (it used to report success
+    having done nothing): its stop rules count the whole run, the target its last episodes."""
+    episodes, steps = checkpoint["episodes"], checkpoint["env_steps"]
+    target = config.resolved().target_return  # the default stop of CartPole included
+    recent = checkpoint["recent_returns"]
+    mean = sum(recent) / len(recent) if len(recent) == RETURN_WINDOW else None
+    if config.episodes is not None and episodes >= config.episodes:
+        why = f"it has {episodes:,} episodes, --episodes {config.episodes:,} counts the whole run"
+    elif config.steps is not None and steps >= config.steps:
+        why = f"it has {steps:,} steps, --steps {config.steps:,} counts the whole run"
+    elif target is not None and mean is not None and mean >= target:
+        why = f"the mean return of its last {RETURN_WINDOW} episodes, {mean:g}, reaches {target:g}"
+    else:
+        return
+    raise RunError(f"--resume: {run_dir} has nothing left to do ({why}): ask for more with --episodes, "
+                   "--steps or --target-return")
 
 
 def _check_writable(run_dir: Path) -> None:
