@@ -293,6 +293,10 @@ def train(config: TrainConfig | None = None, *, run_dir=None, resume: bool = Fal
     names one, and the agent fills in the settings not given. The run directory receives config.json, metrics.csv and checkpoint.npz.
     ``on_episode(row)`` is called with each metrics row (a dict). With ``resume=True`` the
     algorithm settings are the checkpoint's; ``episodes`` and ``steps`` count the whole run.
+    A CartPole run given none of ``episodes``, ``steps`` and ``target_return`` stops once solved:
+    at gymnasium's ``reward_threshold`` (475 for CartPole-v1) over the last 100 episodes.
+    An exception inside the running loop is raised as :class:`TrainingCrash` after the final
+    checkpoint is written.
     ``stop_signals``: an installed StopSignals of the caller's (by default the run installs its
     own and restores the previous handlers at the end).
     ``ray`` ('local', 'auto' or a cluster's host:port) and ``workers``: play on Ray rollout workers,
