@@ -160,6 +160,9 @@ def _run_train(args) -> int:
         raise OSError(exc.errno, f"{exc.strerror or exc}; the last checkpoint written is intact: "
                                  "free space (or fix the cause), then continue with --resume") from None
     stop.ignore()  # the checkpoint is written: from here on, only report and exit
+    if summary.nothing_to_do is not None:  # said even with --quiet: nothing was trained
+        print(f"fastpong train: nothing left to do in {summary.run_dir} ({summary.nothing_to_do}); ask for "
+              "more with --episodes, --steps or --target-return", file=sys.stderr)
     if args.json:
         print(json.dumps(summary.to_dict()))
     checkpoint = f"{summary.run_dir}/checkpoint.npz"

@@ -50,6 +50,8 @@ class TrainSummary:
     steps_per_second: float  # of this session
     running_reward: float | None
     interrupted_by: int | None = None  # the signal number that stopped the run, if any
+    #: Why a resumed run stopped before its first step (its stop rule was already met), else None.
+    nothing_to_do: str | None = None
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -125,7 +127,6 @@ def prepare_run(config: TrainConfig, run_dir, resume: bool, explicit=ALGORITHM_F
         run_settings.update({name: getattr(config, name) for name in RESUMABLE_FIELDS
                              if name in explicit and getattr(config, name) is not None})
         config = dataclasses.replace(stored, **run_settings).validate()
-        _check_something_left(config, checkpoint, run_dir)
     elif config_path.exists() or checkpoint_path.exists():
         try:
             stored = TrainConfig.from_dict(json.loads(config_path.read_text()))
@@ -152,25 +153,6 @@ def prepare_run(config: TrainConfig, run_dir, resume: bool, explicit=ALGORITHM_F
                                "it a moment ago): choose another --run-dir")
         remove_stale_temporaries(run_dir)
     return config, run_dir, checkpoint
-
-
-def _check_something_left(config: TrainConfig, checkpoint: dict, run_dir: Path) -> None:
-    """RunError if the resumed run would stop before its first step (it used to report success
-    having done nothing): its stop rules count the whole run, the target its last episodes."""
-    episodes, steps = checkpoint["episodes"], checkpoint["env_steps"]
-    target = config.resolved().target_return  # the default stop of CartPole included
-    recent = checkpoint["recent_returns"]
-    mean = sum(recent) / len(recent) if len(recent) == RETURN_WINDOW else None
-    if config.episodes is not None and episodes >= config.episodes:
-        why = f"it has {episodes:,} episodes, --episodes {config.episodes:,} counts the whole run"
-    elif config.steps is not None and steps >= config.steps:
-        why = f"it has {steps:,} steps, --steps {config.steps:,} counts the whole run"
-    elif target is not None and mean is not None and mean >= target:
-        why = f"the mean return of its last {RETURN_WINDOW} episodes, {mean:g}, reaches {target:g}"
-    else:
-        return
-    raise RunError(f"--resume: {run_dir} has nothing left to do ({why}): ask for more with --episodes, "
-                   "--steps or --target-return")
 
 
 def _check_writable(run_dir: Path) -> None:
@@ -401,6 +383,16 @@ class _Run:
         return (c.episodes is not None and self.episodes >= c.episodes) or (
             c.steps is not None and self.env_steps >= c.steps) or self._target_reached()
 
+    def _stop_reason(self) -> str:
+        """Which stop rule is met, in words (for a run that is _done())."""
+        c = self.config
+        if c.episodes is not None and self.episodes >= c.episodes:
+            return f"it has {self.episodes:,} episodes and --episodes {c.episodes:,} counts the whole run"
+        if c.steps is not None and self.env_steps >= c.steps:
+            return f"it has {self.env_steps:,} steps and --steps {c.steps:,} counts the whole run"
+        mean = sum(self.recent_returns) / RETURN_WINDOW
+        return f"the mean return of its last {RETURN_WINDOW} episodes, {mean:g}, reaches {c.target_return:g}"
+
     def _target_reached(self) -> bool:
         target = self.config.target_return
         return (target is not None and len(self.recent_returns) == RETURN_WINDOW
@@ -422,6 +414,9 @@ class _Run:
         session_steps = 0
         bar = self._progress_bar()
         crash = None
+        # A resumed run that is already done only loads; the caller is told why (it used to
+        # report success silently, as though it had trained).
+        nothing_to_do = self._stop_reason() if self._done() else None
         try:
             running = not self._done() and stop.signum is None
             for i, envs in enumerate(lanes if running else []):
@@ -481,7 +476,7 @@ class _Run:
             run_dir=str(self.run_dir), steps=self.env_steps, episodes=self.episodes,
             updates=self.updates, seconds=elapsed,
             steps_per_second=session_steps / elapsed if elapsed > 0 else 0.0,
-            running_reward=self.running_reward, interrupted_by=stop.signum,
+            running_reward=self.running_reward, interrupted_by=stop.signum, nothing_to_do=nothing_to_do,
         )
 
     def _episode_finished(self, episode: dict, elapsed, steps_per_second, bar) -> None:

@@ -218,6 +218,7 @@ class RayRun(_Run):
         bar = self._progress_bar()
         pool = None
         crash = None
+        nothing_to_do = self._stop_reason() if self._done() else None  # as _Run.execute
         try:
             if not self._done() and stop.signum is None:
                 pool = _WorkerPool(self.ray, self.config, self.num_workers, self.episodes)
@@ -245,7 +246,8 @@ class RayRun(_Run):
         return RaySummary(
             run_dir=str(self.run_dir), steps=self.env_steps, episodes=self.episodes, updates=self.updates,
             seconds=elapsed, steps_per_second=self.session_steps / elapsed if elapsed > 0 else 0.0,
-            running_reward=self.running_reward, interrupted_by=stop.signum, workers=self.num_workers,
+            running_reward=self.running_reward, interrupted_by=stop.signum, nothing_to_do=nothing_to_do,
+            workers=self.num_workers,
             worker_restarts=pool.restarts if pool else 0, workers_dropped=pool.dropped if pool else 0,
             max_staleness=max(self.staleness, default=0),
             mean_staleness=sum(self.staleness) / games if games else 0.0,
