@@ -349,11 +349,16 @@ void DensePolicy::accumulate_gradient(const float* x, const int64_t* actions,
   }
 }
 
+namespace {
+constexpr float kLargestBelowOne = 1.0f - 0x1p-24f;
+}  // namespace
+
 void sample_categorical(const float* probs, int64_t n, int64_t num_actions, const float* uniforms,
                         int32_t* actions) {
   for (int64_t r = 0; r < n; ++r) {
     const float* p = probs + r * num_actions;
-    const float u = uniforms[r];
+    // A float64 uniform just below 1 arrives rounded to 1.0f: it is the largest float below 1.
+    const float u = std::min(uniforms[r], kLargestBelowOne);
     int64_t chosen = -1, last_possible = 0;
     float cumulative = 0.0f;
     for (int64_t j = 0; j < num_actions; ++j) {

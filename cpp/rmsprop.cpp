@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "fastpong/parallel.hpp"
 
@@ -54,6 +55,32 @@ void rmsprop_step(PolicyTensors& weights, PolicyTensors& grads, PolicyTensors& c
                static_cast<int64_t>(weights.w1t.size()), learning_rate, decay_rate);
   rmsprop_step(weights.w2.data(), grads.w2.data(), cache.w2.data(),
                static_cast<int64_t>(weights.w2.size()), learning_rate, decay_rate);
+}
+
+void rmsprop_step_transposed(PolicyTensors& weights, float* grad_w1, float* grad_w2,
+                             PolicyTensors& cache, float learning_rate, double decay_rate) {
+  const int64_t hidden = weights.hidden, input_size = weights.input_size;
+  // The weights are stored transposed (w1t, input_size x hidden); the gradient comes in the
+  // tutorial's (hidden, input_size). A slab of kPixels of its columns is copied, transposed, into
+  // a buffer that stays in cache (and zeroed where it lies), and the step runs along the buffer's
+  // contiguous rows of `hidden`: one pass over each of the four arrays, instead of a copy into a
+  // GradientBuffer (and a check of it) first.
+  constexpr int64_t kPixels = 16;
+  std::vector<float> slab(static_cast<size_t>(kPixels * hidden));
+  for (int64_t i0 = 0; i0 < input_size; i0 += kPixels) {
+    const int64_t pixels = std::min(kPixels, input_size - i0);
+    for (int64_t j = 0; j < hidden; ++j) {
+      float* g = grad_w1 + j * input_size + i0;
+      for (int64_t ii = 0; ii < pixels; ++ii) slab[ii * hidden + j] = g[ii];
+      std::fill(g, g + pixels, 0.0f);
+    }
+    for (int64_t ii = 0; ii < pixels; ++ii) {
+      const int64_t at = (i0 + ii) * hidden;
+      rmsprop_range(weights.w1t.data() + at, slab.data() + ii * hidden, cache.w1t.data() + at,
+                    hidden, learning_rate, decay_rate);
+    }
+  }
+  rmsprop_step(weights.w2.data(), grad_w2, cache.w2.data(), hidden, learning_rate, decay_rate);
 }
 
 }  // namespace fastpong

@@ -190,6 +190,32 @@ void accumulate_gradient(DensePolicy& policy, const py::handle& obs_obj,
   policy.accumulate_gradient(in, acts, adv, steps, static_cast<float>(scale), grads, input_grad);
 }
 
+// Checks that every uniform is in [0, 1) in the precision the caller drew it in: a float64 draw
+// within 2^-25 of 1 is a valid uniform that rounds to 1.0f here (NumPy's rng.random() gives one
+// every ~30 million draws, a crash of every long run before this check), and the kernel takes
+// such a 1.0f as the largest float below 1 (see sample_categorical).
+void require_unit_interval(const py::handle& obj, const FloatArray& rounded) {
+  const py::array source = py::array::ensure(obj);
+  if (source && source.dtype().kind() == 'f' && source.itemsize() > 4) {
+    const auto wide = py::array_t<double, py::array::c_style | py::array::forcecast>::ensure(source);
+    const double* u = wide.data();
+    for (py::ssize_t i = 0; i < wide.size(); ++i) {
+      if (!(u[i] >= 0.0 && u[i] < 1.0)) {
+        fail("uniforms must be in [0, 1), got " + py::repr(py::float_(u[i])).cast<std::string>() +
+             " at row " + std::to_string(i));
+      }
+    }
+    return;
+  }
+  const float* u = rounded.data();
+  for (py::ssize_t i = 0; i < rounded.size(); ++i) {
+    if (!(u[i] >= 0.0f && u[i] < 1.0f)) {
+      fail("uniforms must be in [0, 1), got " + std::to_string(u[i]) + " at row " +
+           std::to_string(i));
+    }
+  }
+}
+
 py::array_t<int32_t> sample_actions(const py::handle& probs_obj, const py::handle& uniforms_obj) {
   FloatArray probs = as_float32(probs_obj, "probs");
   if (probs.ndim() != 2 || probs.shape(1) < 1) {
@@ -205,13 +231,8 @@ py::array_t<int32_t> sample_actions(const py::handle& probs_obj, const py::handl
            std::to_string(i / a) + ", action " + std::to_string(i % a));
     }
   }
+  require_unit_interval(uniforms_obj, uniforms);
   const float* u = uniforms.data();
-  for (int64_t i = 0; i < n; ++i) {
-    if (!(u[i] >= 0.0f && u[i] < 1.0f)) {
-      fail("uniforms must be in [0, 1), got " + std::to_string(u[i]) + " at row " +
-           std::to_string(i));
-    }
-  }
   py::array_t<int32_t> actions(n);
   int32_t* out = actions.mutable_data();
   {

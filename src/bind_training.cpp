@@ -246,6 +246,33 @@ void bind_training(py::module_& m) {
       py::arg("policy"), py::arg("grads"), py::arg("cache"), py::arg("learning_rate"),
       py::arg("decay_rate"),
       "The tutorial's RMSProp ascent step in place: updates cache and weights, zeroes grads.");
+
+  m.def(
+      "rmsprop_step_model",
+      [](Policy& policy, const py::handle& grad_w1_obj, const py::handle& grad_w2_obj,
+         PolicyTensors& cache, double learning_rate, double decay_rate) {
+        const int64_t hidden = policy.hidden(), input_size = policy.input_size();
+        float* grad_w1 = writable_float32(grad_w1_obj, {hidden, input_size}, "grads['W1']");
+        float* grad_w2 = writable_float32(grad_w2_obj, {hidden}, "grads['W2']");
+        require_policy_shapes(cache.hidden, cache.input_size, policy, "cache");
+        if (!(learning_rate > 0.0) || !std::isfinite(static_cast<float>(learning_rate))) {
+          fail("learning_rate must be a positive number, got " + std::to_string(learning_rate));
+        }
+        if (!(decay_rate >= 0.0 && decay_rate < 1.0)) {
+          fail("decay_rate must be in [0, 1), got " + std::to_string(decay_rate));
+        }
+        require_finite(grad_w1, hidden * input_size, "grads['W1']");
+        require_finite(grad_w2, hidden, "grads['W2']");
+        UseScope use_policy(&policy, "Policy", Use::kWrite);
+        UseScope use_cache(&cache, "GradientBuffer", Use::kWrite);
+        py::gil_scoped_release release;
+        rmsprop_step_transposed(policy.weights(), grad_w1, grad_w2, cache,
+                                static_cast<float>(learning_rate), decay_rate);
+      },
+      py::arg("policy"), py::arg("grad_w1"), py::arg("grad_w2"), py::arg("cache"),
+      py::arg("learning_rate"), py::arg("decay_rate"),
+      "rmsprop_step with the gradient as the tutorial's float32 W1 (H, D) and W2 (H,) arrays, "
+      "zeroed by the step.");
 }
 
 }  // namespace fastpong::bind

@@ -91,7 +91,8 @@ def test_tutorial_learner_folds_added_gradients_into_its_checkpoint_and_checks_s
 
 @pytest.mark.parametrize("args, fragments", [
     (["--env", "ALE/Pong-v5", "--agent", "mit-cartpole"], ["agent 'mit-cartpole' plays CartPole-v1"]),
-    (["--env", "CartPole-v1", "--agent", "karpathy"], ["agent 'karpathy' plays atari environments, not 'CartPole-v1'",
+    (["--env", "CartPole-v1", "--agent", "karpathy"], ["agent 'karpathy' plays ALE/Pong-v5, Pong-v0, Pong-v4, PongNoFrameskip-v0, "
+                                                       "PongNoFrameskip-v4, not 'CartPole-v1'",
                                                        "played by mit-cartpole"]),
     (["--env", "CartPole-v1", "--preset", "karpathy"], ["--preset karpathy holds settings of agent 'karpathy', not of 'mit-cartpole'"]),
     (["--preset", "lab"], ["--preset lab holds settings of agents 'mit-cartpole' and 'mit-pong', not of 'karpathy'"]),

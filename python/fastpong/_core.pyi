@@ -153,6 +153,10 @@ def rmsprop_step(policy: _Policy, grads: GradientBuffer, cache: GradientBuffer,
                  learning_rate: _Float, decay_rate: _Float) -> None:
     """The tutorial's RMSProp ascent step in place: updates cache and weights, zeroes grads."""
 
+def rmsprop_step_model(policy: _Policy, grad_w1: npt.NDArray[np.float32], grad_w2: npt.NDArray[np.float32],
+                       cache: GradientBuffer, learning_rate: _Float, decay_rate: _Float) -> None:
+    """rmsprop_step with the gradient as the tutorial's float32 W1 (H, D) and W2 (H,) arrays, zeroed by the step."""
+
 # --- the MIT lab's dense softmax policy ----------------------------------------------------------
 
 class _DensePolicy:

@@ -12,6 +12,7 @@ import argparse
 import json
 import signal
 import sys
+import traceback
 
 from .config import DEFAULT_ENV_ID, ENGINES, OPTIMIZERS, PPO_FIELDS, PRESET_NAMES, PRESETS, RETURN_WINDOW
 
@@ -103,11 +104,14 @@ def _add_train(subparsers) -> None:
                                   "(Ctrl-C writes its checkpoint)")
     count = length.add_mutually_exclusive_group()  # one limit on the count, plus the target
     count.add_argument("--episodes", type=_positive_int, metavar="N",
-                       help="stop after N finished episodes in all (default: run until interrupted)")
+                       help="stop after N finished episodes in all (default: Pong runs until interrupted; CartPole "
+                            "stops when solved, see --target-return)")
     count.add_argument("--steps", type=_positive_int, metavar="N",
                        help="stop after N environment steps in all")
     length.add_argument("--target-return", type=_number, metavar="R",
-                        help=f"stop once the mean return of the last {RETURN_WINDOW} episodes reaches R")
+                        help=f"stop once the mean return of the last {RETURN_WINDOW} episodes reaches R (default "
+                             "with no --episodes or --steps: CartPole's solved threshold, gymnasium's "
+                             "reward_threshold, 475 for CartPole-v1)")
     run = p.add_argument_group("run directory and output", "where a run keeps config.json, metrics.csv, "
                                "checkpoint.npz and its videos, and what the command prints")
     run.add_argument("--run-dir", metavar="DIR", help="default: runs/<env>-<date>-<time>")
@@ -154,7 +158,7 @@ def _add_train(subparsers) -> None:
 
 
 def _run_train(args) -> int:
-    from .train import StopSignals, train
+    from .train import StopSignals, TrainingCrash, train
 
     # Installed for good, before any work: from here to exit a stop signal (even a second one)
     # lets the run write its checkpoint and this command report it, instead of killing either.
@@ -173,6 +177,11 @@ def _run_train(args) -> int:
     try:
         summary = train(run_dir=args.run_dir, resume=args.resume, progress=not args.quiet,
                         stop_signals=stop, ray=args.ray, workers=args.workers, **settings)
+    except TrainingCrash as exc:  # a bug, not a usage error: the traceback for a report, then one line
+        traceback.print_exception(exc.error, file=sys.stderr)
+        print(f"fastpong train: {exc} (continue with: fastpong train --run-dir {exc.checkpoint_path.parent} "
+              "--resume; please report the error above)", file=sys.stderr)
+        return EXIT_FAILURE
     except RuntimeError as exc:  # a Ray run that lost every worker (its checkpoint is written)
         if args.ray is None:
             raise
@@ -182,6 +191,9 @@ def _run_train(args) -> int:
         raise OSError(exc.errno, f"{exc.strerror or exc}; the last checkpoint written is intact: "
                                  "free space (or fix the cause), then continue with --resume") from None
     stop.ignore()  # the checkpoint is written: from here on, only report and exit
+    if summary.nothing_to_do is not None:  # said even with --quiet: nothing was trained
+        print(f"fastpong train: nothing left to do in {summary.run_dir} ({summary.nothing_to_do}); ask for "
+              "more with --episodes, --steps or --target-return", file=sys.stderr)
     if args.json:
         print(json.dumps(summary.to_dict()))
     checkpoint = f"{summary.run_dir}/checkpoint.npz"
@@ -326,6 +338,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.handler(args)
+    except KeyboardInterrupt:  # Ctrl-C before train installs its handlers, or during eval / plot
+        print(f"fastpong {args.command}: interrupted", file=sys.stderr)
+        return 128 + signal.SIGINT
     except ValueError as exc:  # bad input found before (or instead of) any work: one line
         print(f"fastpong {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -217,7 +217,8 @@ class TrainConfig:
                              f"cannot be cut into {self.minibatches} minibatches")
 
     def resolved(self) -> "TrainConfig":
-        """A copy with the machine-dependent defaults (num_envs, threads) filled in."""
+        """A copy with the machine-dependent defaults (num_envs, threads) filled in, and the
+        default stop of a classic-control run with none (see solved_return)."""
         from .envs import default_num_envs
 
         threads = self.threads or os.cpu_count() or 1
@@ -226,7 +227,10 @@ class TrainConfig:
             num_envs = 1
         else:
             num_envs = self.num_envs or agent.defaults.get("num_envs") or default_num_envs()
-        return dataclasses.replace(self, threads=threads, num_envs=num_envs)
+        target = self.target_return
+        if target is None and self.episodes is None and self.steps is None:
+            target = solved_return(self.env_id)
+        return dataclasses.replace(self, threads=threads, num_envs=num_envs, target_return=target)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -250,6 +254,20 @@ class TrainConfig:
             if getattr(self, name) != getattr(other, name)
             and not (name == "seed" and self.seed is None)
         ]
+
+
+def solved_return(env_id: str) -> float | None:
+    """gymnasium's reward_threshold of a classic-control id (CartPole-v1: 475, CartPole-v0: 195),
+    the mean return over RETURN_WINDOW episodes at which it counts as solved: where a run given
+    no stop rule stops, since CartPole's return has a ceiling and training on at it learns
+    nothing. None for the Atari ids: Pong has no threshold, and runs until interrupted."""
+    from .classic_envs import is_classic_env_id
+
+    if not is_classic_env_id(env_id):
+        return None
+    import gymnasium
+
+    return gymnasium.spec(env_id).reward_threshold
 
 
 def frameskip_without_frames(env_id: str) -> ValueError:

@@ -14,7 +14,7 @@ import numpy as np
 from .config import ALGORITHM_FIELDS, TrainConfig
 from .training.local_lanes import LocalLanes, lane_sizes
 from .training.run import (CHECKPOINT_FILE, CHECKPOINT_INTERVAL, CONFIG_FILE, LEARNING_RATES_FILE, METRICS_FILE,
-                  RUNNING_DECAY, RolloutSource, Run, RunError, StopSignals, TrainSummary, default_run_dir,
+                  RUNNING_DECAY, RolloutSource, Run, RunError, StopSignals, TrainingCrash, TrainSummary, default_run_dir,
                   log_learning_rate_change, prepare_run)
 from .training.runlock import RunLock
 
@@ -22,7 +22,7 @@ from .training.runlock import RunLock
 _Run = Run
 
 __all__ = ["CHECKPOINT_FILE", "CHECKPOINT_INTERVAL", "CONFIG_FILE", "LEARNING_RATES_FILE", "METRICS_FILE",
-           "RUNNING_DECAY", "RolloutSource", "Run", "RunError", "StopSignals", "TrainSummary",
+           "RUNNING_DECAY", "RolloutSource", "Run", "RunError", "StopSignals", "TrainingCrash", "TrainSummary",
            "default_run_dir", "lane_sizes", "log_learning_rate_change", "prepare_run", "train"]
 
 
@@ -37,6 +37,10 @@ def train(config: TrainConfig | None = None, *, run_dir=None, resume: bool = Fal
     names one, and the agent fills in the settings not given. The run directory receives config.json, metrics.csv and checkpoint.npz.
     ``on_episode(row)`` is called with each metrics row (a dict). With ``resume=True`` the
     algorithm settings are the checkpoint's; ``episodes`` and ``steps`` count the whole run.
+    A CartPole run given none of ``episodes``, ``steps`` and ``target_return`` stops once solved:
+    at gymnasium's ``reward_threshold`` (475 for CartPole-v1) over the last 100 episodes.
+    An exception inside the running loop is raised as :class:`TrainingCrash` after the final
+    checkpoint is written.
     ``stop_signals``: an installed StopSignals of the caller's (by default the run installs its
     own and restores the previous handlers at the end).
     ``ray`` ('local', 'auto' or a cluster's host:port) and ``workers``: play on Ray rollout workers,

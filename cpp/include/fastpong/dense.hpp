@@ -52,7 +52,8 @@ class DensePolicy {
 
 // For each row of n: the first action j with u[i] < probs[i, 0] + ... + probs[i, j] (the inverse
 // CDF, summed in float32 in action order), or the last action of nonzero probability when rounding
-// leaves the sum below u. Deterministic given the uniforms. Assumes probabilities >= 0, u in [0, 1).
+// leaves the sum below u. Deterministic given the uniforms. Assumes probabilities >= 0, u in [0, 1]; a u of
+// 1.0f (a float64 uniform below 1, rounded) is taken as the largest float below 1.
 void sample_categorical(const float* probs, int64_t n, int64_t num_actions, const float* uniforms,
                         int32_t* actions);
 

@@ -35,10 +35,12 @@ class Policy {
   // One output row per input row.
   void forward_sparse(const SparseRows& x, float* p, float* h) const;
 
-  // Tutorial backward pass over T steps with dense inputs, written (not added) to `grads`.
-  // eph: T * hidden, epx: T * input_size, epdlogp: T.
-  void backward_dense(const float* eph, const float* epx, const float* epdlogp, int64_t steps,
-                      PolicyTensors& grads) const;
+  // Tutorial backward pass over T steps with dense inputs, in the tutorial's layout: dw1
+  // (hidden, input_size), which must be zeroed, and dw2 (hidden,), both written. eph: T * hidden,
+  // epx: T * input_size, epdlogp: T. Checks epx for NaN and infinity in the pass that reads it:
+  // returns -1, or the flat index of epx's first non-finite value (dw1, dw2 then unspecified).
+  int64_t backward_dense(const float* eph, const float* epx, const float* epdlogp, int64_t steps,
+                         float* dw1, float* dw2) const;
   // Backward pass over an episode's sparse record with dlogp[t] scaled by advantages[t], added
   // into `grads` (the tutorial's grad_buffer += grad, without materializing grad).
   void accumulate_gradient(const EpisodeBuffer& episode, const float* advantages,

@@ -13,6 +13,11 @@ constexpr float kRmsEpsilon = 1e-5f;
 void rmsprop_step(PolicyTensors& weights, PolicyTensors& grads, PolicyTensors& cache,
                   float learning_rate, double decay_rate);
 
+// The same with the gradient in the tutorial's layout, grad_w1 (hidden, input_size) and grad_w2
+// (hidden,) float32, which are zeroed: no GradientBuffer to copy it into first.
+void rmsprop_step_transposed(PolicyTensors& weights, float* grad_w1, float* grad_w2,
+                             PolicyTensors& cache, float learning_rate, double decay_rate);
+
 // The same on raw arrays of n floats.
 void rmsprop_step(float* weights, float* grads, float* cache, int64_t n, float learning_rate,
                   double decay_rate);

@@ -7,7 +7,7 @@ in ``AGENTS``; the training loop, evaluation and the CLI take it from here.
 
 from __future__ import annotations
 
-from .base import ATARI, CLASSIC, Agent
+from .base import ATARI, CLASSIC, PONG_ENV_IDS, Agent
 from .karpathy import AGENT as KARPATHY
 from .mit_cartpole import AGENT as MIT_CARTPOLE
 from .mit_pong import AGENT as MIT_PONG
@@ -38,13 +38,27 @@ def get_agent(name: str) -> Agent:
 
 def check_agent_plays(agent: Agent, env_id: str) -> None:
     """ValueError in one line if the agent cannot play env_id."""
-    kind = env_kind(env_id)
-    if kind != agent.env_kind or not agent.plays(env_id):
-        fitting = [a.name for a in AGENTS.values() if a.env_kind == kind and a.plays(env_id)]
-        plays = ", ".join(agent.env_ids) if agent.env_ids else f"{agent.env_kind} environments"
-        hint = f" ({env_id} is played by {' or '.join(fitting)})" if fitting else ""
-        raise ValueError(f"agent {agent.name!r} plays {plays}, not {env_id!r}{hint}")
+    if agent.plays(env_id):
+        return
+    fitting = [a.name for a in AGENTS.values() if a.plays(env_id)]
+    if fitting:
+        hint = f"{env_id} is played by {' or '.join(fitting)}"
+    else:
+        _check_known(env_id)  # a typo or a non-Atari id: say that first, with gymnasium's hint
+        hint = f"no fastpong agent plays {env_id}: they are built for Pong and CartPole"
+    raise ValueError(f"agent {agent.name!r} plays {', '.join(agent.env_ids)}, not {env_id!r} ({hint})")
 
 
-__all__ = ["AGENTS", "ATARI", "CLASSIC", "Agent", "check_agent_plays", "default_agent", "env_kind",
+def _check_known(env_id) -> None:
+    """ValueError in one line unless env_id is a registered ALE id (CartPole's are played)."""
+    from ..classic_envs import CLASSIC_ENV_IDS
+    from ..envs import validate_env_id
+
+    try:
+        validate_env_id(env_id)
+    except ValueError as exc:  # say that there is more than Atari
+        raise ValueError(f"{exc} (fastpong also trains {' and '.join(CLASSIC_ENV_IDS)})") from None
+
+
+__all__ = ["AGENTS", "ATARI", "CLASSIC", "PONG_ENV_IDS", "Agent", "check_agent_plays", "default_agent", "env_kind",
            "get_agent"]

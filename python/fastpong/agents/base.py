@@ -23,6 +23,10 @@ from dataclasses import dataclass
 import numpy as np
 
 ATARI, CLASSIC = "atari", "classic"
+#: Pong's ids with frames, as gymnasium registers them (ale-py): what the Pong agents are built
+#: for. Their preprocessing crops Pong's court and erases its background, and they play Pong's
+#: actions; on another game they would run and learn nothing (Breakout's ball is never served).
+PONG_ENV_IDS = ("ALE/Pong-v5", "Pong-v0", "Pong-v4", "PongNoFrameskip-v0", "PongNoFrameskip-v4")
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,9 @@ class Agent:
     name: str
     summary: str
     env_kind: str  # ATARI (frames from ale-py) or CLASSIC (CartPole's state vector)
+    #: The environment ids it plays; train and eval refuse any other (exit 2, listing these).
+    #: Required: an agent names the games its preprocessing and actions were built for.
+    env_ids: tuple
     #: Algorithm settings the agent takes when none is given (hidden, batch_size, learning_rate,
     #: gamma, optimizer, and decay_rate for RMSProp).
     defaults: dict
@@ -42,8 +49,6 @@ class Agent:
     tensor_shapes: Callable
     #: (tensors) -> a policy object for evaluation (forward(obs) -> what the player needs).
     policy_from_weights: Callable
-    #: The environment ids it plays (None: any id of its env_kind).
-    env_ids: tuple | None = None
     #: Whether its reference engine may step several environments.
     reference_many_envs: bool = True
     optimizers: tuple = ("rmsprop", "adam")
@@ -59,7 +64,7 @@ class Agent:
     reference_optimizers: tuple = ()
 
     def plays(self, env_id: str) -> bool:
-        return self.env_ids is None or env_id in self.env_ids
+        return env_id in self.env_ids
 
 
 def make_optimizer(config):

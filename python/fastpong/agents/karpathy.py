@@ -17,7 +17,7 @@ import numpy as np
 from .. import _core
 from .. import reference as ref
 from ..policy import Policy
-from .base import ATARI, Agent, add_gradient_into, make_optimizer, take_gradient_from
+from .base import ATARI, PONG_ENV_IDS, Agent, add_gradient_into, make_optimizer, take_gradient_from
 
 UP, DOWN = ref.UP, ref.DOWN
 ADAM_PREFIX = "adam/"
@@ -230,6 +230,7 @@ AGENT = Agent(
     name="karpathy",
     summary="the NumPy tutorial's Pong agent: 6400-H-1 sigmoid policy on frame differences",
     env_kind=ATARI,
+    env_ids=PONG_ENV_IDS,
     defaults=dict(hidden=200, batch_size=10, learning_rate=1e-4, gamma=0.99, optimizer="rmsprop",
                   decay_rate=0.99),
     learners={"fast": FastLearner, "reference": ReferenceLearner},

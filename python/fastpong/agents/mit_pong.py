@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import ATARI, Agent
+from .base import ATARI, PONG_ENV_IDS, Agent
 from .lab_learner import LabLearner, checkpoint_shapes
 
 FRAME_SIDE = 40
@@ -59,7 +59,7 @@ class FastLearner(LabLearner):
         from .. import sample_actions
 
         probs = self.policy.forward(x.reshape(-1, FRAME_SIDE, FRAME_SIDE))
-        return sample_actions(probs, uniforms.astype(np.float32))
+        return sample_actions(probs, uniforms)
 
     def finish_episode(self, lane: int, env: int) -> None:
         super().finish_episode(lane, env)
@@ -117,6 +117,7 @@ AGENT = Agent(
     name="mit-pong",
     summary="the MIT lab's Pong agent: a CNN over 40x40 frame changes -> softmax over 6 actions, Adam",
     env_kind=ATARI,
+    env_ids=PONG_ENV_IDS,
     # The lab's: 5 games per Adam step (learning rate 1e-3), gamma 0.99, 5 games at once.
     defaults=dict(hidden=HIDDEN, batch_size=5, learning_rate=1e-3, gamma=0.99, optimizer="adam",
                   num_envs=5),

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import ATARI, Agent
+from .base import ATARI, PONG_ENV_IDS, Agent
 
 FRAME_SIDE = 40
 
@@ -272,7 +272,7 @@ AGENT = Agent(
     weight_shapes=weight_shapes,
     tensor_shapes=weight_shapes,
     policy_from_weights=policy_from_weights,
-    env_ids=("ALE/Pong-v5", "Pong-v0", "Pong-v4", "PongNoFrameskip-v4"),
+    env_ids=PONG_ENV_IDS,
     optimizers=("adam",),
     ray=False,
     frame_input="lab",

@@ -15,7 +15,9 @@ those are depends only on the order in which the driver took results).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import os
 import signal
 import socket
 import sys
@@ -24,7 +26,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from ..training.local_lanes import lane_sizes
-from ..training.run import TrainSummary
+from ..training.run import SourceFailure, TrainSummary
 
 #: Env steps a worker plays per call: about a quarter of a second of a core, so that a call's
 #: round trip (about a millisecond) costs well under 1% and new weights reach the workers soon.
@@ -36,9 +38,12 @@ WORKER_NUM_ENVS = 4
 #: Ray restarts a killed worker this many times before the run goes on without it.
 MAX_RESTARTS = 3
 INSTALL_HINT = 'Ray is not installed: pip install "fastpong[ray]"'
+#: Ray's switch for token authentication (Ray >= 2.52), and where Ray looks for the token.
+AUTH_MODE = "RAY_AUTH_MODE"
+TOKEN_SOURCES = "RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token"
 
 
-class RayRunError(RuntimeError):
+class RayRunError(SourceFailure):
     """The run could not go on: every worker is lost."""
 
 
@@ -70,6 +75,7 @@ def check_ray_args(address, workers) -> None:
         raise ValueError(INSTALL_HINT) from None
     if address not in ("auto", "local"):
         _check_reachable(address)
+        _check_authenticated(address)
 
 
 def _check_reachable(address: str) -> None:
@@ -97,6 +103,9 @@ def connect(address: str):
 
     if ray.is_initialized():  # the caller's own Ray session (Python API)
         return ray, False
+    authentication_error = getattr(ray.exceptions, "AuthenticationError", None)  # Ray >= 2.52
+    if address != "local" and authentication_error is not None:
+        use_token_if_present()
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     options = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
     try:
@@ -106,11 +115,81 @@ def connect(address: str):
     except ConnectionError as exc:
         raise ValueError(f"cannot connect to Ray at {address!r} ({str(exc).splitlines()[0].rstrip('.')}): "
                          "start a cluster with `ray start --head`, or use --ray local") from None
+    except Exception as exc:
+        if authentication_error is None or not isinstance(exc, authentication_error):
+            raise
+        raise ValueError(_authentication_failed(address)) from None
     finally:
         for sig, handler in handlers.items():
             if handler is not None:
                 signal.signal(sig, handler)
     return ray, True
+
+
+def token_auth_on() -> bool:
+    return os.environ.get(AUTH_MODE, "").lower() == "token"
+
+
+def use_token_if_present() -> bool:
+    """What `ray start` does before it starts a head node: with RAY_AUTH_MODE unset and a token
+    present (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token, looked up by Ray), token
+    authentication is on. ray.init does the same only for a cluster it finds itself (auto), never
+    for an address, so a head started after any local Ray run (which writes ~/.ray/auth_token)
+    refused us. An explicit RAY_AUTH_MODE is the user's choice and is kept. Returns whether token
+    authentication is on for this process."""
+    from ray._raylet import AuthenticationTokenLoader, Config
+
+    if AUTH_MODE not in os.environ and AuthenticationTokenLoader.instance().has_token(ignore_auth_mode=True):
+        os.environ[AUTH_MODE] = "token"  # for this process and the ones it starts
+        Config.initialize("")  # Ray caches its config: make this process read the mode again
+    return token_auth_on()
+
+
+def _check_authenticated(address: str) -> None:
+    """One request to the cluster's GCS, before any work, which it answers at once when it
+    refuses us: ray.init would retry for a while, then say only that it could not connect."""
+    import ray
+
+    authentication_error = getattr(ray.exceptions, "AuthenticationError", None)
+    if authentication_error is None or address.startswith("ray://"):
+        return  # a Ray without token authentication; a Ray Client address has no GCS to ask
+    use_token_if_present()
+    from ray._raylet import GcsClient
+
+    try:
+        with _c_stderr_silenced():  # Ray's C++ client logs the refusal there too, in its own words
+            GcsClient(address=address)
+    except authentication_error:
+        raise ValueError(_authentication_failed(address)) from None
+    except Exception:  # noqa: BLE001 - anything else: ray.init tries later and says what it finds
+        pass
+
+
+def _authentication_failed(address: str) -> str:
+    """What to do when the cluster refused us, by what this process sent it."""
+    mode = os.environ.get(AUTH_MODE, "")
+    if token_auth_on():
+        return (f"Ray at {address} refused this machine's token ({TOKEN_SOURCES}): use the head node's, "
+                "as `ray get-auth-token` prints it there")
+    if mode:
+        return (f"Ray at {address} requires token authentication and {AUTH_MODE} is {mode!r} here: "
+                f"unset it, with the head node's token in ~/.ray/auth_token (`ray get-auth-token` there)")
+    return (f"Ray at {address} requires token authentication and this machine has no token: copy "
+            f"the head node's (`ray get-auth-token` there) to ~/.ray/auth_token here, or set RAY_AUTH_TOKEN")
+
+
+@contextlib.contextmanager
+def _c_stderr_silenced():
+    """File descriptor 2 to /dev/null for the block (what C++ code writes there included)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 class RaySource:

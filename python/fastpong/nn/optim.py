@@ -53,6 +53,10 @@ class RMSProp:
                                       self.learning_rate, self.decay_rate)
             return
         _check_tutorial_slot(self.cache, "cache")
+        if _steps_in_place(policy, grads):  # the tutorial's dict, as Policy.backward returns it
+            _core.rmsprop_step_model(policy, grads["W1"], grads["W2"], self.cache, self.learning_rate,
+                                     self.decay_rate)
+            return
         buffer, to_zero = _tutorial_gradients(policy, grads)
         _core.rmsprop_step(policy, buffer, self.cache, self.learning_rate, self.decay_rate)
         _zero(to_zero)
@@ -214,6 +218,21 @@ def _parameters(policy) -> dict:
         raise ValueError("policy must be a fastpong.Policy or have parameters() (a dict of "
                          f"float32 arrays), got {type(policy).__name__}")
     return policy.parameters()
+
+
+def _steps_in_place(policy, grads) -> bool:
+    """Whether the kernel can read (and zero) the tutorial's gradient dict where it lies: float32
+    arrays of the policy's shapes that it may write. Anything else is copied into a
+    GradientBuffer first, which converts it or says what is wrong with it."""
+    if not isinstance(policy, _core._Policy) or not isinstance(grads, Mapping):
+        return False
+    shapes = {"W1": (policy.hidden, policy.input_size), "W2": (policy.hidden,)}
+    for name, shape in shapes.items():
+        g = grads.get(name)
+        if not (isinstance(g, np.ndarray) and g.dtype == np.float32 and g.shape == shape
+                and g.flags.c_contiguous and g.flags.writeable and g.flags.aligned):
+            return False
+    return True
 
 
 def _tutorial_gradients(policy, grads):

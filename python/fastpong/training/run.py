@@ -29,7 +29,8 @@ from .. import _core
 from ..agents import ATARI
 from .checkpoint import (CheckpointError, check_tensors, load_checkpoint, remove_stale_temporaries,
                          save_checkpoint, write_atomically)
-from ..config import ALGORITHM_FIELDS, RESUMABLE_FIELDS, RETURN_WINDOW, RUN_FIELDS, TrainConfig
+from ..config import (ALGORITHM_FIELDS, RESUMABLE_FIELDS, RETURN_WINDOW, RUN_FIELDS, TrainConfig,
+                      solved_return)
 from .metrics import MetricsLog, columns_for
 from ..watch.periodic_video import PeriodicVideo
 from .runlock import RunLock
@@ -61,6 +62,8 @@ class TrainSummary:
     steps_per_second: float  # of this session
     running_reward: float | None
     interrupted_by: int | None = None  # the signal number that stopped the run, if any
+    #: Why a resumed run stopped before its first step (its stop rule was already met), else None.
+    nothing_to_do: str | None = None
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -77,6 +80,23 @@ def log_learning_rate_change(run_dir: Path, episodes: int, previous: float, curr
 
 class RunError(ValueError):
     """A run that cannot start: bad run directory, missing or mismatched checkpoint."""
+
+
+class SourceFailure(RuntimeError):
+    """A rollout source that cannot go on (Ray: every worker lost): raised as it is, after the
+    checkpoint is written, not as a crash."""
+
+
+class TrainingCrash(RuntimeError):
+    """An error raised inside a running training loop, after its checkpoint was written: a bug
+    (or a kernel refusing what fastpong itself passed it), never a usage error, whatever the
+    original exception's type. ``__cause__`` is the original, with its traceback."""
+
+    def __init__(self, checkpoint_path, error: BaseException):
+        self.checkpoint_path = checkpoint_path
+        self.error = error
+        super().__init__(f"training crashed: {type(error).__name__}: {_one_line(error)}; "
+                         f"checkpoint written to {checkpoint_path}")
 
 
 def default_run_dir(env_id: str) -> Path:
@@ -291,6 +311,16 @@ class Run:
         return (c.episodes is not None and self.episodes >= c.episodes) or (
             c.steps is not None and self.env_steps >= c.steps) or self._target_reached()
 
+    def _stop_reason(self) -> str:
+        """Which stop rule is met, in words (for a run that is done())."""
+        c = self.config
+        if c.episodes is not None and self.episodes >= c.episodes:
+            return f"it has {self.episodes:,} episodes and --episodes {c.episodes:,} counts the whole run"
+        if c.steps is not None and self.env_steps >= c.steps:
+            return f"it has {self.env_steps:,} steps and --steps {c.steps:,} counts the whole run"
+        mean = sum(self.recent_returns) / RETURN_WINDOW
+        return f"the mean return of its last {RETURN_WINDOW} episodes, {mean:g}, reaches {c.target_return:g}"
+
     def _target_reached(self) -> bool:
         target = self.config.target_return
         return (target is not None and len(self.recent_returns) == RETURN_WINDOW
@@ -302,8 +332,16 @@ class Run:
         self.start = time.perf_counter()
         self.session_steps = 0
         self.bar = self._progress_bar()
+        crash = None
+        # A resumed run that is already done only loads; the caller is told why (it used to
+        # report success silently, as though it had trained).
+        nothing_to_do = self._stop_reason() if self.done() else None
         try:
             source.play(self, stop)
+        except SourceFailure:
+            raise
+        except Exception as exc:  # noqa: BLE001 - mid-run, any error is fastpong's, not the user's input
+            crash = exc
         finally:
             elapsed = time.perf_counter() - self.start
             try:  # a full disk fails this save too: the environments must still be closed
@@ -315,11 +353,13 @@ class Run:
                     self.video.close(wait=stop.signum is None)
                 if self.bar is not None:
                     self.bar.close()
+        if crash is not None:  # raised only now: the checkpoint above is written
+            raise TrainingCrash(self.checkpoint_path, crash) from crash
         return source.summarize(TrainSummary(
             run_dir=str(self.run_dir), steps=self.env_steps, episodes=self.episodes,
             updates=self.updates, seconds=elapsed,
             steps_per_second=self.session_steps / elapsed if elapsed > 0 else 0.0,
-            running_reward=self.running_reward, interrupted_by=stop.signum,
+            running_reward=self.running_reward, interrupted_by=stop.signum, nothing_to_do=nothing_to_do,
         ))
 
     def count_steps(self, steps: int) -> None:
@@ -352,8 +392,10 @@ class Run:
         if self.bar is not None:
             if self.config.steps is None:
                 self.bar.update(1)
-            self.bar.set_postfix(running_reward=f"{self.running_reward:+.2f}", steps_s=f"{steps_per_second:,.0f}",
-                                 updates=self.updates, refresh=False)
+            target = {} if self.config.target_return is None else {  # the stop rule's own number
+                f"mean_last_{RETURN_WINDOW}": f"{sum(self.recent_returns) / len(self.recent_returns):.1f}"}
+            self.bar.set_postfix(running_reward=f"{self.running_reward:+.2f}", **target,
+                                 steps_s=f"{steps_per_second:,.0f}", updates=self.updates, refresh=False)
         if self.on_episode is not None:
             self.on_episode({name: row[name] for name in self.metrics.columns})
         return updated
@@ -389,7 +431,15 @@ class Run:
         total = self.config.steps if by_steps else self.config.episodes
         initial = self.env_steps if by_steps else self.episodes
         return tqdm(total=total, initial=initial, unit=" steps" if by_steps else " episodes",
-                    unit_scale=by_steps, dynamic_ncols=True, smoothing=0.05)
+                    unit_scale=by_steps, dynamic_ncols=True, smoothing=0.05, desc=self._stop_rule())
+
+    def _stop_rule(self) -> str | None:
+        """The progress line's words for a return target, saying where a default one came from."""
+        target = self.config.target_return
+        if target is None:
+            return None
+        solved = f" ({self.config.env_id} solved)" if target == solved_return(self.config.env_id) else ""
+        return f"stop at mean_last_{RETURN_WINDOW} >= {target:g}{solved}"
 
 
 def _one_line(exc: BaseException) -> str:
