@@ -20,16 +20,16 @@ V1_RUN = REPO / "experiments" / "runs" / "lr1e-3-b10"
 
 
 def test_registry():
-    assert set(AGENTS) == {"karpathy", "mit-cartpole", "mit-pong"}
+    assert set(AGENTS) == {"karpathy", "mit-cartpole", "mit-pong", "ppo"}
     assert env_kind("CartPole-v1") == env_kind("CartPole-v0") == CLASSIC
     assert env_kind("ALE/Pong-v5") == ATARI
     for agent in AGENTS.values():
         assert set(AGENT_DEFAULT_FIELDS) <= set(agent.defaults)
         assert "fast" in agent.learners
     with pytest.raises(ValueError, match="agent 'mit-cartpole' plays CartPole-v1, CartPole-v0, not 'ALE/Pong-v5' "
-                                         r"\(ALE/Pong-v5 is played by karpathy or mit-pong\)"):
+                                         r"\(ALE/Pong-v5 is played by karpathy or mit-pong or ppo\)"):
         check_agent_plays(get_agent("mit-cartpole"), "ALE/Pong-v5")
-    with pytest.raises(ValueError, match="agent must be one of karpathy, mit-cartpole, mit-pong, got 'x'"):
+    with pytest.raises(ValueError, match="agent must be one of karpathy, mit-cartpole, mit-pong, ppo, got 'x'"):
         get_agent("x")
 
 

@@ -348,6 +348,16 @@ def assert_gradients(result, eph, epx, g):
         assert_close(result[k], expected[k], T + 1, k, scales[k])
 
 
+def episode_of_another_length(eph, epx, epdlogp) -> bool:
+    """Whether three arrays make an episode of some length t (possibly 0) other than T: valid for
+    Policy.backward, though each array alone has not the typical shape."""
+    shapes = [np.shape(a) for a in (eph, epx, epdlogp)]
+    if len(shapes[0]) != 2 or shapes[0][1] != H:
+        return False
+    t = shapes[0][0]
+    return shapes[1] == (t, D) and shapes[2] in ((t,), (t, 1))
+
+
 def check_backward(result, eph, epx, epdlogp):
     assert_gradients(result, r32(eph), r32(epx), r32(epdlogp).ravel())
 
@@ -722,6 +732,10 @@ class Case:
     args: tuple
     check: Callable  # asserts that a result of valid arguments is right
     mutates: tuple = field(default_factory=tuple)  # indices of arguments the call may change
+    #: (values) -> True where the arguments' validity is not the product of theirs one by one
+    #: (an episode of another length than the typical one, consistent across its arrays): such a
+    #: call may be accepted, and is counted as accepted unchecked.
+    open_verdict: Callable = lambda *values: False
 
 
 CASES = {
@@ -745,7 +759,7 @@ CASES = {
     "Policy.backward": Case(
         lambda eph, epx, dlogp: policy().backward(eph, epx, dlogp),
         (either(array_arg((T, H))), either(array_arg((T, D))), either(array_arg([(T,), (T, 1)]))),
-        check_backward),
+        check_backward, open_verdict=episode_of_another_length),
     "Policy.load_model": Case(lambda model: _loaded(policy(), model), (model_arg(),), check_load_model),
     "Policy.from_model": Case(fastpong.Policy.from_model, (model_arg(any_shape=True),), check_load_model),
     "Policy()": Case(lambda h, d: fastpong.Policy(hidden=h, input_size=d, seed=0),
@@ -882,6 +896,8 @@ def test_boundary(name):
             assert verdict is not True, f"{name} refused a valid input: {exc}"
             seen["refused"] += 1
         else:
+            if verdict is False and case.open_verdict(*values):
+                verdict = None
             assert verdict is not False, f"{name} accepted an invalid input"
             if verdict:
                 case.check(result, *(before[i] if i in case.mutates else v for i, v in enumerate(values)))

@@ -246,3 +246,12 @@ class _ConvPolicy:
     def accumulate_gradient(self, obs: _ArrayLike, actions: _ArrayLike, advantages: _ArrayLike,
                             grads: dict[str, _Float32Array], scale: _Float) -> None:
         """grads[k] += scale * sum_t advantages[t] * d log pi(actions[t]|obs[t]) / d theta_k."""
+    @property
+    def feature_size(self) -> int:
+        """Width of the flattened conv output (576), also on the class."""
+    def features(self, obs: _ArrayLike, keep: bool = False) -> _Float32Array:
+        """obs (N, 40, 40[, 1]) -> the flattened conv output (N, 576); keep: keep the batch's
+        activations for the next accumulate_feature_gradient on the same frames and weights."""
+    def accumulate_feature_gradient(self, obs: _ArrayLike, flat_grad: _ArrayLike,
+                                    grads: dict[str, _Float32Array]) -> None:
+        """grads[conv tensors] += the gradient of sum(flat_grad * features(obs))."""
