@@ -32,7 +32,7 @@ kind, env_id, steps, num_envs, threads = sys.argv[1], sys.argv[2], int(sys.argv[
 classic = env_id.startswith("CartPole")
 steady = None
 if kind == "random":
-    from fastpong.classic_envs import ClassicEnvBatch
+    from fastpong.envs.classic import ClassicEnvBatch
     from fastpong.envs import make_env_batch
     rng = np.random.default_rng(0)
     start = time.perf_counter()  # like a training session's clock, it includes building the envs

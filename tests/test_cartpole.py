@@ -11,7 +11,7 @@ import pytest
 import fastpong
 from fastpong.agents import mit_cartpole
 from fastpong.checkpoint import FORMAT_VERSION, load_checkpoint
-from fastpong.classic_envs import ClassicEnvBatch
+from fastpong.envs.classic import ClassicEnvBatch
 from fastpong.config import TrainConfig
 from fastpong.evaluate import evaluate, record_video
 from fastpong.metrics import CLASSIC_COLUMNS

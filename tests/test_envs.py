@@ -6,13 +6,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from fastpong.envs import (
-    EnvBatch,
-    _native_seed_matches_gym,
-    default_num_envs,
-    make_env_batch,
-    validate_env_id,
-)
+from fastpong.envs import EnvBatch, default_num_envs, make_env_batch, validate_env_id
+from fastpong.envs.atari import _native_seed_matches_gym
 
 # gymnasium warns that Pong-v0 is "out of date"; using it is deliberate here.
 pytestmark = pytest.mark.filterwarnings("ignore:.*out of date.*:DeprecationWarning")

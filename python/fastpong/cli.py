@@ -250,7 +250,7 @@ def _add_eval(subparsers) -> None:
 
 
 def _run_eval(args) -> int:
-    from .evaluate import evaluate
+    from .watch.evaluate import evaluate
 
     result = evaluate(args.checkpoint, env_id=args.env_id, frameskip=args.frameskip, episodes=args.episodes,
                       num_envs=args.num_envs, seed=args.seed, greedy=args.greedy, video=args.video,
@@ -301,7 +301,7 @@ def _add_plot(subparsers) -> None:
 
 
 def _run_plot(args) -> int:
-    from .plot import plot_runs
+    from .watch.plot import plot_runs
 
     plot_runs(args.run_dirs, output=args.output, x=args.x)
     print(f"wrote {args.output}")

@@ -261,7 +261,7 @@ def solved_return(env_id: str) -> float | None:
     the mean return over RETURN_WINDOW episodes at which it counts as solved: where a run given
     no stop rule stops, since CartPole's return has a ceiling and training on at it learns
     nothing. None for the Atari ids: Pong has no threshold, and runs until interrupted."""
-    from .classic_envs import is_classic_env_id
+    from .envs.classic import is_classic_env_id
 
     if not is_classic_env_id(env_id):
         return None

@@ -20,7 +20,7 @@ DEFAULT_AGENT = {ATARI: KARPATHY.name, CLASSIC: MIT_CARTPOLE.name}
 
 def env_kind(env_id: str) -> str:
     """CLASSIC for the CartPole ids, ATARI for anything else (validated later as an ALE id)."""
-    from ..classic_envs import is_classic_env_id
+    from ..envs.classic import is_classic_env_id
 
     return CLASSIC if is_classic_env_id(env_id) else ATARI
 
@@ -51,7 +51,7 @@ def check_agent_plays(agent: Agent, env_id: str) -> None:
 
 def _check_known(env_id) -> None:
     """ValueError in one line unless env_id is a registered ALE id (CartPole's are played)."""
-    from ..classic_envs import CLASSIC_ENV_IDS
+    from ..envs.classic import CLASSIC_ENV_IDS
     from ..envs import validate_env_id
 
     try:

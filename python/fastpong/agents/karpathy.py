@@ -16,7 +16,7 @@ import numpy as np
 
 from .. import _core
 from .. import reference as ref
-from ..policy import Policy
+from ..nn.policy import Policy
 from .base import ATARI, PONG_ENV_IDS, Agent, add_gradient_into, make_optimizer, take_gradient_from
 
 UP, DOWN = ref.UP, ref.DOWN

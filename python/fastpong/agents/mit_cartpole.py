@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..classic_envs import CLASSIC_ENV_IDS
+from ..envs.classic import CLASSIC_ENV_IDS
 from .base import CLASSIC, Agent
 from .lab_learner import LabLearner, LabReferenceLearner, checkpoint_shapes
 

@@ -43,7 +43,7 @@ class FastLearner(LabLearner):
     reset_at_points = True
 
     def __init__(self, config, lane_sizes: list[int], rng: np.random.Generator):
-        from ..conv_policy import ConvPolicy, LabFrameDifferencer
+        from ..nn.conv_policy import ConvPolicy, LabFrameDifferencer
 
         _check_hidden(config)
         super().__init__(config, lane_sizes, rng, ConvPolicy(seed=config.seed), OBSERVATION_SIZE)

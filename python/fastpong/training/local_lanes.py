@@ -24,7 +24,7 @@ def lane_sizes(config: TrainConfig) -> list[int]:
 def make_lanes(config: TrainConfig, sizes: list[int], seed: int) -> list:
     """One batch of environments per lane, seeded one after the other from ``seed``."""
     if config.agent_record().env_kind == CLASSIC:
-        from ..classic_envs import ClassicEnvBatch
+        from ..envs.classic import ClassicEnvBatch
 
         return [ClassicEnvBatch(config.env_id, sizes[0])]
     from ..envs import make_env_batch

@@ -154,7 +154,7 @@ def prepare_run(config: TrainConfig, run_dir, resume: bool, explicit=ALGORITHM_F
         raise RunError(f"run directory {run_dir} already holds {what}: pass --resume to continue it "
                        "or choose another --run-dir")
     if config.agent_record().env_kind == ATARI:
-        from ..classic_envs import CLASSIC_ENV_IDS
+        from ..envs.classic import CLASSIC_ENV_IDS
         from ..envs import validate_env_id
 
         try:

@@ -195,7 +195,7 @@ def _evaluate_pong(policy, env_id, episodes, num_envs, seed, greedy, video_path,
 
 
 def _evaluate_returns(policy, env_id, episodes, num_envs, seed, greedy, video_path, max_steps) -> ReturnEvalResult:
-    from ..classic_envs import ClassicEnvBatch, require_renderer
+    from ..envs.classic import ClassicEnvBatch, require_renderer
     from .video import VideoWriter
 
     if video_path is not None:
@@ -319,7 +319,7 @@ class _ReturnGame:
     returns and lengths counted."""
 
     def __init__(self, policy, env_id: str, num_envs: int, rng, greedy: bool):
-        from ..classic_envs import CLASSIC_ENV_IDS
+        from ..envs.classic import CLASSIC_ENV_IDS
 
         self.policy, self.rng, self.greedy = policy, rng, greedy
         self.time_limit = CLASSIC_ENV_IDS[env_id]
