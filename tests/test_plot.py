@@ -248,3 +248,12 @@ def test_unknown_extra_columns_are_refused(tmp_path):
     (run / "metrics.csv").write_text(",".join(METRICS_COLUMNS + ("mystery",)) + "\n")
     with pytest.raises(ValueError, match="has header"):
         load_metrics(run)
+
+
+def test_step_counts_are_rounded_before_their_unit_is_chosen():
+    from fastpong.watch.plot import _format_steps
+
+    assert _format_steps(999_960) == "1M"
+    assert _format_steps(1_234_567) == "1.23M"
+    assert _format_steps(999) == "999"
+    assert _format_steps(999_6) == "10k"

@@ -39,7 +39,7 @@ def train(config: TrainConfig | None = None, *, run_dir=None, resume: bool = Fal
     algorithm settings are the checkpoint's; ``episodes`` and ``steps`` count the whole run.
     A CartPole run given none of ``episodes``, ``steps`` and ``target_return`` stops once solved:
     at gymnasium's ``reward_threshold`` (475 for CartPole-v1) over the last 100 episodes.
-    An exception inside the running loop is raised as :class:`TrainingCrash` after the final
+    An exception inside the running loop is raised as ``fastpong.train.TrainingCrash`` after the final
     checkpoint is written.
     ``stop_signals``: an installed StopSignals of the caller's (by default the run installs its
     own and restores the previous handlers at the end).

@@ -200,10 +200,10 @@ def _time_unit(max_seconds: float) -> Tuple[float, str]:
 
 
 def _format_steps(steps: float) -> str:
-    if steps >= 1e6:
-        return f"{steps / 1e6:.3g}M"
-    if steps >= 1e3:
-        return f"{steps / 1e3:.3g}k"
+    # By the rounded value: 999,960 steps is "1M", not "1e+03k".
+    for scale, unit in ((1e6, "M"), (1e3, "k")):
+        if float(f"{steps / scale:.3g}") >= 1:
+            return f"{steps / scale:.3g}{unit}"
     return f"{steps:.0f}"
 
 
@@ -408,7 +408,11 @@ def plot_runs(
 
     if title is None:
         game = "Pong" if scored else "CartPole"
-        method = "actor-critic (PPO)" if diagnostics else "policy gradient"
+        if diagnostics:
+            method = ("actor-critic (PPO)" if all("entropy" in r for r in runs)
+                      else "policy gradient and actor-critic (PPO)")
+        else:
+            method = "policy gradient"
         title = f"{game} {method}: " + (labels[0] if len(labels) == 1 else f"{len(labels)} runs")
     fig.suptitle(title, fontsize=13, fontweight="bold")
 
