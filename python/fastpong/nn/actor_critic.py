@@ -14,6 +14,7 @@ import numpy as np
 
 from .. import _core
 from ..reference import ppo as _reference
+from .conv_policy import checked_model
 
 __all__ = ["ActorCriticCNN", "ppo_loss_gradient", "gae"]
 
@@ -124,22 +125,7 @@ class ActorCriticCNN:
     def load_model(self, model) -> None:
         """Overwrites every parameter from a mapping with all of PARAMETER_NAMES (shapes as
         PARAMETER_SHAPES, finite, real); checked in full before anything changes."""
-        if not hasattr(model, "keys") or not hasattr(model, "__getitem__"):
-            raise ValueError(f"model must be a mapping of {len(self.PARAMETER_NAMES)} arrays, "
-                             f"got {type(model).__name__}")
-        missing = [name for name in self.PARAMETER_NAMES if name not in model]
-        if missing:
-            raise ValueError(f"model is missing {missing} (expected keys {list(self.PARAMETER_NAMES)})")
-        values = {}
-        for name, shape in self.PARAMETER_SHAPES.items():
-            value = np.asarray(model[name])
-            if value.dtype.kind not in "fiu":
-                raise ValueError(f"model[{name!r}] must be a real numeric array, got {value.dtype}")
-            if value.shape != shape:
-                raise ValueError(f"model[{name!r}] must have shape {shape}, got {value.shape}")
-            if not np.all(np.isfinite(value)):
-                raise ValueError(f"model[{name!r}] must be finite")
-            values[name] = value
+        values = checked_model(model, self.PARAMETER_NAMES, self.PARAMETER_SHAPES)
         views = self.parameters()
         for name, value in values.items():
             views[name][...] = value

@@ -87,22 +87,7 @@ class ConvPolicy:
     def load_model(self, model) -> None:
         """Overwrites every parameter from a mapping with all of PARAMETER_NAMES, shapes as
         PARAMETER_SHAPES, finite values (any real dtype; converted to float32)."""
-        if not hasattr(model, "keys") or not hasattr(model, "__getitem__"):
-            raise ValueError(f"model must be a mapping of {len(self.PARAMETER_NAMES)} arrays "
-                             f"keyed {self.PARAMETER_NAMES[0]!r}..., got {type(model).__name__}")
-        missing = [name for name in self.PARAMETER_NAMES if name not in model]
-        if missing:
-            raise ValueError(f"model is missing {missing} (expected keys {list(self.PARAMETER_NAMES)})")
-        values = {}
-        for name, shape in self.PARAMETER_SHAPES.items():
-            value = np.asarray(model[name])
-            if value.dtype.kind not in "fiu":
-                raise ValueError(f"model[{name!r}] must be a real numeric array, got {value.dtype}")
-            if value.shape != shape:
-                raise ValueError(f"model[{name!r}] must have shape {shape}, got {value.shape}")
-            if not np.all(np.isfinite(value)):
-                raise ValueError(f"model[{name!r}] must be finite")
-            values[name] = value
+        values = checked_model(model, self.PARAMETER_NAMES, self.PARAMETER_SHAPES)
         views = self.parameters()
         for name, value in values.items():  # all checked first: a bad model changes nothing
             views[name][...] = value
@@ -118,6 +103,29 @@ class ConvPolicy:
     def __repr__(self) -> str:
         count = sum(int(np.prod(s)) for s in self.PARAMETER_SHAPES.values())
         return f"ConvPolicy({count:,} parameters, kernels={_core.conv_kernel()!r})"
+
+
+def checked_model(model, names: tuple, shapes: dict) -> dict:
+    """{name: array} of a model mapping once every one of `names` is there with its shape in
+    `shapes`, a real dtype and finite values; ValueError naming the first that is not. Shared by
+    the lab's CNN and the actor-critic on it, whose load_model change nothing before it passes."""
+    if not hasattr(model, "keys") or not hasattr(model, "__getitem__"):
+        raise ValueError(f"model must be a mapping of {len(names)} arrays keyed {names[0]!r}..., "
+                         f"got {type(model).__name__}")
+    missing = [name for name in names if name not in model]
+    if missing:
+        raise ValueError(f"model is missing {missing} (expected keys {list(names)})")
+    values = {}
+    for name in names:
+        value = np.asarray(model[name])
+        if value.dtype.kind not in "fiu":
+            raise ValueError(f"model[{name!r}] must be a real numeric array, got {value.dtype}")
+        if value.shape != shapes[name]:
+            raise ValueError(f"model[{name!r}] must have shape {shapes[name]}, got {value.shape}")
+        if not np.all(np.isfinite(value)):
+            raise ValueError(f"model[{name!r}] must be finite")
+        values[name] = value
+    return values
 
 
 class LabFrameDifferencer:
