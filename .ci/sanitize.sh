@@ -24,6 +24,7 @@ SANITIZED_TESTS=(
   tests/test_categorical.py
   tests/test_cnn.py
   tests/test_lab_frames.py
+  tests/test_ppo.py
 )
 
 site=build/sanitize/site

@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <optional>
 
+#include <cstring>
+
 #include "checks.hpp"
 #include "fastpong/dense.hpp"
 #include "use_guard.hpp"
@@ -198,10 +200,14 @@ void require_unit_interval(const py::handle& obj, const FloatArray& rounded) {
   const py::array source = py::array::ensure(obj);
   if (source && source.dtype().kind() == 'f' && source.itemsize() > 4) {
     const auto wide = py::array_t<double, py::array::c_style | py::array::forcecast>::ensure(source);
-    const double* u = wide.data();
+    // Read through memcpy: a C-contiguous float64 array need not be 8-byte aligned (a view at an
+    // odd byte offset), and forcecast does not copy it into alignment.
+    const char* bytes = static_cast<const char*>(wide.data());
     for (py::ssize_t i = 0; i < wide.size(); ++i) {
-      if (!(u[i] >= 0.0 && u[i] < 1.0)) {
-        fail("uniforms must be in [0, 1), got " + py::repr(py::float_(u[i])).cast<std::string>() +
+      double u;
+      std::memcpy(&u, bytes + i * sizeof(double), sizeof u);
+      if (!(u >= 0.0 && u < 1.0)) {
+        fail("uniforms must be in [0, 1), got " + py::repr(py::float_(u)).cast<std::string>() +
              " at row " + std::to_string(i));
       }
     }
