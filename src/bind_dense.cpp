@@ -202,7 +202,7 @@ void require_unit_interval(const py::handle& obj, const FloatArray& rounded) {
     const auto wide = py::array_t<double, py::array::c_style | py::array::forcecast>::ensure(source);
     // Read through memcpy: a C-contiguous float64 array need not be 8-byte aligned (a view at an
     // odd byte offset), and forcecast does not copy it into alignment.
-    const char* bytes = static_cast<const char*>(wide.data());
+    const char* bytes = reinterpret_cast<const char*>(wide.data());
     for (py::ssize_t i = 0; i < wide.size(); ++i) {
       double u;
       std::memcpy(&u, bytes + i * sizeof(double), sizeof u);
