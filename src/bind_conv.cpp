@@ -127,6 +127,30 @@ py::array tensor_view(ConvPolicy& self, int i, const py::handle& owner) {
   return py::array_t<float>(ConvPolicy::tensor_shape(i), self.tensor(i), owner);
 }
 
+// The gradient arrays of the first `count` tensors, from grads by name: each written in place, so
+// each must already be a C-contiguous, aligned, writable float32 array of the tensor's shape, and
+// none may be a parameter or another entry's array. `source` and `each` word the two errors.
+std::array<float*, ConvPolicy::kTensors> gradient_arrays(const ConvPolicy& self, const py::dict& grads,
+                                                         int count, const std::string& source,
+                                                         const std::string& each) {
+  std::array<float*, ConvPolicy::kTensors> out{};
+  for (int i = 0; i < count; ++i) {
+    const std::string& name = ConvPolicy::tensor_name(i);
+    if (!grads.contains(name)) fail("grads must have a '" + name + "' entry (" + source + ")");
+    out[i] = writable_float32(grads[py::str(name)], ConvPolicy::tensor_shape(i),
+                              "grads['" + name + "']");
+  }
+  for (int i = 0; i < count; ++i) {
+    for (int j = 0; j < ConvPolicy::kTensors; ++j) {
+      if (out[i] == self.tensor(j) || (j < i && out[i] == out[j])) {
+        fail("grads must hold its own array for " + each +
+             ", not the policy's parameters or one array twice");
+      }
+    }
+  }
+  return out;
+}
+
 void accumulate_gradient(const ConvPolicy& self, const py::handle& obs_obj,
                          const py::handle& actions_obj, const py::handle& advantages_obj,
                          const py::dict& grads, double scale) {
@@ -151,22 +175,8 @@ void accumulate_gradient(const ConvPolicy& self, const py::handle& obs_obj,
   require_shape(advantages, {steps}, "advantages", advantages_obj);
   require_finite(advantages.data(), advantages.size(), "advantages");
   if (!std::isfinite(scale)) fail("scale must be finite, got " + std::to_string(scale));
-  std::array<float*, ConvPolicy::kTensors> out{};
-  for (int i = 0; i < ConvPolicy::kTensors; ++i) {
-    const std::string& name = ConvPolicy::tensor_name(i);
-    if (!grads.contains(name)) fail("grads must have a '" + name + "' entry (gradient_buffer())");
-    // Written in place: it must already be a C-contiguous, aligned, writable float32 array.
-    out[i] = writable_float32(grads[py::str(name)], ConvPolicy::tensor_shape(i),
-                              "grads['" + name + "']");
-  }
-  for (int i = 0; i < ConvPolicy::kTensors; ++i) {
-    for (int j = 0; j < ConvPolicy::kTensors; ++j) {
-      if (out[i] == self.tensor(j) || (j < i && out[i] == out[j])) {
-        fail("grads must hold its own array for every parameter (gradient_buffer()), not "
-             "the policy's parameters or one array twice");
-      }
-    }
-  }
+  const std::array<float*, ConvPolicy::kTensors> out = gradient_arrays(
+      self, grads, ConvPolicy::kTensors, "gradient_buffer()", "every parameter (gradient_buffer())");
   const float* xin = x.data();
   const float* adv = advantages.data();
   // The gradient arrays are registered by their data: two threads adding into one buffer, or a
@@ -210,21 +220,8 @@ void accumulate_feature_gradient(const ConvPolicy& self, const py::handle& obs_o
   require_shape(flat_grad, {steps, ConvPolicy::feature_size()}, "flat_grad", flat_grad_obj);
   require_finite(flat_grad.data(), flat_grad.size(), "flat_grad");
   constexpr int kConvTensors = 2 * ConvPolicy::kConvLayers;
-  std::array<float*, ConvPolicy::kTensors> out{};
-  for (int i = 0; i < kConvTensors; ++i) {
-    const std::string& name = ConvPolicy::tensor_name(i);
-    if (!grads.contains(name)) fail("grads must have a '" + name + "' entry (the conv layers')");
-    out[i] = writable_float32(grads[py::str(name)], ConvPolicy::tensor_shape(i),
-                              "grads['" + name + "']");
-  }
-  for (int i = 0; i < kConvTensors; ++i) {
-    for (int j = 0; j < ConvPolicy::kTensors; ++j) {
-      if (out[i] == self.tensor(j) || (j < i && out[i] == out[j])) {
-        fail("grads must hold its own array for every conv parameter, not the policy's "
-             "parameters or one array twice");
-      }
-    }
-  }
+  const std::array<float*, ConvPolicy::kTensors> out =
+      gradient_arrays(self, grads, kConvTensors, "the conv layers'", "every conv parameter");
   const float* xin = x.data();
   const float* fg = flat_grad.data();
   UseScopes use;
