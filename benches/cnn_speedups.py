@@ -4,8 +4,9 @@
     python benches/cnn_speedups.py cnn.json [--check]
 
 One row per group: the medians of the reference (NumPy float64), the NumPy float32 version
-(im2col + np.matmul, where the group has one) and fastpong, and fastpong's speedup over each.
-``--check`` exits with status 1 when a target (over NumPy float32) is missed.
+(im2col + np.matmul, where the group has one), TensorFlow (where it is installed: ``pip install
+".[keras]"``) and fastpong, and fastpong's speedup over each. ``--check`` exits with status 1 when
+a target (over NumPy float32, or TensorFlow where it ran) is missed.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from speedups import format_seconds
 
 #: The issue's targets on the 2-core machine: fastpong's speedup over the NumPy float32 version.
 TARGETS = {"cnn-forward-batch8": 5.0, "cnn-backward-5games": 3.0}
+#: And over the lab's network in TensorFlow (tf.function, oneDNN), where TensorFlow is installed.
+TF_TARGETS = {"cnn-backward-5games": 3.0}
 LABELS = {
     "cnn-forward-batch8": "forward, 8 frame changes -> probabilities",
     "cnn-backward-5games": "backward, 5,000 steps (one 5-game iteration)",
@@ -29,26 +32,32 @@ LABELS = {
 def table(benchmarks: list[dict]) -> tuple[list[str], bool]:
     medians: dict[str, dict[str, float]] = {}
     for bench in benchmarks:
-        side = bench["name"].rsplit("_", 1)[-1]  # reference, numpy32 or fast
+        side = bench["name"].rsplit("_", 1)[-1]  # reference, numpy32, tensorflow or fast
         medians.setdefault(bench["group"], {})[side] = bench["stats"]["median"]
-    lines = ["| kernel | reference (NumPy float64) | NumPy float32 (im2col + matmul) | fastpong "
-             "| vs reference | vs NumPy float32 | target |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| kernel | reference (NumPy float64) | NumPy float32 (im2col + matmul) "
+             "| TensorFlow (tf.function) | fastpong | vs reference | vs NumPy float32 | vs TensorFlow "
+             "| target |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     ok = True
     for group, label in LABELS.items():
         m = medians.get(group)
         if not m or "fast" not in m or "reference" not in m:
             continue
         fast = m["fast"]
-        numpy32 = m.get("numpy32")
-        vs32 = f"{numpy32 / fast:.1f}x" if numpy32 else "-"
-        target = TARGETS.get(group)
-        if target and numpy32 and numpy32 / fast < target:
-            ok = False
+        numpy32, tensorflow = m.get("numpy32"), m.get("tensorflow")
+        targets = []
+        for side, goals, name in (("numpy32", TARGETS, "NumPy float32"), ("tensorflow", TF_TARGETS, "TensorFlow")):
+            goal = goals.get(group)
+            if goal:
+                targets.append(f"{goal:g}x {name}")
+                if m.get(side) and m[side] / fast < goal:
+                    ok = False
         lines.append(
             f"| {label} | {format_seconds(m['reference'])} | "
-            f"{format_seconds(numpy32) if numpy32 else '-'} | {format_seconds(fast)} | "
-            f"{m['reference'] / fast:.0f}x | {vs32} | {f'{target:g}x' if target else ''} |")
+            f"{format_seconds(numpy32) if numpy32 else '-'} | "
+            f"{format_seconds(tensorflow) if tensorflow else '-'} | {format_seconds(fast)} | "
+            f"{m['reference'] / fast:.0f}x | {f'{numpy32 / fast:.1f}x' if numpy32 else '-'} | "
+            f"{f'{tensorflow / fast:.1f}x' if tensorflow else '-'} | {', '.join(targets)} |")
     return lines, ok
 
 

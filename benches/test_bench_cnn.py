@@ -1,6 +1,8 @@
-"""The MIT lab's CNN: reference (NumPy float64), NumPy float32 (im2col + matmul) and fastpong.
+"""The MIT lab's CNN: reference (NumPy float64), NumPy float32 (im2col + matmul), TensorFlow
+(the lab's own Keras model compiled with tf.function, where ``pip install ".[keras]"`` installed
+it) and fastpong.
 
-Each group times the three side by side on the same real Pong data (the lab's settings: Pong-v0,
+Each group times them side by side on the same real Pong data (the lab's settings: Pong-v0,
 frameskip 5, six actions, a random player), and every timed call's result is checked against
 another path's, so a benchmark cannot report a fast wrong answer. ``benches/cnn_speedups.py``
 turns ``--benchmark-json`` output into the README's table.
@@ -161,6 +163,58 @@ def test_cnn_backward_fast(benchmark, lab_play, params32, policy):
     grads = benchmark.pedantic(_fast_gradient, rounds=5, iterations=1, args=(policy, lab_play))
     _check_grads(grads, cnn_numpy32.objective_gradient(
         params32, lab_play.changes, lab_play.actions, lab_play.advantages), "fast vs numpy32")
+
+
+# --- the same network in TensorFlow (pip install ".[keras]"), as a user of the lab would run it --
+
+
+@pytest.fixture(scope="session")
+def keras_model(params):
+    """The lab's own Keras model (fastpong.reference.keras_lab) holding the same weights."""
+    tf = pytest.importorskip("tensorflow", reason='TensorFlow is optional: pip install ".[keras]"')
+    from fastpong.reference import keras_lab
+
+    # As many threads as fastpong's kernels (--fastpong-threads, else every core): a fair race.
+    threads = fastpong.get_num_threads()
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    model = keras_lab.create_pong_model()
+    keras_lab.set_weights(model, cnn_numpy32.params_float32(params))
+    return model
+
+
+@pytest.mark.benchmark(group="cnn-forward-batch8")
+def test_cnn_forward_tensorflow(benchmark, lab_play, params, keras_model):
+    """A compiled (tf.function) forward pass: the fastest way a lab user gets probabilities."""
+    import tensorflow as tf
+
+    probabilities = tf.function(lambda x: tf.nn.softmax(keras_model(x)))
+    x = tf.constant(lab_play.changes[lab_play.batch_rows][..., None])
+    probabilities(x)  # traced once, outside the timing
+    probs = benchmark(lambda: probabilities(x).numpy())
+    assert_close(probs, cnn.softmax(cnn.policy_forward(x.numpy(), params)[0]), 1e-4, 1e-5, "tensorflow")
+
+
+@pytest.mark.benchmark(group="cnn-backward-5games")
+def test_cnn_backward_tensorflow(benchmark, lab_play, policy, keras_model):
+    """The gradient of the lab's loss over the same 5,000 steps in a compiled tf.function (the
+    lab's train_step without its Adam step, as fastpong's side has none either; oneDNN, every core)."""
+    import tensorflow as tf
+    from fastpong.reference import keras_lab
+
+    @tf.function
+    def gradient(x, actions, returns):
+        with tf.GradientTape() as tape:
+            loss = keras_lab.compute_loss(keras_model(x), actions, returns)
+        return tape.gradient(loss, keras_model.trainable_variables)
+
+    args = (tf.constant(lab_play.changes[..., None]), tf.constant(lab_play.actions),
+            tf.constant(lab_play.advantages.astype(np.float32)))
+    gradient(*args)  # traced once, outside the timing
+    grads = benchmark.pedantic(lambda: [g.numpy() for g in gradient(*args)], rounds=3, iterations=1)
+    # the lab's loss is minus the objective fastpong ascends
+    _check_grads({n: -g for n, g in zip(cnn.PARAMETER_NAMES, grads)}, _fast_gradient(policy, lab_play),
+                 "tensorflow vs fast")
 
 
 # --- preprocessing: two RGB frames -> the 40x40 change ----------------------------------------

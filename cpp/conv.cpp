@@ -1023,7 +1023,8 @@ class ConvBackward {
 
 void ConvPolicy::accumulate_gradient(const float* x, const int64_t* actions,
                                      const float* advantages, int64_t steps, float scale,
-                                     const std::array<float*, kTensors>& grads) const {
+                                     const std::array<float*, kTensors>& grads,
+                                     float entropy_coef) const {
   const Network& net = network();
   DenseTensors head_grads;
   for (int64_t l = 0; l < head_.num_layers(); ++l) {
@@ -1042,7 +1043,7 @@ void ConvPolicy::accumulate_gradient(const float* x, const int64_t* actions,
     // The dense head (DensePolicy) on the flattened conv output: its gradients, and d J / d flat.
     flat_grad.resize(static_cast<size_t>(m * net.flat));
     head_.accumulate_gradient(acts.a[kConvLayers - 1].data(), actions + t0, advantages + t0, m,
-                              scale, head_grads, flat_grad.data());
+                              scale, head_grads, flat_grad.data(), entropy_coef);
     backward.chunk(xm, m, acts, flat_grad.data(), grads.data());
   }
   backward.finish(grads.data());

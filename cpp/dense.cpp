@@ -290,7 +290,8 @@ struct BackwardScratch {
 
 void DensePolicy::accumulate_gradient(const float* x, const int64_t* actions,
                                       const float* advantages, int64_t steps, float scale,
-                                      const DenseTensors& grads, float* input_grad) const {
+                                      const DenseTensors& grads, float* input_grad,
+                                      float entropy_coef) const {
   if (steps == 0) return;
   const std::vector<Layer> layers = layer_views(*this, /*backward=*/true, input_grad != nullptr);
   const int64_t count = num_layers(), a = num_actions();
@@ -306,14 +307,24 @@ void DensePolicy::accumulate_gradient(const float* x, const int64_t* actions,
     layer_forward(l == 0 ? x : acts[l - 1].data(), steps, layer, l + 1 < count, acts[l].data());
   }
 
-  // d J / d logits[t] = scale * A_t * (onehot(a_t) - pi(.|s_t)).
+  // d J / d logits[t] = scale * (A_t * (onehot(a_t) - p) - beta * p * (log p + H(p))), p = pi(.|s_t).
   auto& delta = scratch.delta;
   delta.resize(static_cast<size_t>(steps * a));
+  std::vector<float> log_p(entropy_coef != 0.0f ? static_cast<size_t>(a) : 0);
   for (int64_t t = 0; t < steps; ++t) {
     float* d = delta.data() + t * a;
-    log_softmax_row(acts[count - 1].data() + t * a, a, nullptr, d);
+    log_softmax_row(acts[count - 1].data() + t * a, a, log_p.empty() ? nullptr : log_p.data(), d);
     const float coefficient = scale * advantages[t];
-    for (int64_t j = 0; j < a; ++j) d[j] = coefficient * ((j == actions[t] ? 1.0f : 0.0f) - d[j]);
+    if (log_p.empty()) {
+      for (int64_t j = 0; j < a; ++j) d[j] = coefficient * ((j == actions[t] ? 1.0f : 0.0f) - d[j]);
+      continue;
+    }
+    float entropy = 0.0f;
+    for (int64_t j = 0; j < a; ++j) entropy -= d[j] * log_p[j];
+    const float bonus = scale * entropy_coef;
+    for (int64_t j = 0; j < a; ++j) {
+      d[j] = coefficient * ((j == actions[t] ? 1.0f : 0.0f) - d[j]) - bonus * d[j] * (log_p[j] + entropy);
+    }
   }
 
   auto& delta_in = scratch.delta_in;

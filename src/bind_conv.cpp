@@ -153,7 +153,7 @@ std::array<float*, ConvPolicy::kTensors> gradient_arrays(const ConvPolicy& self,
 
 void accumulate_gradient(const ConvPolicy& self, const py::handle& obs_obj,
                          const py::handle& actions_obj, const py::handle& advantages_obj,
-                         const py::dict& grads, double scale) {
+                         const py::dict& grads, double scale, double entropy_coef) {
   FloatArray x = as_observations(obs_obj, "obs");
   const int64_t steps = x.shape(0);
   py::array actions_any = py::array::ensure(actions_obj);
@@ -175,6 +175,9 @@ void accumulate_gradient(const ConvPolicy& self, const py::handle& obs_obj,
   require_shape(advantages, {steps}, "advantages", advantages_obj);
   require_finite(advantages.data(), advantages.size(), "advantages");
   if (!std::isfinite(scale)) fail("scale must be finite, got " + std::to_string(scale));
+  if (!(std::isfinite(entropy_coef) && entropy_coef >= 0.0)) {
+    fail("entropy_coef must be a finite number >= 0, got " + std::to_string(entropy_coef));
+  }
   const std::array<float*, ConvPolicy::kTensors> out = gradient_arrays(
       self, grads, ConvPolicy::kTensors, "gradient_buffer()", "every parameter (gradient_buffer())");
   const float* xin = x.data();
@@ -186,7 +189,8 @@ void accumulate_gradient(const ConvPolicy& self, const py::handle& obs_obj,
   for (float* g : out) use.add(g, "a CNN gradient array", Use::kWrite);
   use.enter();
   py::gil_scoped_release release;
-  self.accumulate_gradient(xin, a, adv, steps, static_cast<float>(scale), out);
+  self.accumulate_gradient(xin, a, adv, steps, static_cast<float>(scale), out,
+                           static_cast<float>(entropy_coef));
 }
 
 // The flattened conv output of a batch of observations: (N, 576), the actor-critic's trunk.
@@ -290,7 +294,8 @@ void bind_conv(py::module_& m) {
           },
           py::arg("obs"))
       .def("accumulate_gradient", &accumulate_gradient, py::arg("obs"), py::arg("actions"),
-           py::arg("advantages"), py::arg("grads"), py::arg("scale"))
+           py::arg("advantages"), py::arg("grads"), py::arg("scale"),
+           py::arg("entropy_coef") = 0.0)
       .def_property_readonly_static(
           "feature_size", [](const py::object&) { return ConvPolicy::feature_size(); })
       .def("features", &features, py::arg("obs"), py::arg("keep") = false,

@@ -10,7 +10,7 @@ import pytest
 from fastpong.cli import build_parser, main
 
 TRAIN_GROUPS = ["environment and agent", "algorithm", "run length", "run directory and output", "speed",
-                "the ppo agent", "Ray"]
+                "the ppo agent", "the mit-pong agent", "Ray"]
 
 
 def _train_parser() -> argparse.ArgumentParser:

@@ -111,18 +111,22 @@ def test_corner_one_hot_kernels_shift_by_the_padding(size, kernel, stride, corne
 # --- the reference's gradient by finite differences ----------------------------------------------
 
 
-def test_reference_gradient_matches_finite_differences():
-    """The whole float64 network, every parameter tensor, central differences on a small batch."""
+@pytest.mark.parametrize("entropy_coef", [0.0, 0.5])
+def test_reference_gradient_matches_finite_differences(entropy_coef):
+    """The whole float64 network, every parameter tensor, central differences on a small batch;
+    with an entropy bonus too (its weight large enough that the bonus moves every entry)."""
     rng = np.random.default_rng(0)
     params = params_with_biases(0, spread=0.2)
     x = rng.choice([-1.0, 0.0, 1.0], p=[0.05, 0.9, 0.05], size=(4, 40, 40))
     actions = np.array([0, 5, 2, 3])
     advantages = np.array([1.0, -0.7, 0.3, 2.0])
-    grads = cnn.objective_gradient(params, x, actions, advantages)
+    grads = cnn.objective_gradient(params, x, actions, advantages, entropy_coef=entropy_coef)
 
     def objective(p):
         logits, _ = cnn.policy_forward(x, p)
-        return np.mean(advantages * cnn.log_softmax(logits)[np.arange(4), actions])
+        log_p = cnn.log_softmax(logits)
+        entropy = -(np.exp(log_p) * log_p).sum(axis=1)
+        return np.mean(advantages * log_p[np.arange(4), actions] + entropy_coef * entropy)
 
     eps = 1e-6
     for name, value in params.items():
@@ -265,6 +269,41 @@ def test_gradient_matches_reference_on_real_pong(policy, params, pong_changes, p
     for name in cnn.PARAMETER_NAMES:
         assert grads[name].dtype == np.float32
         assert_close(grads[name], expected[name], GRAD_RTOL, GRAD_ATOL, name)
+
+
+@pytest.mark.parametrize("steps", [1, 7, STEP_CHUNK + 1])
+@pytest.mark.parametrize("zero_advantages", [False, True])
+def test_entropy_bonus_gradient_matches_reference(policy, params, pong_changes, steps, zero_advantages):
+    """The entropy bonus (A3C's, for mit-pong's --entropy-coef) against the float64 reference,
+    alone (advantages all zero: a normalized batch of one game whose returns are all equal) and
+    beside the policy gradient, in one chunk and across two."""
+    x = pong_changes[:steps]
+    rng = np.random.default_rng(100 + steps)
+    actions = rng.integers(0, 6, size=steps)
+    advantages = np.zeros(steps) if zero_advantages else rng.normal(size=steps)
+    grads = policy.gradient_buffer()
+    policy.accumulate_gradient(x, actions, advantages, grads, entropy_coef=0.01)
+    expected = cnn.objective_gradient(params, x, actions, advantages, entropy_coef=0.01)
+    for name in cnn.PARAMETER_NAMES:
+        assert_close(grads[name], expected[name], GRAD_RTOL, GRAD_ATOL, name)
+    if zero_advantages:  # the bonus alone still moves the policy: not a no-op
+        assert np.abs(grads["logits/kernel"]).max() > 0
+
+
+def test_entropy_bonus_raises_entropy(policy, pong_changes):
+    """A small step along the bonus alone makes the policy more uniform on these frames."""
+    x = pong_changes[:20]
+    stepped = fastpong.ConvPolicy.from_model(policy.to_model())
+    grads = stepped.gradient_buffer()
+    stepped.accumulate_gradient(x, np.zeros(20, np.int64), np.zeros(20), grads, entropy_coef=1.0)
+    for name, view in stepped.parameters().items():
+        view += 0.5 * grads[name]
+
+    def entropy(p):
+        log_p = p.log_probs(x).astype(np.float64)
+        return -(np.exp(log_p) * log_p).sum(axis=1)
+
+    assert entropy(stepped).mean() > entropy(policy).mean()
 
 
 @pytest.mark.parametrize("fill", [0.0, 1.0])
@@ -419,6 +458,9 @@ def test_bad_gradient_arguments(policy):
         policy.accumulate_gradient(**{**good, "advantages": [1.0, 2.0]}, grads=grads)
     with pytest.raises(ValueError, match="advantages must be finite"):
         policy.accumulate_gradient(**{**good, "advantages": [1.0, np.inf, 0.0]}, grads=grads)
+    for bad in (-0.01, np.nan, np.inf):
+        with pytest.raises(ValueError, match=r"entropy_coef must be a finite number >= 0"):
+            policy.accumulate_gradient(**good, grads=grads, entropy_coef=bad)
     with pytest.raises(ValueError, match="'dense_0/bias'"):
         policy.accumulate_gradient(**good, grads={k: v for k, v in grads.items()
                                                   if k != "dense_0/bias"})

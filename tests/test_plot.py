@@ -242,6 +242,23 @@ def test_ppo_run_gets_a_diagnostics_panel(tmp_path):
     assert Image.open(tmp_path / "ppo.png").size == (FIGSIZE[0] * DPI, FIGSIZE[1] * DPI)
 
 
+def test_mit_pong_run_gets_an_entropy_panel(tmp_path):
+    """mit-pong logs each game's mean policy entropy after Pong's columns: drawn per episode, as a
+    policy-gradient run (no PPO legend, no clipped fraction), empty rows of an older session NaN."""
+    run = tmp_path / "mit-pong"
+    run.mkdir()
+    lines = [",".join(METRICS_COLUMNS + ("entropy",))]
+    for i in range(1, 7):
+        entropy = "" if i == 1 else 1.79 - 0.2 * i
+        lines.append(",".join(str(v) for v in [i, 900 * i, -21 + i, -21 + i / 2, i, 21, 30.0 * i, 3000.0, entropy]))
+    (run / "metrics.csv").write_text("\n".join(lines) + "\n")
+    metrics = load_metrics(run)
+    assert np.isnan(metrics["entropy"][0]) and metrics["entropy"][-1] == pytest.approx(0.59)
+    fig = plot_runs(run, tmp_path / "mit-pong.png")
+    assert "per episode" in [ax.get_ylabel() for ax in fig.axes]
+    assert "policy gradient" in fig._suptitle.get_text()
+
+
 def test_unknown_extra_columns_are_refused(tmp_path):
     run = tmp_path / "odd"
     run.mkdir()

@@ -1,8 +1,10 @@
-"""The policy shipped inside the package: loads, has the documented layout, plays."""
+"""The policies shipped inside the package: load, have the documented layout, play."""
 
 import numpy as np
+import pytest
 
 from fastpong import reference
+from fastpong.checkpoint import CheckpointError
 from fastpong.evaluate import evaluate, resolve_checkpoint
 
 
@@ -29,3 +31,8 @@ def test_shipped_policy_plays_a_short_evaluation():
     assert summary["points_won"] + summary["points_lost"] > 0  # a handful of points were played
     for episode in result.episodes:
         assert episode.steps == 400 or max(episode.points_won, episode.points_lost) == 21
+
+
+def test_an_unknown_shipped_name_is_a_path():
+    with pytest.raises(CheckpointError, match="no checkpoint at pretrained-ppo"):
+        resolve_checkpoint("pretrained-ppo")  # not shipped yet: an ordinary (missing) path

@@ -80,6 +80,26 @@ def test_resume_continues_counters_and_metrics(tmp_path):
     assert after["config"]["seed"] == 3 and after["config"]["batch_size"] == 1
 
 
+def test_resume_keeps_the_rows_of_a_run_begun_before_a_column_was_added(tmp_path):
+    """A run whose metrics.csv predates a column (mit-pong's entropy) keeps every row it had up
+    to the checkpoint, the new column left empty, and hands its last rows to the run (the
+    progress line's point win rate)."""
+    from fastpong.metrics import MetricsLog
+
+    path = tmp_path / "metrics.csv"
+    rows = [",".join(str(v) for v in [i, 800 * i, -21 + i, -20.0, i, 21, 10.0 * i, 900.0]) for i in (1, 2, 3)]
+    path.write_text(",".join(COLUMNS) + "\n" + "\n".join(rows) + "\n")
+    log = MetricsLog(path, keep_episodes=2, columns=COLUMNS + ("entropy",))
+    log.append(dict(episode=3, env_steps=2500, reward=-18.0, running_reward=-19.5, points_won=3,
+                    points_lost=21, wall_seconds=31.0, steps_per_second=900.0, entropy=1.5))
+    log.close()
+    assert [r["episode"] for r in log.kept_rows] == ["1", "2"]
+    assert [r["points_won"] for r in log.kept_rows] == ["1", "2"]
+    kept = read_metrics(tmp_path)
+    assert [r["episode"] for r in kept] == ["1", "2", "3"]
+    assert [r["entropy"] for r in kept] == ["", "", "1.5"]
+
+
 def test_resume_refuses_other_settings(tmp_path):
     run = tmp_path / "run"
     train(run_dir=run, episodes=1, num_envs=1, seed=3, progress=False)

@@ -244,8 +244,10 @@ class _ConvPolicy:
     def log_probs(self, obs: _ArrayLike) -> _Float32Array:
         """obs (N, 40, 40) or (N, 40, 40, 1) -> log-softmax of the logits, (N, 6)."""
     def accumulate_gradient(self, obs: _ArrayLike, actions: _ArrayLike, advantages: _ArrayLike,
-                            grads: dict[str, _Float32Array], scale: _Float) -> None:
-        """grads[k] += scale * sum_t advantages[t] * d log pi(actions[t]|obs[t]) / d theta_k."""
+                            grads: dict[str, _Float32Array], scale: _Float,
+                            entropy_coef: _Float = 0.0) -> None:
+        """grads[k] += scale * sum_t (advantages[t] * d log pi(actions[t]|obs[t]) / d theta_k
+        + entropy_coef * d H(pi(.|obs[t])) / d theta_k)."""
     @property
     def feature_size(self) -> int:
         """Width of the flattened conv output (576), also on the class."""

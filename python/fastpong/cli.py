@@ -14,7 +14,7 @@ import signal
 import sys
 import traceback
 
-from .config import DEFAULT_ENV_ID, ENGINES, OPTIMIZERS, PPO_FIELDS, PRESET_NAMES, PRESETS, RETURN_WINDOW
+from .config import DEFAULT_ENV_ID, ENGINES, OPTIMIZERS, AGENT_FIELDS, PRESET_NAMES, PRESETS, RETURN_WINDOW
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
@@ -137,16 +137,23 @@ def _add_train(subparsers) -> None:
     ppo.add_argument("--clip-coef", type=_number, metavar="F",
                      help=f"probability-ratio (and value) clip (default {ppo_defaults['clip_coef']:g})")
     ppo.add_argument("--entropy-coef", type=_number, metavar="F",
-                     help=f"entropy bonus weight (default {ppo_defaults['entropy_coef']:g})")
+                     help=f"entropy bonus weight (default {ppo_defaults['entropy_coef']:g}; mit-pong too, "
+                          "default 0, the lab's)")
     ppo.add_argument("--value-coef", type=_number, metavar="F",
                      help=f"value loss weight (default {ppo_defaults['value_coef']:g})")
     ppo.add_argument("--gae-lambda", type=_number, metavar="F",
                      help=f"GAE's lambda (default {ppo_defaults['gae_lambda']:g})")
     ppo.add_argument("--max-grad-norm", type=_number, metavar="F",
-                     help=f"clip the gradient's global norm to this (default {ppo_defaults['max_grad_norm']:g})")
+                     help=f"clip the gradient's global norm to this (default {ppo_defaults['max_grad_norm']:g}; "
+                          "mit-pong too, default: no clipping, the lab's)")
     ppo.add_argument("--anneal-steps", type=_positive_int, metavar="N",
                      help="the learning rate falls linearly to 0 over N environment steps "
                           f"(default {ppo_defaults['anneal_steps']:,})")
+    lab_pong = p.add_argument_group("the mit-pong agent", "beyond the lab's settings (also --entropy-coef, "
+                                    "--max-grad-norm above; docs: the lab's Pong agent)")
+    lab_pong.add_argument("--head-init-scale", type=_number, metavar="F",
+                          help="multiply the logits layer's initial weights by F (CleanRL's 0.01: a "
+                               "near-uniform first policy; default: the lab's Glorot init as it is)")
     ray = p.add_argument_group("Ray", 'rollout workers on a cluster, the learner here (pip install "fastpong[ray]")')
     ray.add_argument("--ray", metavar="ADDRESS|auto|local",
                      help="play on Ray rollout workers: a cluster's head host:port, auto (the cluster "
@@ -168,7 +175,7 @@ def _run_train(args) -> int:
     settings = {name: getattr(args, name) for name in (
         "env_id", "num_envs", "episodes", "steps", "batch_size", "learning_rate", "decay_rate",
         "gamma", "hidden", "seed", "threads", "engine", "video_every", "agent", "optimizer",
-        "target_return", "frameskip", *PPO_FIELDS) if getattr(args, name) is not None}
+        "target_return", "frameskip", *AGENT_FIELDS) if getattr(args, name) is not None}
     if args.preset:
         preset = _preset_settings(args.preset, settings)
         if args.resume:  # a resumed run's rate changes only when --learning-rate is typed

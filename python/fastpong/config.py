@@ -15,14 +15,17 @@ OPTIMIZERS = ("rmsprop", "adam")
 #: how many envs and threads) may change between sessions of the same run.
 ALGORITHM_FIELDS = (
     "env_id", "batch_size", "learning_rate", "decay_rate", "gamma", "hidden", "seed", "engine",
-    "agent", "optimizer", "frameskip", *("rollout_steps", "epochs", "minibatches", "clip_coef",
-                                         "entropy_coef", "value_coef", "gae_lambda", "max_grad_norm",
-                                         "anneal_steps"),
+    "agent", "optimizer", "frameskip", "rollout_steps", "epochs", "minibatches", "clip_coef",
+    "entropy_coef", "value_coef", "gae_lambda", "max_grad_norm", "anneal_steps", "head_init_scale",
 )
-#: The actor-critic agent's settings (``--agent ppo``): None for the other agents, filled from
-#: the agent's defaults for ppo.
-PPO_FIELDS = ("rollout_steps", "epochs", "minibatches", "clip_coef", "entropy_coef", "value_coef",
-              "gae_lambda", "max_grad_norm", "anneal_steps")
+#: Settings that only some agents take, each agent naming its own (``Agent.settings``): the
+#: actor-critic's rollout and loss settings (``--agent ppo``), and mit-pong's entropy bonus,
+#: clipping and head initialization. None for an agent that does not take one; an agent fills
+#: them from its defaults where it has one, and None where it has none means "off".
+AGENT_FIELDS = ("rollout_steps", "epochs", "minibatches", "clip_coef", "entropy_coef", "value_coef",
+                "gae_lambda", "max_grad_norm", "anneal_steps", "head_init_scale")
+#: The actor-critic's (``Agent.settings`` of ppo), under the name they had before AGENT_FIELDS.
+PPO_FIELDS = AGENT_FIELDS[:9]
 #: Algorithm settings that a resumed run may change when they are given explicitly: a step
 #: schedule for the learning rate (the optimizer's state carries over; only the step size
 #: changes). Each change is logged in RUN_DIR/learning_rates.csv.
@@ -110,6 +113,10 @@ class TrainConfig:
     gae_lambda: float | None = None  # GAE's lambda
     max_grad_norm: float | None = None  # the gradient's global norm is clipped to this
     anneal_steps: int | None = None  # the learning rate falls linearly to 0 over these env steps
+    # --- mit-pong's (entropy_coef and max_grad_norm above, too) ---
+    #: the logits layer's initial kernel is multiplied by this (CleanRL's 0.01: a near-uniform
+    #: first policy); None: the lab's Glorot initialization as it is
+    head_init_scale: float | None = None
 
     def __post_init__(self):
         from .agents import AGENTS, default_agent
@@ -124,7 +131,7 @@ class TrainConfig:
                 setattr(self, name, agent.defaults[name])
         if self.decay_rate is None and self.optimizer == "rmsprop":
             self.decay_rate = DEFAULT_DECAY_RATE
-        for name in PPO_FIELDS:
+        for name in AGENT_FIELDS:
             if getattr(self, name) is None and name in agent.defaults:
                 setattr(self, name, agent.defaults[name])
 
@@ -177,7 +184,7 @@ class TrainConfig:
         if self.target_return is not None and (not _is_real(self.target_return)
                                                or not math.isfinite(self.target_return)):
             raise ValueError(f"target return must be a finite number, got {self.target_return!r}")
-        self._validate_ppo_settings(agent)
+        self._validate_agent_settings(agent)
         if self.engine not in ENGINES:
             raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
         if self.engine not in agent.learners:
@@ -192,24 +199,33 @@ class TrainConfig:
                              f"{' or '.join(agent.reference_optimizers)}, not {self.optimizer}")
         return self
 
-    def _validate_ppo_settings(self, agent) -> None:
-        if not any(name in agent.defaults for name in PPO_FIELDS):
-            given = [name for name in PPO_FIELDS if getattr(self, name) is not None]
-            if given:
-                raise ValueError(f"{given[0].replace('_', ' ')} is a setting of the ppo agent; this "
-                                 f"run's agent is {agent.name}")
-            return
+    def _validate_agent_settings(self, agent) -> None:
+        """The settings only some agents take: refused for the others, checked where given."""
+        from .agents import AGENTS
+
+        for name in AGENT_FIELDS:
+            if getattr(self, name) is not None and name not in agent.settings:
+                takers = [other.name for other in AGENTS.values() if name in other.settings]
+                raise ValueError(f"{name.replace('_', ' ')} is a setting of the {' and '.join(takers)} "
+                                 f"agent{'s' if len(takers) > 1 else ''}; this run's agent is {agent.name}")
+        for name, positive in (("clip_coef", True), ("max_grad_norm", True), ("head_init_scale", True),
+                               ("entropy_coef", False), ("value_coef", False)):
+            value = getattr(self, name)
+            if value is None and name not in agent.defaults:
+                continue  # an agent's optional setting, off
+            if not _is_real(value) or not math.isfinite(value) or value < 0 or (positive and value == 0):
+                bound = "a positive number" if positive else "a number >= 0"
+                raise ValueError(f"{name.replace('_', ' ')} must be {bound}, got {value!r}")
+        if "rollout_steps" in agent.settings:
+            self._validate_rollout_settings(agent)
+
+    def _validate_rollout_settings(self, agent) -> None:
+        """The actor-critic's: its network and how its rollouts are cut."""
         if self.hidden != agent.defaults["hidden"]:
             raise ValueError(f"the {agent.name} agent's network has {agent.defaults['hidden']} hidden "
                              f"units (the lab's CNN), got hidden={self.hidden}")
         for name in ("rollout_steps", "epochs", "minibatches", "anneal_steps"):
             check_positive_int(name.replace("_", " "), getattr(self, name))
-        for name, positive in (("clip_coef", True), ("max_grad_norm", True),
-                               ("entropy_coef", False), ("value_coef", False)):
-            value = getattr(self, name)
-            if not _is_real(value) or not math.isfinite(value) or value < 0 or (positive and value == 0):
-                bound = "a positive number" if positive else "a number >= 0"
-                raise ValueError(f"{name.replace('_', ' ')} must be {bound}, got {value!r}")
         if not _is_real(self.gae_lambda) or not 0 <= self.gae_lambda <= 1:
             raise ValueError(f"gae lambda must be in [0, 1], got {self.gae_lambda!r}")
         if self.num_envs is not None and self.rollout_steps * self.num_envs < self.minibatches:

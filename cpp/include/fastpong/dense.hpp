@@ -39,10 +39,12 @@ class DensePolicy {
   // lab's loss when scale = 1 / T. Sums over steps run in step order whatever the thread count.
   // With `input_grad` (steps * input_size), also writes d J / d x[t] there (overwritten, not
   // added): what a network below this one (the lab's CNN) backpropagates from.
+  // With `entropy_coef` beta > 0, J gains scale * beta * sum_t H(pi(.|x[t])), the entropy bonus
+  // that keeps a policy from collapsing onto one action (A3C's; dH/dz_j = -p_j (log p_j + H)).
   // Assumes valid arguments: actions in [0, num_actions), grads shaped like the parameters.
   void accumulate_gradient(const float* x, const int64_t* actions, const float* advantages,
                            int64_t steps, float scale, const DenseTensors& grads,
-                           float* input_grad = nullptr) const;
+                           float* input_grad = nullptr, float entropy_coef = 0.0f) const;
 
  private:
   std::vector<int64_t> widths_;

@@ -6,7 +6,8 @@ training loop, evaluation and remote workers know an agent only through its :cla
 record and its learners, which all offer the same methods:
 
 - ``observe(lane, observations)``, ``act(lane) -> actions``, ``record_rewards(lane, rewards)``,
-  ``finish_episode(lane, env)``, ``update()``: the loop's side;
+  ``finish_episode(lane, env)`` (which may return a dict of the episode's own statistics, the
+  agent's ``episode_columns``), ``update()``: the loop's side;
 - ``tensors()`` / ``load_tensors(dict)``: everything a checkpoint holds of the learner (policy,
   optimizer state, the gradient of the batch in progress), by the names the agent declares;
 - ``weights()`` / ``load_weights(dict)``: copies of the policy's weights only;
@@ -57,6 +58,12 @@ class Agent:
     #: What its network sees of a Pong frame: "tutorial" (80x80 differences) or "lab" (the lab's
     #: 40x40 frame changes); evaluation and videos preprocess accordingly.
     frame_input: str = "tutorial"
+    #: The settings of config.AGENT_FIELDS it takes (ppo's rollout settings, mit-pong's entropy
+    #: bonus...): refused for any agent that does not name them.
+    settings: tuple = ()
+    #: metrics.csv columns from each finished episode's own statistics, which the learner's
+    #: ``finish_episode`` returns as a dict (mit-pong: the policy's mean entropy over the game).
+    episode_columns: tuple = ()
     #: metrics.csv columns beyond the episode's own, filled from the learner's ``update_stats``
     #: (its last update's diagnostics; empty before the first update).
     update_columns: tuple = ()
@@ -74,6 +81,18 @@ def make_optimizer(config):
     if config.optimizer == "adam":
         return fastpong.Adam(learning_rate=config.learning_rate)
     return fastpong.RMSProp(config.learning_rate, config.decay_rate)
+
+
+def clip_global_norm(grads: dict, max_norm: float) -> float:
+    """Scales every gradient by max_norm / norm when their global L2 norm exceeds max_norm (as
+    torch.nn.utils.clip_grad_norm_, with its 1e-6); returns the norm before clipping. ppo's
+    update and mit-pong's --max-grad-norm."""
+    norm = float(np.sqrt(sum(float(np.dot(g.ravel(), g.ravel())) for g in grads.values())))
+    if norm > max_norm:
+        scale = np.float32(max_norm / (norm + 1e-6))
+        for g in grads.values():
+            g *= scale
+    return norm
 
 
 def take_gradient_from(grads: dict) -> dict:

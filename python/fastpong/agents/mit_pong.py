@@ -15,6 +15,12 @@ then the batch is discounted and normalized together and its gradient taken in o
 Pong-v0 --frameskip 5``); the agent's default environment stays fastpong's ``ALE/Pong-v5``
 (frameskip 4), and ``--env Pong-v0`` alone skips 2 to 4 frames at random, as gymnasium registers it.
 
+Beyond the lab (each off unless set): an entropy bonus
+(``entropy_coef``, A3C's beta: the lab's policy collapses onto one action without it), a clip of
+the gradient's global norm before each Adam step (``max_grad_norm``), and the logits layer's
+initial kernel scaled (``head_init_scale``, CleanRL's 0.01: a near-uniform first policy). Each
+game's mean policy entropy goes into metrics.csv (``entropy``), so a collapse shows as it happens.
+
 Checkpoint names are the Keras layout's (``conv2d_0/kernel`` ... ``logits/bias``), ``grad/<name>``
 for the gradient of games not yet applied, ``adam/<key>`` (or ``rmsprop/<key>``) for the optimizer.
 """
@@ -23,7 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import ATARI, PONG_ENV_IDS, Agent
+from .base import ATARI, PONG_ENV_IDS, Agent, clip_global_norm
 from .lab_learner import LabLearner, checkpoint_shapes
 
 FRAME_SIDE = 40
@@ -46,24 +52,47 @@ class FastLearner(LabLearner):
         from ..nn.conv_policy import ConvPolicy, LabFrameDifferencer
 
         _check_hidden(config)
-        super().__init__(config, lane_sizes, rng, ConvPolicy(seed=config.seed), OBSERVATION_SIZE)
+        policy = ConvPolicy(seed=config.seed)
+        if config.head_init_scale is not None:
+            policy.parameters()["logits/kernel"][...] *= np.float32(config.head_init_scale)
+        super().__init__(config, lane_sizes, rng, policy, OBSERVATION_SIZE)
+        self.entropy_coef = config.entropy_coef or 0.0
+        self.max_grad_norm = config.max_grad_norm
         self._differencers = [LabFrameDifferencer(n) for n in lane_sizes]
         self._pending: list = []  # finished games of the batch in progress
+        self._games_added = False  # whether the batch's gradient came from Ray workers' games
+        # Per environment of each lane: the policy's entropy summed over the game so far, and steps.
+        self._entropy_sums = [np.zeros(n) for n in lane_sizes]
+        self._entropy_steps = [np.zeros(n, dtype=np.int64) for n in lane_sizes]
 
     def preprocess(self, lane: int, frames: np.ndarray) -> np.ndarray:
         """The lab's input, prev - curr of the 40x40 images (zeros on an episode's first frame),
         flattened (N, 1600) for the step history."""
         return self._differencers[lane].step(frames).reshape(len(frames), OBSERVATION_SIZE)
 
+    def act(self, lane: int) -> np.ndarray:
+        self._lane = lane  # whose entropy _sample adds to
+        return super().act(lane)
+
     def _sample(self, x: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
         from .. import sample_actions
 
         probs = self.policy.forward(x.reshape(-1, FRAME_SIDE, FRAME_SIDE))
+        self._entropy_sums[self._lane] += entropy(probs)
+        self._entropy_steps[self._lane] += 1
         return sample_actions(probs, uniforms)
 
-    def finish_episode(self, lane: int, env: int) -> None:
+    def finish_episode(self, lane: int, env: int) -> dict:
+        """Learns from the game (when its batch is full) and returns its statistics for
+        metrics.csv: the policy's mean entropy over its steps (log 6 = 1.79 is uniform, 0 one
+        action always)."""
         super().finish_episode(lane, env)
         self._differencers[lane].reset(env)
+        steps = self._entropy_steps[lane][env]
+        mean_entropy = float(self._entropy_sums[lane][env] / steps) if steps else float("nan")
+        self._entropy_sums[lane][env] = 0.0
+        self._entropy_steps[lane][env] = 0
+        return {"entropy": mean_entropy}
 
     def _learn_episode(self, observations, actions, rewards) -> None:
         self._pending.append((observations, actions, rewards))
@@ -81,10 +110,24 @@ class FastLearner(LabLearner):
         self._pending = []
         returns = _core.standardize(discount_rewards(rewards, self.gamma, reset_at_points=True))
         self.policy.accumulate_gradient(observations.reshape(-1, FRAME_SIDE, FRAME_SIDE), actions,
-                                        returns, self.grads, scale=1.0 / len(actions))
+                                        returns, self.grads, scale=1.0 / len(actions),
+                                        entropy_coef=self.entropy_coef)
+
+    def add_gradient(self, gradient: dict) -> None:
+        super().add_gradient(gradient)
+        self._games_added = True
 
     def update(self) -> None:
         self._apply_pending()
+        if self._games_added:
+            # Games played on Ray workers come one gradient each (the mean over that game's steps):
+            # the batch's is their mean, as for the lab's other agents, so that --max-grad-norm
+            # bounds the same quantity on Ray as here.
+            self._games_added = False
+            for g in self.grads.values():
+                g *= np.float32(1.0 / self.batch_size)
+        if self.max_grad_norm is not None:
+            clip_global_norm(self.grads, self.max_grad_norm)
         self.optimizer.step(self.policy, self.grads)
 
     def take_gradient(self) -> dict:
@@ -95,6 +138,12 @@ class FastLearner(LabLearner):
         # Games finished since the last update go into the saved gradient rather than being lost.
         self._apply_pending()
         return super().tensors()
+
+
+def entropy(probs: np.ndarray) -> np.ndarray:
+    """H(p) = -sum_j p_j log p_j of each row of probabilities (N, A), in nats, float64."""
+    p = probs.astype(np.float64)
+    return -(p * np.log(np.where(p > 0, p, 1.0))).sum(axis=1)
 
 
 def weight_shapes(config) -> dict:
@@ -126,4 +175,6 @@ AGENT = Agent(
     tensor_shapes=tensor_shapes,
     policy_from_weights=policy_from_weights,
     frame_input="lab",
+    settings=("entropy_coef", "max_grad_norm", "head_init_scale"),
+    episode_columns=("entropy",),
 )

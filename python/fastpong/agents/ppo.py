@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import ATARI, PONG_ENV_IDS, Agent
+from .base import ATARI, PONG_ENV_IDS, Agent, clip_global_norm
 
 FRAME_SIDE = 40
 
@@ -234,17 +234,6 @@ UPDATE_COLUMNS = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fra
 ADAM_EPSILON = 1e-5
 
 
-def clip_global_norm(grads: dict, max_norm: float) -> float:
-    """Scales every gradient by max_norm / norm when their global L2 norm exceeds max_norm (as
-    torch.nn.utils.clip_grad_norm_, with its 1e-6); returns the norm before clipping."""
-    norm = float(np.sqrt(sum(float(np.dot(g.ravel(), g.ravel())) for g in grads.values())))
-    if norm > max_norm:
-        scale = np.float32(max_norm / (norm + 1e-6))
-        for g in grads.values():
-            g *= scale
-    return norm
-
-
 def explained_variance(values: np.ndarray, returns: np.ndarray) -> float:
     """1 - Var(returns - values) / Var(returns): how much of the returns the value head explains
     (1 perfect, 0 no better than a constant, NaN when the returns do not vary)."""
@@ -281,4 +270,6 @@ AGENT = Agent(
     ray=False,
     frame_input="lab",
     update_columns=UPDATE_COLUMNS,
+    settings=("rollout_steps", "epochs", "minibatches", "clip_coef", "entropy_coef", "value_coef",
+              "gae_lambda", "max_grad_norm", "anneal_steps"),
 )

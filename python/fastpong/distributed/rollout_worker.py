@@ -60,8 +60,8 @@ class RolloutWorker:
     def play(self, start: tuple[int, int], version: int, weights: dict, steps: int) -> dict:
         """Plays at least `steps` env steps with `weights` (the learner's after `version` updates)
         and returns {'steps', 'pid', 'games': [{'episode', 'version', 'gradient'}]}: 'episode' is
-        what the local loop counts of a finished episode ({'reward', 'length'} and, for Pong,
-        'points_won', 'points_lost'). `start` = (episodes at session start, incarnation) seeds the games of a
+        what the local loop counts of a finished episode ({'reward', 'length'}, for Pong
+        'points_won', 'points_lost', and the agent's episode_columns). `start` = (episodes at session start, incarnation) seeds the games of a
         fresh worker; a worker already playing ignores it."""
         if self.lanes is None:
             self._start(*start)
@@ -88,14 +88,14 @@ class RolloutWorker:
                     self.points_lost[lane] += rewards < 0
                 played += envs.num_envs
                 for env in np.flatnonzero(ends) if ends.any() else ():
-                    learner.finish_episode(i, env)
-                    games.append(self._finished(self.offsets[i] + env))
+                    own_stats = learner.finish_episode(i, env)  # a dict, for an agent's episode_columns
+                    games.append(self._finished(self.offsets[i] + env, own_stats))
                 learner.observe(i, frames)
                 envs.send(learner.act(i))  # the emulator plays on while this call returns
         return {"steps": played, "pid": os.getpid(), "games": games}
 
-    def _finished(self, g: int) -> dict:
-        episode = dict(reward=float(self.reward_sums[g]), length=int(self.game_steps[g]))
+    def _finished(self, g: int, own_stats: dict | None) -> dict:
+        episode = dict(reward=float(self.reward_sums[g]), length=int(self.game_steps[g]), **(own_stats or {}))
         if self.scored:
             episode.update(points_won=int(self.points_won[g]), points_lost=int(self.points_lost[g]))
         game = dict(episode=episode, version=self.version, gradient=self.learner.take_gradient())

@@ -61,18 +61,21 @@ class ConvPolicy:
         return {name: np.zeros(shape, dtype=np.float32)
                 for name, shape in self.PARAMETER_SHAPES.items()}
 
-    def accumulate_gradient(self, obs, actions, advantages, grads: dict, scale=None) -> None:
-        """grads += scale * sum_t advantages[t] * grad log pi(actions[t] | obs[t]).
+    def accumulate_gradient(self, obs, actions, advantages, grads: dict, scale=None,
+                            entropy_coef: float = 0.0) -> None:
+        """grads += scale * sum_t (advantages[t] * grad log pi(actions[t] | obs[t])
+        + entropy_coef * grad H(pi(. | obs[t]))).
 
         With the default scale 1/T this is the gradient of J = mean_t A_t log pi(a_t|s_t), the
-        ascent direction (minus the gradient of the lab's loss). obs (T, 40, 40[, 1]), actions (T,)
-        integers in [0, 6), advantages (T,); grads from gradient_buffer(), written in place. The
-        forward pass is recomputed from obs, a chunk of steps at a time.
+        ascent direction (minus the gradient of the lab's loss); an entropy_coef > 0 adds the
+        entropy bonus mean_t beta H_t (A3C's, which keeps the policy from collapsing). obs (T, 40,
+        40[, 1]), actions (T,) integers in [0, 6), advantages (T,); grads from gradient_buffer(),
+        written in place. The forward pass is recomputed from obs, a chunk of steps at a time.
         """
         steps = int(np.shape(obs)[0]) if np.ndim(obs) > 0 else 0
         if scale is None:
             scale = 1.0 / steps if steps > 0 else 0.0
-        self._net.accumulate_gradient(obs, actions, advantages, grads, float(scale))
+        self._net.accumulate_gradient(obs, actions, advantages, grads, float(scale), float(entropy_coef))
 
     def parameters(self) -> dict:
         """{name: writable float32 view} of the live parameters: writing one changes the policy."""

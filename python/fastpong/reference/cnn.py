@@ -177,18 +177,25 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def objective_gradient(params: dict, x: np.ndarray, actions: np.ndarray,
-                       advantages: np.ndarray) -> dict:
+                       advantages: np.ndarray, entropy_coef: float = 0.0) -> dict:
     """Gradient of J = mean_t advantages[t] * log pi(actions[t] | x[t]) with respect to every
     parameter: the ascent direction, minus the gradient of the lab's loss
-    reduce_mean(sparse_softmax_cross_entropy(logits, actions) * returns)."""
+    reduce_mean(sparse_softmax_cross_entropy(logits, actions) * returns). With entropy_coef
+    beta, J also has the entropy bonus beta * mean_t H(pi(. | x[t]))."""
     actions = np.asarray(actions, dtype=np.int64)
     advantages = np.asarray(advantages, dtype=float)
     steps = actions.shape[0]
     logits, cache = policy_forward(x, params)
+    log_p = log_softmax(logits)
+    p = np.exp(log_p)
     # d log softmax(z)[a] / dz = onehot(a) - softmax(z)
-    grad_logits = -softmax(logits)
+    grad_logits = -p
     grad_logits[np.arange(steps), actions] += 1.0
-    grad_logits *= (advantages / steps)[:, None]
+    grad_logits *= advantages[:, None]
+    # H = -sum_j p_j log p_j; dH/dz_j = -p_j (log p_j + H)
+    entropy = -(p * log_p).sum(axis=1, keepdims=True)
+    grad_logits -= entropy_coef * p * (log_p + entropy)
+    grad_logits /= steps
     grads = {
         "logits/kernel": cache["hidden"].T @ grad_logits,
         "logits/bias": grad_logits.sum(axis=0),

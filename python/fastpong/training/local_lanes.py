@@ -117,9 +117,9 @@ class LocalLanes:
                     points_lost[lane] += rewards < 0
                 run.count_steps(envs.num_envs)
                 for env in np.flatnonzero(ends) if ends.any() else ():
-                    learner.finish_episode(i, env)
+                    own_stats = learner.finish_episode(i, env)  # a dict, for an agent's episode_columns
                     g = offsets[i] + env
-                    episode = dict(reward=float(reward_sums[g]), length=int(lengths[g]))
+                    episode = dict(reward=float(reward_sums[g]), length=int(lengths[g]), **(own_stats or {}))
                     if scored:
                         episode.update(points_won=int(points_won[g]), points_lost=int(points_lost[g]))
                     run.episode_finished(episode)

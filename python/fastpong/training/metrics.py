@@ -39,6 +39,8 @@ class MetricsLog:
     def __init__(self, path, keep_episodes: int = 0, columns: tuple = COLUMNS):
         self.path = Path(path)
         self.columns = tuple(columns)
+        #: The last rows kept from earlier sessions ({column: text}), newest last, at most 1,000.
+        self.kept_rows: list[dict] = []
         if keep_episodes > 0 and self.path.exists():
             self._truncate(keep_episodes)
         else:
@@ -49,7 +51,12 @@ class MetricsLog:
     def _truncate(self, keep_episodes: int) -> None:
         with open(self.path, newline="") as f:
             rows = list(csv.reader(f))
-        kept = [row for row in rows[1:] if len(row) == len(self.columns) and int(row[0]) <= keep_episodes]
+        header = rows[0] if rows else []
+        # A run begun before a column was added keeps its rows, the new column left empty.
+        kept = [dict(zip(header, row)) for row in rows[1:]
+                if len(row) == len(header) and header[:1] == ["episode"] and int(row[0]) <= keep_episodes]
+        kept = [[row.get(name, "") for name in self.columns] for row in kept]
+        self.kept_rows = [dict(zip(self.columns, row)) for row in kept[-1000:]]
 
         def write(f):
             text = ",".join(self.columns) + "\n" + "".join(",".join(row) + "\n" for row in kept)
@@ -58,8 +65,9 @@ class MetricsLog:
         write_atomically(self.path, write)
 
     def append(self, row: dict) -> None:
-        """One episode's row: a value for each of the log's columns (others are ignored)."""
-        self._writer.writerow([_format(name, row[name]) for name in self.columns])
+        """One episode's row: a value for each of the log's columns (others are ignored; an
+        episode column its source did not fill, e.g. a Ray worker of an older version, is empty)."""
+        self._writer.writerow([_format(name, row.get(name, "")) for name in self.columns])
         self._file.flush()
 
     def close(self) -> None:

@@ -269,6 +269,8 @@ class Run:
         self.episodes = self.env_steps = self.updates = self.episodes_in_batch = 0
         self.running_reward: float | None = None
         self.recent_returns: collections.deque = collections.deque(maxlen=RETURN_WINDOW)
+        # Pong: (points won, points lost) of the last RETURN_WINDOW games, for the progress line.
+        self.recent_points: collections.deque = collections.deque(maxlen=RETURN_WINDOW)
         self.wall_offset = 0.0  # wall seconds of earlier sessions of this run
         self.start, self.session_steps, self.bar = time.perf_counter(), 0, None  # execute() sets them again
         self.last_save = -math.inf  # perf_counter() of the last checkpoint
@@ -301,7 +303,10 @@ class Run:
         write_atomically(run_dir / CONFIG_FILE,
                          lambda f: f.write(json.dumps(config.to_dict(), indent=2, sort_keys=True).encode()))
         self.metrics = MetricsLog(run_dir / METRICS_FILE, keep_episodes=self.episodes if checkpoint else 0,
-                                  columns=columns_for(self.agent.env_kind) + self.agent.update_columns)
+                                  columns=columns_for(self.agent.env_kind) + self.agent.episode_columns
+                                  + self.agent.update_columns)
+        self.recent_points.extend((int(row["points_won"]), int(row["points_lost"]))
+                                  for row in self.metrics.kept_rows if row.get("points_won"))
         self.video = (PeriodicVideo(run_dir, config.video_every, config.env_id, config.seed)
                       if config.video_every else None)
 
@@ -378,6 +383,8 @@ class Run:
         self.episodes += 1
         self.episodes_in_batch += 1
         self.recent_returns.append(reward)
+        if "points_won" in episode:
+            self.recent_points.append((episode["points_won"], episode["points_lost"]))
         self.running_reward = (reward if self.running_reward is None
                                else self.running_reward * RUNNING_DECAY + reward * (1 - RUNNING_DECAY))
         row = dict(episode=self.episodes, env_steps=self.env_steps, running_reward=self.running_reward,
@@ -394,11 +401,20 @@ class Run:
                 self.bar.update(1)
             target = {} if self.config.target_return is None else {  # the stop rule's own number
                 f"mean_last_{RETURN_WINDOW}": f"{sum(self.recent_returns) / len(self.recent_returns):.1f}"}
-            self.bar.set_postfix(running_reward=f"{self.running_reward:+.2f}", **target,
+            self.bar.set_postfix(running_reward=f"{self.running_reward:+.2f}", **target, **self._points_won(),
                                  steps_s=f"{steps_per_second:,.0f}", updates=self.updates, refresh=False)
         if self.on_episode is not None:
-            self.on_episode({name: row[name] for name in self.metrics.columns})
+            self.on_episode({name: row.get(name, "") for name in self.metrics.columns})
         return updated
+
+    def _points_won(self) -> dict:
+        """Pong: the share of points won over the last RETURN_WINDOW games, the progress line's
+        early sign of learning (and of a collapse) long before the reward reaches 0."""
+        played = sum(won + lost for won, lost in self.recent_points)
+        if not played:
+            return {}
+        won = sum(won for won, _ in self.recent_points)
+        return {"point_win_rate": f"{100 * won / played:.1f}%"}
 
     def update(self) -> None:
         """Applies the learner's update and what follows one: the count, a checkpoint when the

@@ -16,9 +16,15 @@ from ..config import DEFAULT_ENV_ID, check_positive_int, frameskip_without_frame
 from ..nn.policy import Policy
 from ..reference import DOWN, UP
 
-#: ``--checkpoint pretrained`` names the policy shipped inside the package.
+#: ``--checkpoint pretrained`` names the tutorial agent's policy shipped inside the package.
 PRETRAINED = "pretrained"
 PRETRAINED_FILE = "pretrained/pong.npz"
+#: Every shipped policy, by the name ``--checkpoint`` takes: the file inside the package. The
+#: actor-critic's joins as "pretrained-ppo" (pretrained/ppo.npz, experiments/export_pretrained.py)
+#: once a run of it scores +18 under experiments/eval_protocol.py.
+PRETRAINED_FILES = {
+    PRETRAINED: PRETRAINED_FILE,  # the tutorial's agent (karpathy)
+}
 
 
 @dataclass
@@ -105,11 +111,12 @@ class Player:
 
 
 def resolve_checkpoint(spec) -> Path:
-    """'pretrained', a run directory (its checkpoint.npz) or a .npz file -> the file's path."""
-    if str(spec) == PRETRAINED:
-        path = Path(str(resources.files("fastpong").joinpath(PRETRAINED_FILE)))
+    """A shipped policy's name (PRETRAINED_FILES: 'pretrained'), a run directory
+    (its checkpoint.npz) or a .npz file -> the file's path."""
+    if str(spec) in PRETRAINED_FILES:
+        path = Path(str(resources.files("fastpong").joinpath(PRETRAINED_FILES[str(spec)])))
         if not path.is_file():
-            raise CheckpointError(f"this installation of fastpong ships no pretrained policy ({path} is missing)")
+            raise CheckpointError(f"this installation of fastpong does not ship {spec} ({path} is missing)")
         return path
     path = Path(spec)
     if path.is_dir():

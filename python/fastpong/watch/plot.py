@@ -57,6 +57,8 @@ METRICS_COLUMNS = (
 #: that plotting needs no compiled core).
 UPDATE_COLUMNS = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction",
                   "explained_variance", "learning_rate")
+# The lab's CNN agent (mit-pong) adds its policy's mean entropy over each game instead, under the
+# same name "entropy": the third panel draws either.
 CLASSIC_COLUMNS = (
     "episode",
     "env_steps",
@@ -147,7 +149,8 @@ def load_metrics(run_dir: PathLike) -> Dict[str, np.ndarray]:
 
 
 def _known_header(header: Tuple[str, ...]) -> bool:
-    """A Pong or CartPole header, or a Pong header followed by update diagnostics (PPO)."""
+    """A Pong or CartPole header, or a Pong header followed by update diagnostics (PPO) or by
+    each game's policy entropy (mit-pong)."""
     if header in (METRICS_COLUMNS, CLASSIC_COLUMNS):
         return True
     base = len(METRICS_COLUMNS)
@@ -321,8 +324,10 @@ def plot_runs(
 
     fig = Figure(figsize=FIGSIZE, dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
-    # Actor-critic runs log their updates' diagnostics: a third panel shows them.
+    # Actor-critic runs log their updates' diagnostics, mit-pong runs each game's policy entropy:
+    # a third panel shows them.
     diagnostics = scored and any("entropy" in r for r in runs)
+    actor_critic = any("clip_fraction" in r for r in runs)
     ax_d = None
     if diagnostics:
         ax_r, ax_w, ax_d = fig.subplots(3, 1, sharex=True, gridspec_kw={"height_ratios": [3, 2, 2]})
@@ -341,6 +346,7 @@ def plot_runs(
             ax_w.plot(xv, rate, color=colour, lw=1.8, zorder=3)
         if ax_d is not None and "entropy" in run:
             ax_d.plot(xv, run["entropy"], color=colour, lw=1.8, zorder=3)
+        if ax_d is not None and "clip_fraction" in run:
             ax_d.plot(xv, run["clip_fraction"], color=colour, lw=1.2, ls="--", zorder=3)
             ax_d.plot(xv, 100 * run["approx_kl"], color=colour, lw=1.2, ls=":", zorder=3)
         summary = (
@@ -375,13 +381,13 @@ def plot_runs(
     ax_w.grid(True, alpha=0.3)
     if ax_d is not None:
         ax_d.axhline(np.log(6), color="0.3", lw=1.0, ls="--", zorder=1)  # a uniform policy
-        ax_d.set_ylabel("per update")
+        ax_d.set_ylabel("per update" if actor_critic else "per episode")
         ax_d.grid(True, alpha=0.3)
-        ax_d.legend(handles=[
-            Line2D([], [], color="0.4", lw=1.8, label="policy entropy (nats; dashed line: uniform)"),
-            Line2D([], [], color="0.4", lw=1.2, ls="--", label="clipped fraction"),
-            Line2D([], [], color="0.4", lw=1.2, ls=":", label="approx. KL x 100"),
-        ], loc="upper right", fontsize=8, framealpha=0.9)
+        handles = [Line2D([], [], color="0.4", lw=1.8, label="policy entropy (nats; dashed line: uniform)")]
+        if actor_critic:
+            handles += [Line2D([], [], color="0.4", lw=1.2, ls="--", label="clipped fraction"),
+                        Line2D([], [], color="0.4", lw=1.2, ls=":", label="approx. KL x 100")]
+        ax_d.legend(handles=handles, loc="upper right", fontsize=8, framealpha=0.9)
     (ax_d if ax_d is not None else ax_w).set_xlabel(xlabel)
 
     x_lo = min(0.0, min(float(np.min(v)) for v in xs))  # all three x quantities start near 0
@@ -408,8 +414,8 @@ def plot_runs(
 
     if title is None:
         game = "Pong" if scored else "CartPole"
-        if diagnostics:
-            method = ("actor-critic (PPO)" if all("entropy" in r for r in runs)
+        if actor_critic:
+            method = ("actor-critic (PPO)" if all("clip_fraction" in r for r in runs)
                       else "policy gradient and actor-critic (PPO)")
         else:
             method = "policy gradient"
