@@ -52,6 +52,16 @@ def test_settings_beyond_the_lab_are_off_by_default_and_refused_elsewhere():
             TrainConfig(agent="mit-pong", **{name: bad}).validate()
 
 
+def test_lab_entropy_preset_is_the_lab_and_one_change():
+    """--preset lab-entropy: the lab's settings exactly, plus the entropy bonus."""
+    from fastpong.config import PRESETS
+
+    lab, entropy = PRESETS["mit-pong"]["lab"], PRESETS["mit-pong"]["lab-entropy"]
+    assert {k: v for k, v in entropy.items() if k != "entropy_coef"} == lab
+    assert entropy["entropy_coef"] == 0.01
+    TrainConfig(agent="mit-pong", **entropy).validate()
+
+
 def _play_two_games(learner, frames):
     """Two games of 37 and 52 steps on one environment, a point won at step 10 of each and the
     last step's point lost; returns the lab's inputs, actions, rewards and each game's stats."""

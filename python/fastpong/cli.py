@@ -74,7 +74,8 @@ def _add_train(subparsers) -> None:
     env.add_argument("--preset", choices=PRESET_NAMES,
                      help="karpathy (Pong): karpathy or tutorial, the originals' settings; fast, see "
                      "experiments/README.md. mit-cartpole: lab, the MIT lab's own settings. "
-                     "mit-pong: lab, the lab's environment (Pong-v0, frameskip 5) and settings. "
+                     "mit-pong: lab, the lab's environment (Pong-v0, frameskip 5) and settings; "
+                     "lab-entropy, the same with an entropy bonus of 0.01. "
                      "Flags given with it still win")
     env.add_argument("--env", dest="env_id", metavar="ID",
                      help=f"a gymnasium ALE id, or CartPole-v1 / CartPole-v0 (default {DEFAULT_ENV_ID})")

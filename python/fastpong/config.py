@@ -60,6 +60,10 @@ PRESETS = {
         # mit-pong's defaults (ALE/Pong-v5, frameskip 4).
         "lab": dict(env_id="Pong-v0", frameskip=5, batch_size=5, learning_rate=1e-3, gamma=0.99,
                     optimizer="adam", num_envs=5),
+        # The lab's settings and one change: A3C's entropy bonus (0.01), without which the lab's
+        # policy collapses onto one way of playing (docs: the lab's Pong agent).
+        "lab-entropy": dict(env_id="Pong-v0", frameskip=5, batch_size=5, learning_rate=1e-3, gamma=0.99,
+                            optimizer="adam", num_envs=5, entropy_coef=0.01),
     },
 }
 #: Every preset's name, for `--preset`'s choices.
