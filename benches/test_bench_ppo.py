@@ -22,6 +22,7 @@ import pytest
 import fastpong
 from fastpong.nn.actor_critic import ActorCriticCNN, gae, ppo_loss_gradient
 from fastpong.reference import ppo as ref
+from fastpong.training.blas_threads import blas_limit_for
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cnn_numpy32  # noqa: E402
@@ -121,6 +122,16 @@ def test_ppo_minibatch_numpy32(benchmark, ppo_batch):
 
 @pytest.mark.benchmark(group="ppo-minibatch-256")
 def test_ppo_minibatch_fast(benchmark, ppo_batch):
+    """As training runs it: NumPy's BLAS on one thread (training/blas_threads.py), the cores left to
+    the C++ kernels between the heads' small products."""
+    with blas_limit_for("fast"):
+        grads = benchmark.pedantic(fast_step, rounds=10, iterations=1, args=(ppo_batch,))
+    check(grads, numpy32_step(ppo_batch["net"].to_model(), ppo_batch), "fast vs numpy32")
+
+
+@pytest.mark.benchmark(group="ppo-minibatch-256")
+def test_ppo_minibatch_fast_default_blas_threads(benchmark, ppo_batch):
+    """The same step with NumPy's BLAS threads as NumPy sets them: what the limit saves."""
     grads = benchmark.pedantic(fast_step, rounds=10, iterations=1, args=(ppo_batch,))
     check(grads, numpy32_step(ppo_batch["net"].to_model(), ppo_batch), "fast vs numpy32")
 

@@ -7,10 +7,12 @@ The tutorial's agent (karpathy) -> pretrained/pong.npz (``--checkpoint pretraine
 but only if float16 plays as well as float32: both are evaluated on the same games (same seed) and
 the script refuses if float16's mean reward is lower by more than one standard error.
 
-The actor-critic (ppo) -> pretrained/ppo.npz (``--checkpoint pretrained-ppo``): its network's
+The actor-critic (ppo) -> pretrained/ppo.npz (``--checkpoint pretrained-ppo``), and the MIT lab's
+CNN agent (mit-pong) -> pretrained/cnn.npz (``--checkpoint pretrained-cnn``): the network's
 weights in float32 (0.7 MB) with the run's config, which is how a loader knows the agent and the
-environment it was trained on; the optimizer's state and counters stay behind. The file is read
-back and played against the checkpoint on the same games: the two must score the same.
+environment it was trained on (the lab's Pong-v0 with frameskip 5 for mit-pong); the optimizer's
+state and counters stay behind. The file is read back and played against the checkpoint on the
+same games: the two must score the same.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from fastpong.training.checkpoint import FORMAT_VERSION, load_agent_weights
 
 PRETRAINED_DIR = Path(__file__).resolve().parents[1] / "python" / "fastpong" / "pretrained"
 #: Where each agent's shipped policy goes (fastpong.watch.evaluate.PRETRAINED_FILES names them).
-TARGETS = {"karpathy": PRETRAINED_DIR / "pong.npz", "ppo": PRETRAINED_DIR / "ppo.npz"}
+TARGETS = {"karpathy": PRETRAINED_DIR / "pong.npz", "ppo": PRETRAINED_DIR / "ppo.npz",
+           "mit-pong": PRETRAINED_DIR / "cnn.npz"}
 
 
 def _report(name: str, summary: dict, episodes: int) -> None:

@@ -47,6 +47,7 @@ def assert_one_line_error(result, *fragments):
     (["--env", "ALE/Pnog-v5"], ["unknown environment id 'ALE/Pnog-v5'"]),
     (["--episodes", "0"], ["--episodes", "positive integer, got 0"]),
     (["--num-envs", "-2"], ["--num-envs", "positive integer"]),
+    (["--num-envs", "100000"], ["num envs must be at most 1024", "got 100000"]),  # not hours of emulators
     (["--batch-size", "x"], ["--batch-size", "got 'x'"]),
     (["--learning-rate", "0"], ["learning rate must be a positive number, got 0.0"]),
     (["--gamma", "1.5"], ["gamma must be in (0, 1], got 1.5"]),

@@ -98,6 +98,7 @@ def test_resume_keeps_the_rows_of_a_run_begun_before_a_column_was_added(tmp_path
     kept = read_metrics(tmp_path)
     assert [r["episode"] for r in kept] == ["1", "2", "3"]
     assert [r["entropy"] for r in kept] == ["", "", "1.5"]
+    assert b"\r" not in path.read_bytes()  # one line ending, the kept rows' and the new ones'
 
 
 def test_resume_refuses_other_settings(tmp_path):

@@ -55,12 +55,14 @@ def test_backward_reports_the_first_non_finite_input(restore_threads, bad_rows, 
         policy.backward(eph, epx, dlogp)
 
 
-def _stepped(grads_form, seed=0):
-    policy = fastpong.Policy(hidden=H, input_size=D, seed=seed)
+def _stepped(grads_form, seed=0, shape=(H, D)):
+    hidden, input_size = shape
+    policy = fastpong.Policy(hidden=hidden, input_size=input_size, seed=seed)
     optimizer = fastpong.RMSProp(learning_rate=1e-2, decay_rate=0.9)
     rng = np.random.default_rng(seed)
     for _ in range(3):
-        g = {"W1": rng.standard_normal((H, D)).astype(np.float32), "W2": rng.standard_normal(H).astype(np.float32)}
+        g = {"W1": rng.standard_normal((hidden, input_size)).astype(np.float32),
+             "W2": rng.standard_normal(hidden).astype(np.float32)}
         grads = grads_form(policy, g)
         optimizer.step(policy, grads)
         left = grads.to_model() if isinstance(grads, fastpong.GradientBuffer) else grads
@@ -76,9 +78,12 @@ def _buffer(policy, g):
 
 @pytest.mark.parametrize("form", [lambda policy, g: g,  # float32 in place: the fast path
                                   lambda policy, g: {k: v.astype(np.float64) for k, v in g.items()}])
-def test_rmsprop_from_the_dict_is_exactly_the_gradient_buffer_step(form):
-    weights, cache = _stepped(form)
-    expected_weights, expected_cache = _stepped(_buffer)
+# The in-place step transposes the gradient in 8x8 blocks of 64-pixel slabs: shapes whose edges
+# cut those blocks (hidden 13, 6,400 % 64 == 0 but 300 % 8 != 0), and a single hidden unit.
+@pytest.mark.parametrize("shape", [(H, D), (13, D), (200, 6400), (1, 7)])
+def test_rmsprop_from_the_dict_is_exactly_the_gradient_buffer_step(form, shape):
+    weights, cache = _stepped(form, shape=shape)
+    expected_weights, expected_cache = _stepped(_buffer, shape=shape)
     for name in ("W1", "W2"):
         np.testing.assert_array_equal(weights[name], expected_weights[name])
         np.testing.assert_array_equal(cache[name], expected_cache[name])

@@ -70,6 +70,10 @@ PRESETS = {
 PRESET_NAMES = tuple(sorted({name for presets in PRESETS.values() for name in presets}))
 #: Episodes over which --target-return averages the return (gymnasium's "solved" rule for CartPole).
 RETURN_WINDOW = 100
+#: Games played at once in one process. Each Atari game is an emulator with frame buffers of its
+#: own; past a few per core they stop adding speed (envs.default_num_envs), and far past this an
+#: unlucky typo (--num-envs 100000) would spend minutes and gigabytes building emulators.
+MAX_NUM_ENVS = 1024
 #: RMSProp's decay when none is given.
 DEFAULT_DECAY_RATE = 0.99
 
@@ -175,6 +179,9 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None:
                 check_positive_int(name.replace("_", " "), value)
+        if self.num_envs is not None and self.num_envs > MAX_NUM_ENVS:
+            raise ValueError(f"num envs must be at most {MAX_NUM_ENVS} (games played at once in one process), "
+                             f"got {self.num_envs}")
         for name in ("batch_size", "hidden"):
             check_positive_int(name.replace("_", " "), getattr(self, name))
         if self.seed is not None and (not _is_int(self.seed) or self.seed < 0):

@@ -46,7 +46,9 @@ class MetricsLog:
         else:
             write_atomically(self.path, lambda f: f.write((",".join(self.columns) + "\n").encode()))
         self._file = open(self.path, "a", newline="")
-        self._writer = csv.writer(self._file)
+        # "\n" like the header and the rows kept on resume (csv's default is "\r\n": one file
+        # had both line endings).
+        self._writer = csv.writer(self._file, lineterminator="\n")
 
     def _truncate(self, keep_episodes: int) -> None:
         with open(self.path, newline="") as f:

@@ -31,6 +31,7 @@ from .checkpoint import (CheckpointError, check_tensors, load_checkpoint, remove
                          save_checkpoint, write_atomically)
 from ..config import (ALGORITHM_FIELDS, RESUMABLE_FIELDS, RETURN_WINDOW, RUN_FIELDS, TrainConfig,
                       solved_return)
+from .blas_threads import blas_limit_for
 from .metrics import MetricsLog, columns_for
 from ..watch.periodic_video import PeriodicVideo
 from .runlock import RunLock
@@ -342,7 +343,8 @@ class Run:
         # report success silently, as though it had trained).
         nothing_to_do = self._stop_reason() if self.done() else None
         try:
-            source.play(self, stop)
+            with blas_limit_for(self.config.engine):
+                source.play(self, stop)
         except SourceFailure:
             raise
         except Exception as exc:  # noqa: BLE001 - mid-run, any error is fastpong's, not the user's input
