@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 
-from fastpong import reference
+from fastpong import ConvPolicy, reference
 from fastpong.checkpoint import CheckpointError
 from fastpong.evaluate import evaluate, resolve_checkpoint
+from fastpong.watch.evaluate import load_player
 
 
 def test_shipped_policy_has_the_tutorials_layout():
@@ -36,3 +37,20 @@ def test_shipped_policy_plays_a_short_evaluation():
 def test_an_unknown_shipped_name_is_a_path():
     with pytest.raises(CheckpointError, match="no checkpoint at pretrained-ppo"):
         resolve_checkpoint("pretrained-ppo")  # not shipped yet: an ordinary (missing) path
+
+
+def test_shipped_cnn_policy_is_the_lab_agent_on_the_lab_s_environment():
+    player = load_player("pretrained-cnn")
+    assert player.agent.name == "mit-pong"
+    assert (player.env_id, player.frameskip) == ("Pong-v0", 5)  # what it was trained on
+    with np.load(resolve_checkpoint("pretrained-cnn"), allow_pickle=False) as npz:  # no pickles
+        names = set(npz.files) - {"config", "format_version"}
+        assert names == set(ConvPolicy.PARAMETER_NAMES)
+        assert all(npz[name].dtype == np.float32 and np.all(np.isfinite(npz[name])) for name in names)
+
+
+def test_shipped_cnn_policy_plays_a_short_evaluation():
+    result = evaluate("pretrained-cnn", episodes=2, num_envs=2, seed=0, max_steps=300)
+    summary = result.summary()
+    assert summary["episodes"] == 2
+    assert summary["points_won"] + summary["points_lost"] > 0

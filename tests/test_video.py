@@ -16,6 +16,8 @@ from fastpong.video import (
     NETWORK_INPUT_COLORS,
     NETWORK_PANEL_ORIGIN,
     NETWORK_PANEL_SCALE,
+    LAB_INPUT,
+    TUTORIAL_INPUT,
     VideoWriter,
     check_video_path,
     compose_frame,
@@ -96,6 +98,25 @@ def test_compose_frame_network_input_colours():
     s = NETWORK_PANEL_SCALE
     r0, c0 = NETWORK_PANEL_ORIGIN[0] + 10 * s, NETWORK_PANEL_ORIGIN[1] + 20 * s
     assert (frame[r0 : r0 + s, c0 : c0 + s] == colours[-1]).all()
+
+
+def test_the_lab_s_input_has_its_own_title_and_legend():
+    """The MIT lab's 40x40 change (previous minus current) is not the tutorial's 80x80 difference
+    (current minus previous): the panel says which, and its legend reads the sign the right way."""
+    game, net = random_inputs(np.random.default_rng(4))
+    tutorial = compose_frame(game, net, (0, 0))
+    lab = compose_frame(game, net, (0, 0), LAB_INPUT)
+    assert LAB_INPUT.title != TUTORIAL_INPUT.title and "40x40" in LAB_INPUT.title
+    assert (LAB_INPUT.plus, LAB_INPUT.minus) == (TUTORIAL_INPUT.minus.replace("-1", "+1"),
+                                                 TUTORIAL_INPUT.plus.replace("+1", "-1"))
+    title = (slice(0, NETWORK_PANEL_ORIGIN[0]), slice(NETWORK_PANEL_ORIGIN[1], None))
+    legend = slice(NETWORK_PANEL_ORIGIN[0] + 80 * NETWORK_PANEL_SCALE, None)
+    assert (tutorial[title] != lab[title]).any() and (tutorial[legend] != lab[legend]).any()
+    # The game, the score and the network's pixels are drawn alike.
+    panels = slice(NETWORK_PANEL_ORIGIN[0], NETWORK_PANEL_ORIGIN[0] + 80 * NETWORK_PANEL_SCALE)
+    np.testing.assert_array_equal(tutorial[panels], lab[panels])
+    with pytest.raises(ValueError, match="panel must be an InputPanel"):
+        compose_frame(game, net, (0, 0), "lab")
 
 
 def test_compose_frame_flat_network_input_and_near_values():

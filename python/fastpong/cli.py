@@ -239,7 +239,8 @@ def _add_eval(subparsers) -> None:
         "eval", help="play a trained policy", description="Play full games with a trained policy "
         "and report the score; optionally record the first game as a video.")
     p.add_argument("--checkpoint", required=True, metavar="PATH",
-                   help="a checkpoint .npz, a run directory, or 'pretrained' (the policy shipped with fastpong)")
+                   help="a checkpoint .npz, a run directory, or a policy shipped with fastpong: "
+                        "'pretrained' (the tutorial's agent) or 'pretrained-cnn' (the MIT lab's CNN agent)")
     p.add_argument("--env", dest="env_id", metavar="ID",
                    help=f"default: the run's environment ({DEFAULT_ENV_ID} for a bare Pong policy)")
     p.add_argument("--frameskip", type=_positive_int, metavar="N",

@@ -19,11 +19,12 @@ from ..reference import DOWN, UP
 #: ``--checkpoint pretrained`` names the tutorial agent's policy shipped inside the package.
 PRETRAINED = "pretrained"
 PRETRAINED_FILE = "pretrained/pong.npz"
-#: Every shipped policy, by the name ``--checkpoint`` takes: the file inside the package. The
-#: actor-critic's joins as "pretrained-ppo" (pretrained/ppo.npz, experiments/export_pretrained.py)
-#: once a run of it scores +18 under experiments/eval_protocol.py.
+#: Every shipped policy, by the name ``--checkpoint`` takes: the file inside the package
+#: (experiments/export_pretrained.py writes them). The actor-critic's joins as "pretrained-ppo"
+#: (pretrained/ppo.npz) once a run of it scores +18 under experiments/eval_protocol.py.
 PRETRAINED_FILES = {
     PRETRAINED: PRETRAINED_FILE,  # the tutorial's agent (karpathy)
+    "pretrained-cnn": "pretrained/cnn.npz",  # the MIT lab's CNN agent (mit-pong), on Pong-v0, frameskip 5
 }
 
 
@@ -313,8 +314,10 @@ class _LabPongGame(_PongGame):
         return sample_actions(probs, self.rng.random(probs.shape[0], dtype=np.float32))
 
     def draw(self, writer, frames, envs):
+        from .video import LAB_INPUT
+
         network_input = np.repeat(np.repeat(self.x[0], 2, axis=0), 2, axis=1)  # 40x40 shown 2x
-        writer.add_frame(frames[0], network_input, (int(self.won[0]), int(self.lost[0])))
+        writer.add_frame(frames[0], network_input, (int(self.won[0]), int(self.lost[0])), LAB_INPUT)
 
     def restart(self, env):
         super().restart(env)

@@ -4,8 +4,10 @@ Every video frame puts two views side by side:
 
 * left, the Atari screen as a person sees it (210x160 RGB, upscaled 2x with
   nearest-neighbour sampling to 420x320);
-* right, the 80x80 frame difference that the policy network actually receives,
-  upscaled 5x to 400x400, with -1, 0 and +1 drawn in three distinct colours.
+* right, what the policy network actually receives, upscaled to 400x400, with -1, 0 and +1
+  drawn in three distinct colours: the tutorial's 80x80 frame difference (5x), or the MIT lab's
+  40x40 frame change (10x), whose sign runs the other way; the panel's title and legend
+  (``InputPanel``: ``TUTORIAL_INPUT``, ``LAB_INPUT``) say which.
 
 A header strip above the panels carries the labels and the running score, and a
 legend strip under the network panel explains its colours.  The composed frame
@@ -35,7 +37,7 @@ import os
 import struct
 import uuid
 from pathlib import Path
-from typing import Any, Optional, Tuple, Union
+from typing import Any, NamedTuple, Optional, Tuple, Union
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -97,10 +99,25 @@ _LABEL = (200, 200, 205)
 _AGENT = (92, 186, 92)  # right paddle in Atari Pong
 _OPPONENT = (213, 130, 74)  # left paddle in Atari Pong
 NETWORK_INPUT_COLORS = {
-    -1: (30, 144, 255),  # blue: an object was here in the previous frame
+    -1: (30, 144, 255),  # blue
     0: (52, 52, 60),  # dark slate: no change
-    1: (255, 214, 10),  # amber: an object is here now
+    1: (255, 214, 10),  # amber
 }
+
+
+class InputPanel(NamedTuple):
+    """The network panel's title, and what its +1 and -1 pixels mean (the legend under it)."""
+
+    title: str
+    plus: str
+    minus: str
+
+
+#: The tutorial's input: this frame's 80x80 image minus the previous frame's.
+TUTORIAL_INPUT = InputPanel("network input (80x80 frame difference)", "+1 now", "-1 previous frame")
+#: The MIT lab's CNN input: the previous frame's 40x40 image minus this frame's (the lab's sign),
+#: each of its pixels drawn as 2x2 of the panel's 80x80.
+LAB_INPUT = InputPanel("network input (40x40 frame change)", "+1 previous frame", "-1 now")
 _NET_LUT = np.array(
     [NETWORK_INPUT_COLORS[-1], NETWORK_INPUT_COLORS[0], NETWORK_INPUT_COLORS[1]],
     dtype=np.uint8,
@@ -121,8 +138,8 @@ def _text_width(draw: ImageDraw.ImageDraw, text: str, font: Any) -> int:
     return int(right - left)
 
 
-@functools.lru_cache(maxsize=1)
-def _base_canvas() -> np.ndarray:
+@functools.lru_cache(maxsize=4)
+def _base_canvas(panel: InputPanel) -> np.ndarray:
     """The parts of every frame that never change: background, labels, legend."""
     img = Image.new("RGB", (FRAME_WIDTH, FRAME_HEIGHT), _BACKGROUND)
     draw = ImageDraw.Draw(img)
@@ -132,14 +149,14 @@ def _base_canvas() -> np.ndarray:
 
     draw.text((GAME_PANEL_ORIGIN[1], text_y), "game", fill=_LABEL, font=font)
     net_x = NETWORK_PANEL_ORIGIN[1]
-    draw.text((net_x, text_y), "network input (80x80 frame difference)", fill=_LABEL, font=font)
+    draw.text((net_x, text_y), panel.title, fill=_LABEL, font=font)
 
     # Legend under the network panel: a swatch and a caption per value.
     legend_top = NETWORK_PANEL_ORIGIN[0] + NETWORK_INPUT_SHAPE[0] * NETWORK_PANEL_SCALE
     swatch = 10
     y = legend_top + (FRAME_HEIGHT - legend_top - swatch) // 2
     x = net_x
-    for value, caption in ((1, "+1 now"), (-1, "-1 previous frame"), (0, "0 unchanged")):
+    for value, caption in ((1, panel.plus), (-1, panel.minus), (0, "0 unchanged")):
         draw.rectangle([x, y, x + swatch - 1, y + swatch - 1], fill=NETWORK_INPUT_COLORS[value])
         x += swatch + 5
         draw.text((x, y - 2), caption, fill=_LABEL, font=small)
@@ -155,7 +172,7 @@ def _score_strip(won: int, lost: int) -> np.ndarray:
     """The header strip above the game panel with the score written in it."""
     game_left = GAME_PANEL_ORIGIN[1]
     game_right = game_left + GAME_SHAPE[1] * GAME_PANEL_SCALE
-    strip = Image.fromarray(np.ascontiguousarray(_base_canvas()[:_HEADER, :game_right]))
+    strip = Image.fromarray(np.ascontiguousarray(_base_canvas(TUTORIAL_INPUT)[:_HEADER, :game_right]))
     draw = ImageDraw.Draw(strip)
     font = _font(14)
     # Right-aligned over the game: "agent 3 : 5 opponent", each side in its paddle colour.
@@ -180,7 +197,8 @@ def _validate_score(score: Any) -> Tuple[int, int]:
     return won_i, lost_i
 
 
-def compose_frame(game_frame: np.ndarray, network_input: np.ndarray, score: Tuple[int, int]) -> np.ndarray:
+def compose_frame(game_frame: np.ndarray, network_input: np.ndarray, score: Tuple[int, int],
+                  panel: InputPanel = TUTORIAL_INPUT) -> np.ndarray:
     """Build one video frame: the game, the network's input, labels and the score.
 
     Parameters
@@ -194,6 +212,9 @@ def compose_frame(game_frame: np.ndarray, network_input: np.ndarray, score: Tupl
     score:
         ``(points_won, points_lost)`` from the agent's point of view (the agent
         is the green right paddle).
+    panel:
+        The network panel's title and legend: :data:`TUTORIAL_INPUT` (the default) or
+        :data:`LAB_INPUT` for the MIT lab's 40x40 frame change, whose sign is the other way.
 
     Returns
     -------
@@ -213,7 +234,9 @@ def compose_frame(game_frame: np.ndarray, network_input: np.ndarray, score: Tupl
         raise ValueError(f"network_input must have shape {NETWORK_INPUT_SHAPE} (or 6400 values), got {net.shape}")
     won, lost = _validate_score(score)
 
-    frame = _base_canvas().copy()
+    if not isinstance(panel, InputPanel):
+        raise ValueError(f"panel must be an InputPanel (TUTORIAL_INPUT or LAB_INPUT), got {panel!r}")
+    frame = _base_canvas(panel).copy()
     strip = _score_strip(won, lost)
     frame[: strip.shape[0], : strip.shape[1]] = strip
 
@@ -464,11 +487,12 @@ class VideoWriter:
     def closed(self) -> bool:
         return self._closed
 
-    def add_frame(self, game_frame: np.ndarray, network_input: np.ndarray, score: Tuple[int, int]) -> None:
+    def add_frame(self, game_frame: np.ndarray, network_input: np.ndarray, score: Tuple[int, int],
+                  panel: InputPanel = TUTORIAL_INPUT) -> None:
         """Compose one frame (see :func:`compose_frame`) and append it to the video."""
         if self._closed:
             raise RuntimeError(f"VideoWriter for {str(self.path)!r} is closed")
-        frame = compose_frame(game_frame, network_input, score)
+        frame = compose_frame(game_frame, network_input, score, panel)
         self._sink.write(frame)
         self._frames_written += 1
 
