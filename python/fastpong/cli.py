@@ -329,9 +329,9 @@ def _installed_version() -> str:
 
 
 class _VersionAction(argparse.Action):
-    """--version: the installed version, as pip and bug reports know it, read from the package's
-    metadata only when asked (reading it cost every command some 30 ms of start-up), with no
-    import of the compiled module."""
+    """--version: the installed version, as pip and bug reports know it, looked up in the installed
+    packages' metadata only when asked (not on every command's start-up), with no import of the
+    compiled module."""
 
     def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS,
                  help="show the installed version and exit"):
