@@ -175,6 +175,30 @@ FASTPONG_INLINE void input_grad_tile(const float* const* g, int64_t cols, const 
   }
 }
 
+// dw[i, :] += sum_k in[k][r0 + i] * g[k][c0 ...] for R rows and NV * 16 columns: the weight
+// gradient over an arbitrary list of (input row, gradient row) pairs, for sums whose pairs do not
+// form a regular grid (conv2d_1's sparse departures, below).
+template <int R, int NV>
+FASTPONG_INLINE void pair_grad_tile(const float* const* in, const float* const* g, int64_t pairs,
+                                    int64_t r0, int64_t c0, float* dw, int64_t ldw) {
+  Vec acc[R][NV] = {};
+  for (int64_t k = 0; k < pairs; ++k) {
+    Vec gk[NV];
+    for (int v = 0; v < NV; ++v) gk[v] = load(g[k] + c0 + v * kLanes);
+    const float* ik = in[k] + r0;
+    for (int i = 0; i < R; ++i) {
+      const float a = ik[i];
+      for (int v = 0; v < NV; ++v) acc[i][v] += a * gk[v];
+    }
+  }
+  for (int i = 0; i < R; ++i) {
+    for (int v = 0; v < NV; ++v) {
+      float* d = dw + i * ldw + v * kLanes;
+      store(d, load(d) + acc[i][v]);
+    }
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Layer-level loops over the micro-kernels, for one register budget (accumulator vectors) and
 // widest chunk of output vectors. Instantiated once per instruction set below.
@@ -278,6 +302,21 @@ FASTPONG_INLINE void gemm_input_grad(const GemmLayer& L, const float* g, const f
   });
 }
 
+// dw[r, c] += sum_k in[k][r] * g[k][c] for rows [0, rows) and cols columns (a multiple of 16),
+// dw's rows ldw floats apart; each row's sum runs over the pairs in order.
+template <int kBudget, int kMaxNV>
+FASTPONG_INLINE void pair_weight_grad(const float* const* in, const float* const* g,
+                                      int64_t pairs, int64_t rows, int64_t cols, float* dw,
+                                      int64_t ldw) {
+  for_column_chunks<kMaxNV>(cols / kLanes, [&](auto nv, int64_t c0) FASTPONG_INLINE_LAMBDA {
+    constexpr int NV = decltype(nv)::value;
+    constexpr int R = tile_for(kBudget, NV);
+    int64_t r = 0;
+    for (; r + R <= rows; r += R) pair_grad_tile<R, NV>(in, g, pairs, r, c0, dw + r * ldw + c0, ldw);
+    for (; r < rows; ++r) pair_grad_tile<1, NV>(in, g, pairs, r, c0, dw + r * ldw + c0, ldw);
+  });
+}
+
 struct KernelSet {
   const char* name;
   bool (*supported)();
@@ -286,6 +325,8 @@ struct KernelSet {
   void (*weight_grad)(const GemmLayer&, const float*, const int64_t*, const float*, int64_t,
                       int64_t, int64_t, float*);
   void (*input_grad)(const GemmLayer&, const float*, const float*, int64_t, int64_t, float*);
+  void (*pair_grad)(const float* const*, const float* const*, int64_t, int64_t, int64_t, float*,
+                    int64_t);
 };
 
 #define FASTPONG_KERNEL_SET(NAME, TARGET, BUDGET, MAXNV)                                        \
@@ -302,6 +343,10 @@ struct KernelSet {
   TARGET void NAME##_input_grad(const GemmLayer& L, const float* g, const float* wt, int64_t n0, \
                                 int64_t n1, float* din) {                                        \
     gemm_input_grad<BUDGET, MAXNV>(L, g, wt, n0, n1, din);                                       \
+  }                                                                                              \
+  TARGET void NAME##_pair_grad(const float* const* in, const float* const* g, int64_t pairs,     \
+                               int64_t rows, int64_t cols, float* dw, int64_t ldw) {             \
+    pair_weight_grad<BUDGET, MAXNV>(in, g, pairs, rows, cols, dw, ldw);                          \
   }
 
 // Budgets in vectors of 16 floats: AVX-512 has 32 registers of one vector (24 accumulators
@@ -333,10 +378,12 @@ bool always() { return true; }
 
 const KernelSet kKernelSets[] = {
 #if FASTPONG_CONV_X86
-    {"avx512", avx512_supported, avx512_forward, avx512_weight_grad, avx512_input_grad},
-    {"avx2", avx2_supported, avx2_forward, avx2_weight_grad, avx2_input_grad},
+    {"avx512", avx512_supported, avx512_forward, avx512_weight_grad, avx512_input_grad,
+     avx512_pair_grad},
+    {"avx2", avx2_supported, avx2_forward, avx2_weight_grad, avx2_input_grad, avx2_pair_grad},
 #endif
-    {"portable", always, portable_forward, portable_weight_grad, portable_input_grad},
+    {"portable", always, portable_forward, portable_weight_grad, portable_input_grad,
+     portable_pair_grad},
 };
 
 const KernelSet* best_kernel_set() {
@@ -512,6 +559,9 @@ void add_first_layer_bias_grad(const uint8_t* dirty_masks, int64_t m, const floa
 // shared machine than on one); only work that dwarfs that is shared.
 constexpr int64_t kParallelMinMacs = int64_t{1} << 26;
 constexpr int64_t kMacsPerFrame = 5300000;  // the lab's network, about 5.3M multiply-adds
+// Steps from which the backward pass's per-step bookkeeping (which outputs a frame change
+// reaches, ~1 us a step) is shared between threads.
+constexpr int64_t kParallelMinSteps = 64;
 // Batches from this size on skip the conv outputs that equal the zero frame's (forward_frames).
 constexpr int64_t kBackgroundMinFrames = 2;
 
@@ -711,42 +761,96 @@ void first_layer_output_grad(const GemmLayer& L, const uint8_t* dirty_masks, con
   });
 }
 
-// dW1 += sum over m steps of (a1 - zero frame's a1) patches^T g2, for conv2d_1 = L and the rows
-// of input channels [c0, c1); dirty_masks: m images of first_layer_dirty. a1 departs from the
-// zero frame's activations only at the positions whose window holds a nonzero input pixel (~8%),
-// so this is the sparse part of conv2d_1's weight gradient; the rest, the zero frame's patches
-// times the step-summed g2, is added once per call.
-FASTPONG_SIMD_CLONES
-void second_layer_departure_grad(const GemmLayer& L, const uint8_t* dirty_masks, const float* a1,
-                                 const float* zero_a1, const float* g2, int64_t m, int64_t c0,
-                                 int64_t c1, float* dw) {
-  const Network& net = network();
-  constexpr int64_t cols = kConvSpecs[1].filters;
-  const int64_t side = net.first_out_side, c = L.in.channels;
-  const int64_t pad = L.in.pad, k = L.kernel, s = L.stride;
+// The (input row, gradient row) pairs of conv2d_1's sparse weight gradient (below), one list per
+// tap of its kernel, and the departure rows the input rows point into. Kept from call to call.
+struct DeparturePairs {
+  std::vector<int64_t> first;     // per step, its first departure row
+  std::vector<float> departures;  // rows of the input's channels
+  std::vector<uint8_t> nonzero;   // per row, whether any of it is nonzero
+  std::vector<std::vector<const float*>> in, grad;
+};
+
+// dW += sum over m steps of (a - zero frame's a) patches^T g, for a GEMM layer L (conv2d_1 or
+// conv2d_2) whose input a departs from the zero frame's only at the positions flagged in
+// dirty_masks (m images of L.in_side^2 flags: first_layer_dirty for conv2d_1, then window_dirty
+// one layer up). A frame change touches ~8% of conv2d_0's outputs and ~26% of conv2d_1's, so
+// this is the sparse part of L's weight gradient; the rest, the zero frame's patches times the
+// step-summed g, is added once per call (ConvBackward::finish).
+//
+// Each departure row d = a - zero a at a position meets the gradient rows g[q] of the outputs q
+// whose windows hold the position, at tap t of q's window: dW[t] (c x cols) gets d^T g[q]. The
+// pairs are listed per tap, then each tap's block of dW is one small GEMM over its list
+// (pair_grad: a tile of dW stays in registers while the pairs stream by). Sums run over the pairs
+// in step, position, window order whatever the thread count.
+void departure_weight_grad(const GemmLayer& L, const uint8_t* dirty_masks, const float* a,
+                           const float* zero_a, const float* g, int64_t m, DeparturePairs& pairs,
+                           float* dw) {
+  const KernelSet& kernels = *g_kernels.load(std::memory_order_relaxed);
+  const int64_t side = L.in_side, c = L.in.channels, cols = L.cols;
+  const int64_t pad = L.in.pad, k = L.kernel, s = L.stride, taps = k * k;
+  // Step n's departure rows start at row first[n]; a row of zeros (every channel clipped by the
+  // ReLU in both) is marked and meets no gradient row.
+  pairs.first.resize(static_cast<size_t>(m + 1));
+  pairs.first[0] = 0;
   for (int64_t n = 0; n < m; ++n) {
+    int64_t count = 0;
+    for (int64_t p = 0; p < side * side; ++p) count += dirty_masks[n * side * side + p];
+    pairs.first[n + 1] = pairs.first[n] + count;
+  }
+  pairs.departures.resize(static_cast<size_t>(pairs.first[m] * c));
+  pairs.nonzero.resize(static_cast<size_t>(pairs.first[m]));
+  pairs.in.resize(static_cast<size_t>(taps));
+  pairs.grad.resize(static_cast<size_t>(taps));
+  const bool parallel = m * 40 * 6 * c * cols >= kParallelMinMacs;  // ~40 rows of ~6 windows
+  parallel_for(m, parallel, [&](int64_t n) {
     const uint8_t* dirty = dirty_masks + n * side * side;
+    int64_t r = pairs.first[n];
     for (int64_t iy = 0; iy < side; ++iy) {
       for (int64_t ix = 0; ix < side; ++ix) {
         if (!dirty[iy * side + ix]) continue;
         const int64_t at = ((iy + pad) * L.in.side + ix + pad) * c;
-        const float* act = a1 + n * L.in.image() + at;
-        const float* zero = zero_a1 + at;
-        for_each_window(iy, ix, k, s, pad, L.out_side,
-                        [&](int64_t oy, int64_t ox, int64_t tap) FASTPONG_INLINE_LAMBDA {
-          const float* gq = g2 + (n * L.pixels() + oy * L.out_side + ox) * cols;
-          for (int64_t ci = c0; ci < c1; ++ci) {
-            const float d = act[ci] - zero[ci];
-            if (d == 0.0f) continue;  // both clipped by the ReLU, most often
-            float* row = dw + (tap * c + ci) * cols;
-            // dW1[tap, ci, :] += d * g2[q, :]
-#pragma omp simd
-            for (int64_t j = 0; j < cols; ++j) row[j] += d * gq[j];
-          }
-        });
+        const float* act = a + n * L.in.image() + at;
+        const float* zero = zero_a + at;
+        float* row = pairs.departures.data() + r * c;
+        bool any = false;
+        for (int64_t ci = 0; ci < c; ++ci) {
+          row[ci] = act[ci] - zero[ci];
+          any |= row[ci] != 0.0f;
+        }
+        pairs.nonzero[r++] = any;
       }
     }
-  }
+  });
+  // Each part lists the pairs of its own taps, then sums them into its taps' rows of dW.
+  run_in_parts(std::min(parts_for(parallel), static_cast<int>(taps)), [&](int part, int count) {
+    const int64_t t0 = taps * part / count, t1 = taps * (part + 1) / count;
+    for (int64_t t = t0; t < t1; ++t) {
+      pairs.in[t].clear();
+      pairs.grad[t].clear();
+    }
+    for (int64_t n = 0; n < m; ++n) {
+      const uint8_t* dirty = dirty_masks + n * side * side;
+      int64_t r = pairs.first[n];
+      for (int64_t iy = 0; iy < side; ++iy) {
+        for (int64_t ix = 0; ix < side; ++ix) {
+          if (!dirty[iy * side + ix]) continue;
+          const int64_t row = r++;
+          if (!pairs.nonzero[row]) continue;
+          for_each_window(iy, ix, k, s, pad, L.out_side,
+                          [&](int64_t oy, int64_t ox, int64_t tap) FASTPONG_INLINE_LAMBDA {
+            if (tap < t0 || tap >= t1) return;
+            pairs.in[tap].push_back(pairs.departures.data() + row * c);
+            pairs.grad[tap].push_back(g + (n * L.pixels() + oy * L.out_side + ox) * cols);
+          });
+        }
+      }
+    }
+    for (int64_t t = t0; t < t1; ++t) {
+      kernels.pair_grad(pairs.in[t].data(), pairs.grad[t].data(),
+                        static_cast<int64_t>(pairs.in[t].size()), c, cols, dw + t * c * cols,
+                        cols);
+    }
+  });
 }
 
 // bias_grad[j] += sum_p g[p, j]
@@ -900,10 +1004,14 @@ class ConvBackward {
  public:
   ConvBackward(const ConvPolicy& policy, const Activations& background)
       : policy_(policy), net_(network()), background_(background), scratch_(scratch()),
-        wt_(scratch_.wt), g2_sum_(scratch_.g2_sum), ungated_sum_(scratch_.ungated_sum),
+        wt_(scratch_.wt), g_sums_(scratch_.g_sums), ungated_sum_(scratch_.ungated_sum),
         din_(scratch_.din), g_(scratch_.g), g_next_(scratch_.g_next), ungated_(scratch_.ungated),
-        dirty_(scratch_.dirty) {
-    g2_sum_.assign(static_cast<size_t>(net_.layers[0].pixels() * net_.layers[0].cols), 0.0f);
+        dirty_(scratch_.dirty), dirty_above_(scratch_.dirty_above),
+        departure_pairs_(scratch_.departure_pairs) {
+    for (int l = 0; l < 2; ++l) {
+      const GemmLayer& L = net_.layers[l];
+      g_sums_[l].assign(static_cast<size_t>(L.pixels() * L.cols), 0.0f);
+    }
     ungated_sum_.assign(static_cast<size_t>(kConvSpecs[0].filters), 0.0f);
     // Kernels transposed (cols, rows), for the input gradients of the GEMM layers.
     wt_.resize(net_.layers.size());
@@ -918,8 +1026,10 @@ class ConvBackward {
   // in page faults.
   struct Scratch {
     std::vector<std::vector<float>> wt;
-    std::vector<float> g2_sum, ungated_sum, din, g, g_next, ungated;
-    std::vector<uint8_t> dirty;
+    std::array<std::vector<float>, 2> g_sums;
+    std::vector<float> ungated_sum, din, g, g_next, ungated;
+    std::vector<uint8_t> dirty, dirty_above;
+    DeparturePairs departure_pairs;
   };
   static Scratch& scratch() {
     thread_local Scratch s;
@@ -935,9 +1045,9 @@ class ConvBackward {
     const int64_t first_pixels = net.first_out_side * net.first_out_side;
     const int64_t first_channels = kConvSpecs[0].filters;
     dirty_.resize(static_cast<size_t>(m * first_pixels));
-    for (int64_t t = 0; t < m; ++t) {
+    parallel_for(m, m >= kParallelMinSteps, [&](int64_t t) {
       first_layer_dirty(xm + t * ConvPolicy::kInputSize, dirty_.data() + t * first_pixels);
-    }
+    });
     // The conv layers from the top (conv2d_3) down to conv2d_2: g is the gradient at the layer's
     // output (ReLU gate applied), compact (pixels, cols).
     const float* flat = acts.a[ConvPolicy::kConvLayers - 1].data();
@@ -946,7 +1056,21 @@ class ConvBackward {
     for (int l = static_cast<int>(net.layers.size()) - 1; l >= 1; --l) {
       const GemmLayer& L = net.layers[l];
       const float* in = acts.a[l].data();
-      weight_grad(L, in, g_.data(), m, grads[2 * l + 2]);
+      if (l == 1) {
+        // conv2d_2: its input departs from the zero frame's where conv2d_1's windows see a
+        // nonzero pixel (the rest of its weight gradient in finish).
+        const GemmLayer& below = net.layers[0];
+        dirty_above_.resize(static_cast<size_t>(m * below.pixels()));
+        parallel_for(m, m >= kParallelMinSteps, [&](int64_t t) {
+          window_dirty(below, dirty_.data() + t * first_pixels,
+                       dirty_above_.data() + t * below.pixels());
+        });
+        departure_weight_grad(L, dirty_above_.data(), in, background_.a[l].data(), g_.data(), m,
+                              departure_pairs_, grads[2 * l + 2]);
+        add_column_sums(g_.data(), m, L.pixels() * L.cols, g_sums_[l].data());
+      } else {
+        weight_grad(L, in, g_.data(), m, grads[2 * l + 2]);
+      }
       add_column_sums(g_.data(), m * L.pixels(), L.cols, grads[2 * l + 3]);
       input_grad(L, g_.data(), wt_[l], m, din_);
       // The gradient at conv2d_l's output (conv2d_l is GEMM layer l - 1), gated by its ReLU.
@@ -956,17 +1080,10 @@ class ConvBackward {
     }
     // conv2d_1: its weights from the sparse departures of a1 from the zero frame's (the rest in
     // finish); its input gradient only where conv2d_0's weights need it.
-    {
-      const int64_t c = second.in.channels;
-      const int parts = parts_for(m * 40 * 9 * c * second.cols >= kParallelMinMacs);
-      run_in_parts(parts, [&](int part, int count) {
-        second_layer_departure_grad(second, dirty_.data(), acts.a[0].data(),
-                                    background_.a[0].data(), g_.data(), m, c * part / count,
-                                    c * (part + 1) / count, grads[2]);
-      });
-    }
+    departure_weight_grad(second, dirty_.data(), acts.a[0].data(), background_.a[0].data(),
+                          g_.data(), m, departure_pairs_, grads[2]);
     add_column_sums(g_.data(), m * second.pixels(), second.cols, grads[3]);
-    add_column_sums(g_.data(), m, second.pixels() * second.cols, g2_sum_.data());
+    add_column_sums(g_.data(), m, second.pixels() * second.cols, g_sums_[0].data());
     g_next_.resize(static_cast<size_t>(m * first_pixels * first_channels));
     ungated_.resize(static_cast<size_t>(m * first_channels));
     first_layer_output_grad(second, dirty_.data(), acts.a[0].data(), g_.data(), wt_[0].data(), m,
@@ -984,10 +1101,12 @@ class ConvBackward {
     const GemmLayer& second = net.layers[0];
     const int64_t first_channels = kConvSpecs[0].filters;
     // conv2d_1's weight gradient, the zero frame's part: its patches are the same at every step.
-    weight_grad(second, background_.a[0].data(), g2_sum_.data(), 1, grads[2]);
+    weight_grad(second, background_.a[0].data(), g_sums_[0].data(), 1, grads[2]);
+    // conv2d_2's likewise.
+    weight_grad(net.layers[1], background_.a[1].data(), g_sums_[1].data(), 1, grads[4]);
     // sum over every position and step of conv2d_1's input gradient = the input gradient of the
     // per-pixel sums of its output gradient, summed over the positions.
-    input_grad(second, g2_sum_.data(), wt_[0], 1, din_);
+    input_grad(second, g_sums_[0].data(), wt_[0], 1, din_);
     const float* b0 = policy_.tensor(1);
     for (int64_t j = 0; j < first_channels; ++j) {
       if (!(b0[j] > 0.0f)) continue;
@@ -1008,15 +1127,18 @@ class ConvBackward {
   const Activations& background_;
   Scratch& scratch_;
   std::vector<std::vector<float>>& wt_;
-  // Sums over all steps: conv2d_1's output gradient per pixel (for conv2d_0's bias), and the
+  // Sums over all steps: the output gradients of conv2d_1 and conv2d_2 per pixel (g_sums_[0]
+  // and [1]: the zero frame's share of their weight gradients, and conv2d_0's bias), and the
   // ungated input gradient of conv2d_1 over the positions computed one by one.
-  std::vector<float>& g2_sum_;
+  std::array<std::vector<float>, 2>& g_sums_;
   std::vector<float>& ungated_sum_;
   std::vector<float>& din_;
   std::vector<float>& g_;
   std::vector<float>& g_next_;
   std::vector<float>& ungated_;
   std::vector<uint8_t>& dirty_;  // per step, conv2d_0's outputs whose window holds a nonzero pixel
+  std::vector<uint8_t>& dirty_above_;  // per step, conv2d_1's outputs that see a nonzero pixel
+  DeparturePairs& departure_pairs_;
 };
 
 }  // namespace
