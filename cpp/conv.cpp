@@ -199,6 +199,28 @@ FASTPONG_INLINE void pair_grad_tile(const float* const* in, const float* const* 
   }
 }
 
+// out[j][c0 ...] += sum_r in[j][r] * w[r, c0 ...] for P (input row, output row) pairs and NV * 16
+// columns: each pair's product summed over the rows in order, then added to its output row.
+template <int P, int NV>
+FASTPONG_INLINE void pair_forward_tile(const float* const* in, int64_t rows, const float* w,
+                                       int64_t ldw, float* const* out, int64_t c0) {
+  Vec acc[P][NV] = {};
+  for (int64_t r = 0; r < rows; ++r) {
+    Vec wr[NV];
+    for (int v = 0; v < NV; ++v) wr[v] = load(w + r * ldw + c0 + v * kLanes);
+    for (int j = 0; j < P; ++j) {
+      const float a = in[j][r];
+      for (int v = 0; v < NV; ++v) acc[j][v] += a * wr[v];
+    }
+  }
+  for (int j = 0; j < P; ++j) {
+    for (int v = 0; v < NV; ++v) {
+      float* o = out[j] + c0 + v * kLanes;
+      store(o, load(o) + acc[j][v]);
+    }
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Layer-level loops over the micro-kernels, for one register budget (accumulator vectors) and
 // widest chunk of output vectors. Instantiated once per instruction set below.
@@ -317,6 +339,20 @@ FASTPONG_INLINE void pair_weight_grad(const float* const* in, const float* const
   });
 }
 
+// out[k][:] += in[k][0 .. rows) . w for each of `pairs` pairs (w: rows x cols, a multiple of 16).
+// Each pair's sum is its own, whatever pairs share its tile.
+template <int kBudget, int kMaxNV>
+FASTPONG_INLINE void pair_forward(const float* const* in, float* const* out, int64_t pairs,
+                                  int64_t rows, int64_t cols, const float* w) {
+  for_column_chunks<kMaxNV>(cols / kLanes, [&](auto nv, int64_t c0) FASTPONG_INLINE_LAMBDA {
+    constexpr int NV = decltype(nv)::value;
+    constexpr int P = tile_for(kBudget, NV);
+    int64_t k = 0;
+    for (; k + P <= pairs; k += P) pair_forward_tile<P, NV>(in + k, rows, w, cols, out + k, c0);
+    for (; k < pairs; ++k) pair_forward_tile<1, NV>(in + k, rows, w, cols, out + k, c0);
+  });
+}
+
 struct KernelSet {
   const char* name;
   bool (*supported)();
@@ -327,6 +363,8 @@ struct KernelSet {
   void (*input_grad)(const GemmLayer&, const float*, const float*, int64_t, int64_t, float*);
   void (*pair_grad)(const float* const*, const float* const*, int64_t, int64_t, int64_t, float*,
                     int64_t);
+  void (*pair_forward)(const float* const*, float* const*, int64_t, int64_t, int64_t,
+                       const float*);
 };
 
 #define FASTPONG_KERNEL_SET(NAME, TARGET, BUDGET, MAXNV)                                        \
@@ -347,6 +385,10 @@ struct KernelSet {
   TARGET void NAME##_pair_grad(const float* const* in, const float* const* g, int64_t pairs,     \
                                int64_t rows, int64_t cols, float* dw, int64_t ldw) {             \
     pair_weight_grad<BUDGET, MAXNV>(in, g, pairs, rows, cols, dw, ldw);                          \
+  }                                                                                              \
+  TARGET void NAME##_pair_forward(const float* const* in, float* const* out, int64_t pairs,      \
+                                  int64_t rows, int64_t cols, const float* w) {                  \
+    pair_forward<BUDGET, MAXNV>(in, out, pairs, rows, cols, w);                                  \
   }
 
 // Budgets in vectors of 16 floats: AVX-512 has 32 registers of one vector (24 accumulators
@@ -379,11 +421,12 @@ bool always() { return true; }
 const KernelSet kKernelSets[] = {
 #if FASTPONG_CONV_X86
     {"avx512", avx512_supported, avx512_forward, avx512_weight_grad, avx512_input_grad,
-     avx512_pair_grad},
-    {"avx2", avx2_supported, avx2_forward, avx2_weight_grad, avx2_input_grad, avx2_pair_grad},
+     avx512_pair_grad, avx512_pair_forward},
+    {"avx2", avx2_supported, avx2_forward, avx2_weight_grad, avx2_input_grad, avx2_pair_grad,
+     avx2_pair_forward},
 #endif
     {"portable", always, portable_forward, portable_weight_grad, portable_input_grad,
-     portable_pair_grad},
+     portable_pair_grad, portable_pair_forward},
 };
 
 const KernelSet* best_kernel_set() {
@@ -395,8 +438,8 @@ const KernelSet* best_kernel_set() {
 
 std::atomic<const KernelSet*> g_kernels{best_kernel_set()};
 
-// Whether forward passes copy the conv outputs that equal the zero frame's (on by default; off
-// only to measure what it saves, and to test that the results are the same bits either way).
+// Whether batched forward passes start from the zero frame's activations (forward_frames; on by
+// default; off only to measure what it saves, and to test that the results agree either way).
 std::atomic<bool> g_skip_zero_frame{true};
 
 // ---------------------------------------------------------------------------------------------
@@ -565,6 +608,11 @@ constexpr int64_t kParallelMinSteps = 64;
 // Batches from this size on skip the conv outputs that equal the zero frame's (forward_frames).
 constexpr int64_t kBackgroundMinFrames = 2;
 
+// GEMM layers (conv2d_1, conv2d_2) whose outputs a batched forward pass builds from the zero
+// frame's pre-activations plus the departures of their input (departure_forward). conv2d_3 has
+// 9 outputs over 25 inputs, most of them dirty: there the departures would save little.
+constexpr int kDepartureLayers = 2;
+
 // Activations of m frames through the network: a[l] is conv2d_l's output in the buffer the next
 // layer reads (zero borders); the last, (m, 576), is the flattened input of the dense head.
 struct Activations {
@@ -578,6 +626,9 @@ struct Activations {
     }
   }
   std::vector<float> a[ConvPolicy::kConvLayers];
+  // Only in the zero frame's activations (the background): the pre-activations (before the
+  // ReLU, compact: pixels x channels) of the GEMM layers forward_frames builds from departures.
+  std::vector<float> pre[kDepartureLayers];
 };
 
 // Which of conv2d_0's outputs differ from the zero frame's: those whose window holds a nonzero
@@ -609,6 +660,80 @@ void window_dirty(const GemmLayer& L, const uint8_t* in_dirty, uint8_t* out_dirt
   }
 }
 
+// Buffers of forward_frames, kept from call to call in each thread.
+struct ForwardScratch {
+  std::vector<uint8_t> dirty_in, dirty_out;
+  std::vector<int64_t> pixel_in, pixel_out;
+  std::vector<float> departures, pre;
+  std::vector<std::vector<const float*>> pair_in;
+  std::vector<std::vector<float*>> pair_out;
+};
+
+// The dirty outputs (dirty_out) of GEMM layer L for m frames whose input buffers are `in` (the
+// zero frame's: zero_in) and whose inputs depart from the zero frame's only at the positions
+// flagged in dirty_in: out = relu(zero frame's pre-activation + sum over the departures d = in -
+// zero_in in the output's window of d . w[tap]). A frame change moves ~8% of conv2d_1's inputs
+// and ~26% of conv2d_2's, so this is 2 to 3 times fewer multiply-adds than computing the dirty
+// outputs from their whole windows. The departures meeting one tap are one small GEMM
+// (pair_forward), taken tap after tap, so every output adds its terms in tap order whatever the
+// batch. The clean outputs are not written.
+void departure_forward(const KernelSet& kernels, const GemmLayer& L, const float* in,
+                       const float* zero_in, const float* zero_pre, const uint8_t* dirty_in,
+                       const uint8_t* dirty_out, int64_t m, const float* w, float* out,
+                       ForwardScratch& sc) {
+  const int64_t side = L.in_side, c = L.in.channels, cols = L.cols, pixels = L.pixels();
+  const int64_t pad = L.in.pad, k = L.kernel, s = L.stride, taps = k * k;
+  sc.pre.resize(static_cast<size_t>(m * pixels * cols));
+  for (int64_t p = 0; p < m * pixels; ++p) {
+    if (!dirty_out[p]) continue;
+    const float* from = zero_pre + (p % pixels) * cols;
+    std::copy(from, from + cols, sc.pre.data() + p * cols);
+  }
+  int64_t dirty_count = 0;
+  for (int64_t p = 0; p < m * side * side; ++p) dirty_count += dirty_in[p];
+  sc.departures.resize(static_cast<size_t>(dirty_count * c));  // never reallocated below
+  sc.pair_in.resize(static_cast<size_t>(taps));
+  sc.pair_out.resize(static_cast<size_t>(taps));
+  for (int64_t t = 0; t < taps; ++t) {
+    sc.pair_in[t].clear();
+    sc.pair_out[t].clear();
+  }
+  float* row = sc.departures.data();
+  for (int64_t n = 0; n < m; ++n) {
+    const uint8_t* dirty = dirty_in + n * side * side;
+    for (int64_t iy = 0; iy < side; ++iy) {
+      for (int64_t ix = 0; ix < side; ++ix) {
+        if (!dirty[iy * side + ix]) continue;
+        const int64_t at = ((iy + pad) * L.in.side + ix + pad) * c;
+        const float* act = in + n * L.in.image() + at;
+        const float* zero = zero_in + at;
+        bool any = false;
+        for (int64_t ci = 0; ci < c; ++ci) {
+          row[ci] = act[ci] - zero[ci];
+          any |= row[ci] != 0.0f;
+        }
+        if (!any) continue;  // every channel clipped by the ReLU here and in the zero frame
+        for_each_window(iy, ix, k, s, pad, L.out_side,
+                        [&](int64_t oy, int64_t ox, int64_t tap) FASTPONG_INLINE_LAMBDA {
+          sc.pair_in[tap].push_back(row);
+          sc.pair_out[tap].push_back(sc.pre.data() + (n * pixels + oy * L.out_side + ox) * cols);
+        });
+        row += c;
+      }
+    }
+  }
+  for (int64_t t = 0; t < taps; ++t) {
+    kernels.pair_forward(sc.pair_in[t].data(), sc.pair_out[t].data(),
+                         static_cast<int64_t>(sc.pair_in[t].size()), c, cols, w + t * c * cols);
+  }
+  for (int64_t p = 0; p < m * pixels; ++p) {
+    if (!dirty_out[p]) continue;
+    const float* from = sc.pre.data() + p * cols;
+    float* to = out + L.out_offset(p);
+    for (int64_t j = 0; j < cols; ++j) to[j] = from[j] > 0.0f ? from[j] : 0.0f;
+  }
+}
+
 // Frames [n0, n1) of x through the network, into acts (which holds them from row n0 on: pass
 // n0 = 0 for activations of exactly these frames), up to the flattened conv output.
 //
@@ -616,65 +741,88 @@ void window_dirty(const GemmLayer& L, const uint8_t* in_dirty, uint8_t* out_dirt
 // inputs equal to the zero frame's is copied from it instead of computed: a frame change has ~17
 // nonzeros of 1600, and only ~8% of conv2d_0's and ~26% of conv2d_1's outputs see any of them.
 // The copy is what the computation would give, bit for bit (same inputs, same sums in the same
-// order), so results do not depend on whether a background is passed.
+// order). The outputs that do see a change are built from the zero frame's pre-activations and
+// the departures (departure_forward) in conv2d_1 and conv2d_2, and computed from their windows in
+// conv2d_3: the same values up to float32 rounding as computing every output, though not the same
+// bits. Each frame's result depends on that frame alone, whatever the batch and threads.
 void forward_frames(const ConvPolicy& policy, const float* x, int64_t n0, int64_t n1,
                     Activations& acts, const Activations* background) {
   const Network& net = network();
   const KernelSet& kernels = *g_kernels.load(std::memory_order_relaxed);
+  thread_local ForwardScratch sc;
   const int64_t m = n1 - n0;
   const float* xm = x + n0 * ConvPolicy::kInputSize;
   float* a0 = acts.a[0].data() + n0 * net.buffers[0].image();
   first_layer_forward(xm, m, policy.tensor(0), policy.tensor(1), a0);
   const int64_t first_pixels = net.first_out_side * net.first_out_side;
-  std::vector<uint8_t> dirty_in, dirty_out;
   if (background != nullptr) {
-    dirty_in.resize(static_cast<size_t>(m * first_pixels));
+    sc.dirty_in.resize(static_cast<size_t>(m * first_pixels));
     for (int64_t n = 0; n < m; ++n) {
-      first_layer_dirty(xm + n * ConvPolicy::kInputSize, dirty_in.data() + n * first_pixels);
+      first_layer_dirty(xm + n * ConvPolicy::kInputSize, sc.dirty_in.data() + n * first_pixels);
     }
   }
-  std::vector<int64_t> pixel_in, pixel_out;
   for (size_t l = 0; l < net.layers.size(); ++l) {
     const GemmLayer& L = net.layers[l];
     const float* in = acts.a[l].data() + n0 * L.in.image();
     float* out = acts.a[l + 1].data() + n0 * L.out.image();
-    pixel_in.clear();
-    pixel_out.clear();
+    const float* w = policy.tensor(2 * static_cast<int>(l) + 2);
+    sc.pixel_in.clear();
+    sc.pixel_out.clear();
     const int64_t pixels = m * L.pixels();
     if (background != nullptr) {
-      dirty_out.resize(static_cast<size_t>(pixels));
+      sc.dirty_out.resize(static_cast<size_t>(pixels));
       const int64_t in_pixels = L.in_side * L.in_side;
       for (int64_t n = 0; n < m; ++n) {
-        window_dirty(L, dirty_in.data() + n * in_pixels, dirty_out.data() + n * L.pixels());
+        window_dirty(L, sc.dirty_in.data() + n * in_pixels, sc.dirty_out.data() + n * L.pixels());
       }
+      const bool from_departures = l < static_cast<size_t>(kDepartureLayers);
       const float* clean = background->a[l + 1].data();
       for (int64_t p = 0; p < pixels; ++p) {
-        if (dirty_out[p]) {
-          pixel_in.push_back(L.in_offset(p));
-          pixel_out.push_back(L.out_offset(p));
-        } else {
+        if (!sc.dirty_out[p]) {
           const float* from = clean + L.out_at[p % L.pixels()];
           std::copy(from, from + L.cols, out + L.out_offset(p));
+        } else if (!from_departures) {
+          sc.pixel_in.push_back(L.in_offset(p));
+          sc.pixel_out.push_back(L.out_offset(p));
         }
       }
-      std::swap(dirty_in, dirty_out);
+      if (from_departures) {
+        departure_forward(kernels, L, in, background->a[l].data(), background->pre[l].data(),
+                          sc.dirty_in.data(), sc.dirty_out.data(), m, w, out, sc);
+      }
+      std::swap(sc.dirty_in, sc.dirty_out);
     } else {
       for (int64_t p = 0; p < pixels; ++p) {
-        pixel_in.push_back(L.in_offset(p));
-        pixel_out.push_back(L.out_offset(p));
+        sc.pixel_in.push_back(L.in_offset(p));
+        sc.pixel_out.push_back(L.out_offset(p));
       }
     }
-    kernels.forward(L, in, policy.tensor(2 * static_cast<int>(l) + 2),
-                    policy.tensor(2 * static_cast<int>(l) + 3), out, pixel_in.data(),
-                    pixel_out.data(), static_cast<int64_t>(pixel_in.size()), true);
+    kernels.forward(L, in, w, policy.tensor(2 * static_cast<int>(l) + 3), out,
+                    sc.pixel_in.data(), sc.pixel_out.data(),
+                    static_cast<int64_t>(sc.pixel_in.size()), true);
   }
 }
 
-// The activations of one all-zero frame, computed in full: the background of forward_frames.
+// The activations of one all-zero frame, computed in full, and the pre-activations of the layers
+// departure_forward builds on: the background of forward_frames.
 void zero_frame_activations(const ConvPolicy& policy, Activations& background) {
   static const std::vector<float> zero(static_cast<size_t>(ConvPolicy::kInputSize), 0.0f);
   background.reserve(1);
   forward_frames(policy, zero.data(), 0, 1, background, nullptr);
+  const Network& net = network();
+  const KernelSet& kernels = *g_kernels.load(std::memory_order_relaxed);
+  for (int l = 0; l < kDepartureLayers; ++l) {
+    const GemmLayer& L = net.layers[l];
+    std::vector<int64_t> pixel_in, pixel_out;
+    for (int64_t p = 0; p < L.pixels(); ++p) {
+      pixel_in.push_back(L.in_offset(p));
+      pixel_out.push_back(p * L.cols);
+    }
+    background.pre[l].assign(static_cast<size_t>(L.pixels() * L.cols), 0.0f);
+    kernels.forward(L, background.a[l].data(), policy.tensor(2 * l + 2), policy.tensor(2 * l + 3),
+                    background.pre[l].data(), pixel_in.data(), pixel_out.data(), L.pixels(),
+                    false);
+  }
 }
 
 void forward_batch(const ConvPolicy& policy, const float* x, int64_t m, Activations& acts,
@@ -987,7 +1135,7 @@ void ConvPolicy::forward(const float* x, int64_t n, float* log_probs, float* pro
   thread_local Activations acts;
   acts.reserve(n);
   // A single frame is computed in full (no background), which keeps that path exercised; its
-  // result is the same to the bit.
+  // result agrees with a batch's to float32 rounding.
   std::shared_ptr<const Background> zero;
   if (n >= kBackgroundMinFrames && g_skip_zero_frame.load()) zero = background();
   forward_batch(*this, x, n, acts, zero ? &zero->acts : nullptr);

@@ -253,7 +253,8 @@ void bind_conv(py::module_& m) {
         "Switches the GEMM kernel variant (tests, benchmarks); False for an unknown name.");
   m.def("set_zero_frame_skipping", &set_zero_frame_skipping, py::arg("on"),
         "Whether batched CNN forward passes copy the conv outputs that see no change from the "
-        "zero frame's (default True; the results are the same bits either way).");
+        "zero frame's and build the rest from its pre-activations (default True; the results agree to "
+        "float32 rounding either way).");
   m.def("zero_frame_skipping", &zero_frame_skipping);
 
   py::class_<ConvPolicy>(m, "_ConvPolicy")

@@ -54,3 +54,15 @@ def test_shipped_cnn_policy_plays_a_short_evaluation():
     summary = result.summary()
     assert summary["episodes"] == 2
     assert summary["points_won"] + summary["points_lost"] > 0
+
+
+def test_eval_help_names_every_shipped_policy(capsys):
+    from fastpong.cli import main
+    from fastpong.shipped import SHIPPED_POLICIES
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["eval", "--help"])
+    assert exit_info.value.code == 0
+    help_text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    for name in SHIPPED_POLICIES:
+        assert f"'{name}'" in help_text, name

@@ -15,6 +15,7 @@ import sys
 import traceback
 
 from .config import DEFAULT_ENV_ID, ENGINES, OPTIMIZERS, AGENT_FIELDS, PRESET_NAMES, PRESETS, RETURN_WINDOW
+from .shipped import describe_shipped_policies
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
@@ -240,7 +241,7 @@ def _add_eval(subparsers) -> None:
         "and report the score; optionally record the first game as a video.")
     p.add_argument("--checkpoint", required=True, metavar="PATH",
                    help="a checkpoint .npz, a run directory, or a policy shipped with fastpong: "
-                        "'pretrained' (the tutorial's agent) or 'pretrained-cnn' (the MIT lab's CNN agent)")
+                        + describe_shipped_policies())
     p.add_argument("--env", dest="env_id", metavar="ID",
                    help=f"default: the run's environment ({DEFAULT_ENV_ID} for a bare Pong policy)")
     p.add_argument("--frameskip", type=_positive_int, metavar="N",

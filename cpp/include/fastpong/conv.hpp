@@ -59,7 +59,7 @@ class ConvPolicy {
 
   // n frame changes -> their flattened conv output flat[n * feature_size()] (post-ReLU, NHWC
   // order, Keras' Flatten): the trunk an actor-critic shares between its policy and value heads.
-  // The same bits as the activations forward() feeds its dense head. Assumes valid arguments.
+  // The activations forward() feeds its dense head. Assumes valid arguments.
   // With keep, the batch's activations are kept (with a copy of x) for the next
   // accumulate_feature_gradient on the same frames and weights, which then skips its forward pass.
   void features(const float* x, int64_t n, float* flat, bool keep = false) const;
@@ -104,8 +104,9 @@ std::string conv_kernel();
 bool use_conv_kernel(const std::string& name);
 
 // Forward passes of two frames or more copy the conv outputs whose window sees no change from
-// the zero frame's activations instead of computing them (same bits). A switch for tests and
-// benchmarks; on by default.
+// the zero frame's activations instead of computing them (the same bits), and build conv2d_1's
+// and conv2d_2's other outputs from the zero frame's pre-activations plus the change (the same
+// values to float32 rounding). A switch for tests and benchmarks; on by default.
 void set_zero_frame_skipping(bool on);
 bool zero_frame_skipping();
 

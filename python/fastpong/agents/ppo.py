@@ -21,9 +21,10 @@ clip 0.1, entropy 0.01, value 0.5, GAE 0.95, gamma 0.99, grad norm 0.5, Adam 2.5
   update near 1e-4, nothing clipped), at 1e-3 it moves as PPO's usually does (KL about 0.01 to
   0.02), at 3e-3 too far (KL about 0.1, half the ratios clipped): see docs/ppo.md;
 
-- 2 passes (epochs) over each rollout, not 4: on two cores the update, not the emulator, is
-  most of the wall-clock, and halving it let a seed that stood at -8.6 after 10 minutes with 4
-  passes stand at +7.5 (docs/ppo.md);
+- 2 passes (epochs) over each rollout, not 4: on two cores the update, not the emulator, was
+  most of the wall-clock. After 10 minutes from scratch, seeds 1, 2 and 3 stood at +7.7, +7.5
+  and -7.1 with 2 passes against +3.0, -8.6 and -7.4 with 4 (the update's kernels also got about
+  20% faster between the two sets of runs; docs/ppo.md);
 - the input is the lab's 40x40 frame change (1 channel) and its CNN, not 84x84 grey frames
   stacked 4 deep through the Nature CNN: about 5 M multiply-adds a step instead of 7 M, most of
   them skipped on the sparse frame change;

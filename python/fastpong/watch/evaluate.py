@@ -15,17 +15,14 @@ from ..training.checkpoint import CheckpointError, load_agent_weights
 from ..config import DEFAULT_ENV_ID, check_positive_int, frameskip_without_frames
 from ..nn.policy import Policy
 from ..reference import DOWN, UP
+from ..shipped import SHIPPED_POLICIES
 
 #: ``--checkpoint pretrained`` names the tutorial agent's policy shipped inside the package.
 PRETRAINED = "pretrained"
-PRETRAINED_FILE = "pretrained/pong.npz"
 #: Every shipped policy, by the name ``--checkpoint`` takes: the file inside the package
-#: (experiments/export_pretrained.py writes them). The actor-critic's joins as "pretrained-ppo"
-#: (pretrained/ppo.npz) once a run of it scores +18 under experiments/eval_protocol.py.
-PRETRAINED_FILES = {
-    PRETRAINED: PRETRAINED_FILE,  # the tutorial's agent (karpathy)
-    "pretrained-cnn": "pretrained/cnn.npz",  # the MIT lab's CNN agent (mit-pong), on Pong-v0, frameskip 5
-}
+#: (``fastpong.shipped`` lists them; experiments/export_pretrained.py writes them).
+PRETRAINED_FILES = {name: path for name, (path, _) in SHIPPED_POLICIES.items()}
+PRETRAINED_FILE = PRETRAINED_FILES[PRETRAINED]
 
 
 @dataclass
