@@ -149,7 +149,8 @@ def _add_train(subparsers) -> None:
                      help=f"clip the gradient's global norm to this (default {ppo_defaults['max_grad_norm']:g}; "
                           "mit-pong too, default: no clipping, the lab's)")
     ppo.add_argument("--anneal-steps", type=_positive_int, metavar="N",
-                     help="the learning rate falls linearly to 0 over N environment steps "
+                     help="the learning rate falls linearly over N environment steps to the rate of "
+                          "its last update there, and stays at that "
                           f"(default {ppo_defaults['anneal_steps']:,})")
     lab_pong = p.add_argument_group("the mit-pong agent", "beyond the lab's settings (also --entropy-coef, "
                                     "--max-grad-norm above; docs: the lab's Pong agent)")

@@ -10,8 +10,8 @@ storing each step's observation, action, log-probability and value. Then GAE (ga
 ``gae_lambda``) gives advantages and returns, and ``epochs`` passes over the rollout in
 ``minibatches`` shuffled minibatches each take one Adam step on PPO's loss (clipped surrogate,
 clipped value loss weighted ``value_coef``, entropy bonus ``entropy_coef``), the gradient's global
-norm clipped to ``max_grad_norm``. The learning rate falls linearly to 0 over ``anneal_steps``
-environment steps.
+norm clipped to ``max_grad_norm``. The learning rate falls linearly over ``anneal_steps``
+environment steps to the rate of its last update there, and stays at that.
 
 The settings start from CleanRL's ``ppo_atari.py`` (8 envs, 128 steps, 4 epochs of 4 minibatches,
 clip 0.1, entropy 0.01, value 0.5, GAE 0.95, gamma 0.99, grad norm 0.5, Adam 2.5e-4 annealed over
@@ -166,11 +166,14 @@ class PPOLearner:
             rollout.restart()
 
     def learning_rate_now(self) -> float:
-        """The configured rate, falling linearly to 0 at anneal_steps environment steps (counted
-        as the updates done times the steps of a rollout)."""
+        """The configured rate, falling linearly over anneal_steps environment steps (counted as
+        the updates done times the steps of a rollout) down to the rate of the last update before
+        anneal_steps (CleanRL's last, learning_rate x rollout / anneal_steps), where it stays: a
+        run longer than the schedule goes on learning, slowly, instead of stepping Adam at 0."""
         c = self.config
-        steps_done = self.updates_done() * c.rollout_steps * self.num_envs
-        return c.learning_rate * max(0.0, 1.0 - steps_done / c.anneal_steps)
+        per_update = c.rollout_steps * self.num_envs
+        steps_done = self.updates_done() * per_update
+        return c.learning_rate * max(1.0 - steps_done / c.anneal_steps, per_update / c.anneal_steps)
 
     def updates_done(self) -> int:
         return self.optimizer.iterations // (self.config.epochs * self.config.minibatches)
