@@ -660,11 +660,81 @@ void window_dirty(const GemmLayer& L, const uint8_t* in_dirty, uint8_t* out_dirt
   }
 }
 
+// The departures of a GEMM layer's input from the zero frame's over m steps: for each position
+// flagged in dirty_masks (m images of L.in_side^2 flags), the row a - zero_a of its channels. Step
+// n's rows start at row first[n]; a row of zeros (every channel clipped by the ReLU here and in the
+// zero frame) is marked, and meets nothing. What departure_forward and departure_weight_grad
+// build on. Kept from call to call.
+struct DepartureRows {
+  std::vector<int64_t> first;
+  std::vector<float> values;
+  std::vector<uint8_t> nonzero;
+};
+
+void compute_departure_rows(const GemmLayer& L, const uint8_t* dirty_masks, const float* a,
+                            const float* zero_a, int64_t m, bool parallel, DepartureRows& rows) {
+  const int64_t side = L.in_side, c = L.in.channels, pad = L.in.pad;
+  rows.first.resize(static_cast<size_t>(m + 1));
+  rows.first[0] = 0;
+  for (int64_t n = 0; n < m; ++n) {
+    int64_t count = 0;
+    for (int64_t p = 0; p < side * side; ++p) count += dirty_masks[n * side * side + p];
+    rows.first[n + 1] = rows.first[n] + count;
+  }
+  rows.values.resize(static_cast<size_t>(rows.first[m] * c));
+  rows.nonzero.resize(static_cast<size_t>(rows.first[m]));
+  parallel_for(m, parallel, [&](int64_t n) {
+    const uint8_t* dirty = dirty_masks + n * side * side;
+    int64_t r = rows.first[n];
+    for (int64_t iy = 0; iy < side; ++iy) {
+      for (int64_t ix = 0; ix < side; ++ix) {
+        if (!dirty[iy * side + ix]) continue;
+        const int64_t at = ((iy + pad) * L.in.side + ix + pad) * c;
+        const float* act = a + n * L.in.image() + at;
+        const float* zero = zero_a + at;
+        float* row = rows.values.data() + r * c;
+        bool any = false;
+        for (int64_t ci = 0; ci < c; ++ci) {
+          row[ci] = act[ci] - zero[ci];
+          any |= row[ci] != 0.0f;
+        }
+        rows.nonzero[r++] = any;
+      }
+    }
+  });
+}
+
+// Calls body(n, oy, ox, tap, row) for every nonzero departure row (rows.values + row, in step and
+// position order) and every output (oy, ox) of L whose window holds its position, at `tap`.
+template <typename Body>
+FASTPONG_INLINE void for_each_departure_window(const GemmLayer& L, const uint8_t* dirty_masks,
+                                               int64_t m, const DepartureRows& rows,
+                                               const Body& body) {
+  const int64_t side = L.in_side, c = L.in.channels;
+  for (int64_t n = 0; n < m; ++n) {
+    const uint8_t* dirty = dirty_masks + n * side * side;
+    int64_t r = rows.first[n];
+    for (int64_t iy = 0; iy < side; ++iy) {
+      for (int64_t ix = 0; ix < side; ++ix) {
+        if (!dirty[iy * side + ix]) continue;
+        const int64_t row = r++;
+        if (!rows.nonzero[row]) continue;
+        const float* values = rows.values.data() + row * c;
+        for_each_window(iy, ix, L.kernel, L.stride, L.in.pad, L.out_side,
+                        [&](int64_t oy, int64_t ox, int64_t tap) FASTPONG_INLINE_LAMBDA {
+                          body(n, oy, ox, tap, values);
+                        });
+      }
+    }
+  }
+}
+
 // Buffers of forward_frames, kept from call to call in each thread.
 struct ForwardScratch {
   std::vector<uint8_t> dirty_in, dirty_out;
   std::vector<int64_t> pixel_in, pixel_out;
-  std::vector<float> departures, pre;
+  DepartureRows departures;
+  std::vector<float> pre;
   std::vector<std::vector<const float*>> pair_in;
   std::vector<std::vector<float*>> pair_out;
 };
@@ -681,47 +751,27 @@ void departure_forward(const KernelSet& kernels, const GemmLayer& L, const float
                        const float* zero_in, const float* zero_pre, const uint8_t* dirty_in,
                        const uint8_t* dirty_out, int64_t m, const float* w, float* out,
                        ForwardScratch& sc) {
-  const int64_t side = L.in_side, c = L.in.channels, cols = L.cols, pixels = L.pixels();
-  const int64_t pad = L.in.pad, k = L.kernel, s = L.stride, taps = k * k;
+  const int64_t c = L.in.channels, cols = L.cols, pixels = L.pixels();
+  const int64_t taps = L.kernel * L.kernel;
   sc.pre.resize(static_cast<size_t>(m * pixels * cols));
   for (int64_t p = 0; p < m * pixels; ++p) {
     if (!dirty_out[p]) continue;
     const float* from = zero_pre + (p % pixels) * cols;
     std::copy(from, from + cols, sc.pre.data() + p * cols);
   }
-  int64_t dirty_count = 0;
-  for (int64_t p = 0; p < m * side * side; ++p) dirty_count += dirty_in[p];
-  sc.departures.resize(static_cast<size_t>(dirty_count * c));  // never reallocated below
+  compute_departure_rows(L, dirty_in, in, zero_in, m, false, sc.departures);
   sc.pair_in.resize(static_cast<size_t>(taps));
   sc.pair_out.resize(static_cast<size_t>(taps));
   for (int64_t t = 0; t < taps; ++t) {
     sc.pair_in[t].clear();
     sc.pair_out[t].clear();
   }
-  float* row = sc.departures.data();
-  for (int64_t n = 0; n < m; ++n) {
-    const uint8_t* dirty = dirty_in + n * side * side;
-    for (int64_t iy = 0; iy < side; ++iy) {
-      for (int64_t ix = 0; ix < side; ++ix) {
-        if (!dirty[iy * side + ix]) continue;
-        const int64_t at = ((iy + pad) * L.in.side + ix + pad) * c;
-        const float* act = in + n * L.in.image() + at;
-        const float* zero = zero_in + at;
-        bool any = false;
-        for (int64_t ci = 0; ci < c; ++ci) {
-          row[ci] = act[ci] - zero[ci];
-          any |= row[ci] != 0.0f;
-        }
-        if (!any) continue;  // every channel clipped by the ReLU here and in the zero frame
-        for_each_window(iy, ix, k, s, pad, L.out_side,
-                        [&](int64_t oy, int64_t ox, int64_t tap) FASTPONG_INLINE_LAMBDA {
-          sc.pair_in[tap].push_back(row);
-          sc.pair_out[tap].push_back(sc.pre.data() + (n * pixels + oy * L.out_side + ox) * cols);
-        });
-        row += c;
-      }
-    }
-  }
+  for_each_departure_window(L, dirty_in, m, sc.departures,
+                            [&](int64_t n, int64_t oy, int64_t ox, int64_t tap, const float* row)
+                                FASTPONG_INLINE_LAMBDA {
+    sc.pair_in[tap].push_back(row);
+    sc.pair_out[tap].push_back(sc.pre.data() + (n * pixels + oy * L.out_side + ox) * cols);
+  });
   for (int64_t t = 0; t < taps; ++t) {
     kernels.pair_forward(sc.pair_in[t].data(), sc.pair_out[t].data(),
                          static_cast<int64_t>(sc.pair_in[t].size()), c, cols, w + t * c * cols);
@@ -909,12 +959,10 @@ void first_layer_output_grad(const GemmLayer& L, const uint8_t* dirty_masks, con
   });
 }
 
-// The (input row, gradient row) pairs of conv2d_1's sparse weight gradient (below), one list per
-// tap of its kernel, and the departure rows the input rows point into. Kept from call to call.
+// The (departure row, gradient row) pairs of a layer's sparse weight gradient (below), one list
+// per tap of its kernel, and the departure rows they point into. Kept from call to call.
 struct DeparturePairs {
-  std::vector<int64_t> first;     // per step, its first departure row
-  std::vector<float> departures;  // rows of the input's channels
-  std::vector<uint8_t> nonzero;   // per row, whether any of it is nonzero
+  DepartureRows departures;
   std::vector<std::vector<const float*>> in, grad;
 };
 
@@ -934,41 +982,11 @@ void departure_weight_grad(const GemmLayer& L, const uint8_t* dirty_masks, const
                            const float* zero_a, const float* g, int64_t m, DeparturePairs& pairs,
                            float* dw) {
   const KernelSet& kernels = *g_kernels.load(std::memory_order_relaxed);
-  const int64_t side = L.in_side, c = L.in.channels, cols = L.cols;
-  const int64_t pad = L.in.pad, k = L.kernel, s = L.stride, taps = k * k;
-  // Step n's departure rows start at row first[n]; a row of zeros (every channel clipped by the
-  // ReLU in both) is marked and meets no gradient row.
-  pairs.first.resize(static_cast<size_t>(m + 1));
-  pairs.first[0] = 0;
-  for (int64_t n = 0; n < m; ++n) {
-    int64_t count = 0;
-    for (int64_t p = 0; p < side * side; ++p) count += dirty_masks[n * side * side + p];
-    pairs.first[n + 1] = pairs.first[n] + count;
-  }
-  pairs.departures.resize(static_cast<size_t>(pairs.first[m] * c));
-  pairs.nonzero.resize(static_cast<size_t>(pairs.first[m]));
+  const int64_t c = L.in.channels, cols = L.cols, taps = L.kernel * L.kernel;
   pairs.in.resize(static_cast<size_t>(taps));
   pairs.grad.resize(static_cast<size_t>(taps));
   const bool parallel = m * 40 * 6 * c * cols >= kParallelMinMacs;  // ~40 rows of ~6 windows
-  parallel_for(m, parallel, [&](int64_t n) {
-    const uint8_t* dirty = dirty_masks + n * side * side;
-    int64_t r = pairs.first[n];
-    for (int64_t iy = 0; iy < side; ++iy) {
-      for (int64_t ix = 0; ix < side; ++ix) {
-        if (!dirty[iy * side + ix]) continue;
-        const int64_t at = ((iy + pad) * L.in.side + ix + pad) * c;
-        const float* act = a + n * L.in.image() + at;
-        const float* zero = zero_a + at;
-        float* row = pairs.departures.data() + r * c;
-        bool any = false;
-        for (int64_t ci = 0; ci < c; ++ci) {
-          row[ci] = act[ci] - zero[ci];
-          any |= row[ci] != 0.0f;
-        }
-        pairs.nonzero[r++] = any;
-      }
-    }
-  });
+  compute_departure_rows(L, dirty_masks, a, zero_a, m, parallel, pairs.departures);
   // Each part lists the pairs of its own taps, then sums them into its taps' rows of dW.
   run_in_parts(std::min(parts_for(parallel), static_cast<int>(taps)), [&](int part, int count) {
     const int64_t t0 = taps * part / count, t1 = taps * (part + 1) / count;
@@ -976,23 +994,13 @@ void departure_weight_grad(const GemmLayer& L, const uint8_t* dirty_masks, const
       pairs.in[t].clear();
       pairs.grad[t].clear();
     }
-    for (int64_t n = 0; n < m; ++n) {
-      const uint8_t* dirty = dirty_masks + n * side * side;
-      int64_t r = pairs.first[n];
-      for (int64_t iy = 0; iy < side; ++iy) {
-        for (int64_t ix = 0; ix < side; ++ix) {
-          if (!dirty[iy * side + ix]) continue;
-          const int64_t row = r++;
-          if (!pairs.nonzero[row]) continue;
-          for_each_window(iy, ix, k, s, pad, L.out_side,
-                          [&](int64_t oy, int64_t ox, int64_t tap) FASTPONG_INLINE_LAMBDA {
-            if (tap < t0 || tap >= t1) return;
-            pairs.in[tap].push_back(pairs.departures.data() + row * c);
-            pairs.grad[tap].push_back(g + (n * L.pixels() + oy * L.out_side + ox) * cols);
-          });
-        }
-      }
-    }
+    for_each_departure_window(L, dirty_masks, m, pairs.departures,
+                              [&](int64_t n, int64_t oy, int64_t ox, int64_t tap, const float* row)
+                                  FASTPONG_INLINE_LAMBDA {
+      if (tap < t0 || tap >= t1) return;
+      pairs.in[tap].push_back(row);
+      pairs.grad[tap].push_back(g + (n * L.pixels() + oy * L.out_side + ox) * cols);
+    });
     for (int64_t t = t0; t < t1; ++t) {
       kernels.pair_grad(pairs.in[t].data(), pairs.grad[t].data(),
                         static_cast<int64_t>(pairs.in[t].size()), c, cols, dw + t * c * cols,
