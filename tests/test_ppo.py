@@ -377,8 +377,56 @@ def test_learning_rate_anneals_linearly():
     learner.optimizer.step(learner.net, learner.net.gradient_buffer())  # a step at the floor works
 
 
+def test_entropy_coef_falls_with_the_learning_rate_only_when_asked():
+    from fastpong.agents.ppo import PPOLearner
+    from fastpong.config import TrainConfig
+
+    def learner_after(updates, **settings):
+        config = TrainConfig(agent="ppo", seed=0, num_envs=2, rollout_steps=10, anneal_steps=100,
+                             **settings).validate()
+        learner = PPOLearner(config, [1, 1], np.random.default_rng(0))
+        learner.optimizer.iterations = updates * config.epochs * config.minibatches
+        return learner
+
+    # Off by default: CleanRL's constant weight.
+    assert learner_after(3).entropy_coef_now() == pytest.approx(0.01)
+    # From 0.01 toward 0.002 over 100 steps (5 updates of 20): 0.4 of the way left after 3.
+    assert learner_after(0, final_entropy_coef=0.002).entropy_coef_now() == pytest.approx(0.01)
+    assert learner_after(3, final_entropy_coef=0.002).entropy_coef_now() == pytest.approx(0.002 + 0.008 * 0.4)
+    # At and past the schedule's end, the share of one update is left, as for the learning rate.
+    for updates in (5, 9):
+        assert learner_after(updates, final_entropy_coef=0.0).entropy_coef_now() == pytest.approx(0.01 * 0.2)
+
+
+def test_an_update_uses_the_scheduled_entropy_weight(monkeypatch):
+    from fastpong.agents import ppo
+    from fastpong.config import TrainConfig
+
+    config = TrainConfig(agent="ppo", seed=0, num_envs=2, rollout_steps=4, anneal_steps=32,
+                         entropy_coef=0.5, final_entropy_coef=0.1, minibatches=1, epochs=1).validate()
+    learner = ppo.PPOLearner(config, [2], np.random.default_rng(0))
+    seen = []
+    real = ppo.PPOLearner._minibatch_step
+
+    def spy(self, mb):
+        seen.append(self._entropy_coef)
+        return real(self, mb)
+
+    monkeypatch.setattr(ppo.PPOLearner, "_minibatch_step", spy)
+    frames = np.zeros((2, 210, 160, 3), np.uint8)
+    for _ in range(3):  # three updates of 4 steps x 2 envs: 16 of the 32 steps done before the third
+        while not learner.update_due():
+            learner.observe(0, frames)
+            learner.act(0)
+            learner.record_rewards(0, np.zeros(2, np.float32))
+        learner.update()
+    assert seen == pytest.approx([0.5, 0.1 + 0.4 * 0.75, 0.1 + 0.4 * 0.5])
+
+
 @pytest.mark.parametrize("settings,message", [
     (dict(agent="karpathy", clip_coef=0.2), "clip coef is a setting of the ppo agent"),
+    (dict(agent="mit-pong", final_entropy_coef=0.0), "final entropy coef is a setting of the ppo agent"),
+    (dict(agent="ppo", final_entropy_coef=-0.01), "final entropy coef must be a number >= 0"),
     (dict(agent="ppo", hidden=200), "128 hidden units"),
     (dict(agent="ppo", epochs=0), "epochs must be a positive integer"),
     (dict(agent="ppo", gae_lambda=1.5), r"gae lambda must be in \[0, 1\]"),

@@ -152,6 +152,9 @@ def _add_train(subparsers) -> None:
                      help="the learning rate falls linearly over N environment steps to the rate of "
                           "its last update there, and stays at that "
                           f"(default {ppo_defaults['anneal_steps']:,})")
+    ppo.add_argument("--final-entropy-coef", type=_number, metavar="F",
+                     help="the entropy bonus weight falls linearly to F with the learning rate, over "
+                          "--anneal-steps (default: it stays at --entropy-coef, CleanRL's)")
     lab_pong = p.add_argument_group("the mit-pong agent", "beyond the lab's settings (also --entropy-coef, "
                                     "--max-grad-norm above; docs: the lab's Pong agent)")
     lab_pong.add_argument("--head-init-scale", type=_number, metavar="F",

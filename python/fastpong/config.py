@@ -17,15 +17,14 @@ ALGORITHM_FIELDS = (
     "env_id", "batch_size", "learning_rate", "decay_rate", "gamma", "hidden", "seed", "engine",
     "agent", "optimizer", "frameskip", "rollout_steps", "epochs", "minibatches", "clip_coef",
     "entropy_coef", "value_coef", "gae_lambda", "max_grad_norm", "anneal_steps", "head_init_scale",
+    "final_entropy_coef",
 )
 #: Settings that only some agents take, each agent naming its own (``Agent.settings``): the
 #: actor-critic's rollout and loss settings (``--agent ppo``), and mit-pong's entropy bonus,
 #: clipping and head initialization. None for an agent that does not take one; an agent fills
 #: them from its defaults where it has one, and None where it has none means "off".
 AGENT_FIELDS = ("rollout_steps", "epochs", "minibatches", "clip_coef", "entropy_coef", "value_coef",
-                "gae_lambda", "max_grad_norm", "anneal_steps", "head_init_scale")
-#: The actor-critic's (``Agent.settings`` of ppo), under the name they had before AGENT_FIELDS.
-PPO_FIELDS = AGENT_FIELDS[:9]
+                "gae_lambda", "max_grad_norm", "anneal_steps", "head_init_scale", "final_entropy_coef")
 #: Algorithm settings that a resumed run may change when they are given explicitly: a step
 #: schedule for the learning rate (the optimizer's state carries over; only the step size
 #: changes). Each change is logged in RUN_DIR/learning_rates.csv.
@@ -121,6 +120,9 @@ class TrainConfig:
     gae_lambda: float | None = None  # GAE's lambda
     max_grad_norm: float | None = None  # the gradient's global norm is clipped to this
     anneal_steps: int | None = None  # the learning rate falls linearly to 0 over these env steps
+    #: the entropy bonus's weight falls linearly from entropy_coef to this over anneal_steps, with
+    #: the learning rate; None: it stays at entropy_coef (CleanRL's)
+    final_entropy_coef: float | None = None
     # --- mit-pong's (entropy_coef and max_grad_norm above, too) ---
     #: the logits layer's initial kernel is multiplied by this (CleanRL's 0.01: a near-uniform
     #: first policy); None: the lab's Glorot initialization as it is
@@ -220,7 +222,8 @@ class TrainConfig:
                 raise ValueError(f"{name.replace('_', ' ')} is a setting of the {' and '.join(takers)} "
                                  f"agent{'s' if len(takers) > 1 else ''}; this run's agent is {agent.name}")
         for name, positive in (("clip_coef", True), ("max_grad_norm", True), ("head_init_scale", True),
-                               ("entropy_coef", False), ("value_coef", False)):
+                               ("entropy_coef", False), ("value_coef", False),
+                               ("final_entropy_coef", False)):
             value = getattr(self, name)
             if value is None and name not in agent.defaults:
                 continue  # an agent's optional setting, off

@@ -11,7 +11,9 @@ storing each step's observation, action, log-probability and value. Then GAE (ga
 ``minibatches`` shuffled minibatches each take one Adam step on PPO's loss (clipped surrogate,
 clipped value loss weighted ``value_coef``, entropy bonus ``entropy_coef``), the gradient's global
 norm clipped to ``max_grad_norm``. The learning rate falls linearly over ``anneal_steps``
-environment steps to the rate of its last update there, and stays at that.
+environment steps to the rate of its last update there, and stays at that. With
+``final_entropy_coef`` set, the entropy bonus's weight falls with it, from ``entropy_coef`` to
+that (off by default, as in CleanRL).
 
 The settings start from CleanRL's ``ppo_atari.py`` (8 envs, 128 steps, 4 epochs of 4 minibatches,
 clip 0.1, entropy 0.01, value 0.5, GAE 0.95, gamma 0.99, grad norm 0.5, Adam 2.5e-4 annealed over
@@ -108,6 +110,7 @@ class PPOLearner:
         self.rollouts = [Rollout(config.rollout_steps, n) for n in lane_sizes]
         self._observations = [None] * len(lane_sizes)
         self.num_envs = sum(lane_sizes)
+        self._entropy_coef = config.entropy_coef  # this update's weight (entropy_coef_now)
         #: The last update's losses and diagnostics (empty before the first update).
         self.update_stats: dict = {}
 
@@ -149,6 +152,7 @@ class PPOLearner:
         batch = self._rollout_batch()
         size = len(batch["actions"])
         self.optimizer.learning_rate = self.learning_rate_now()
+        self._entropy_coef = self.entropy_coef_now()
         minibatch = -(-size // c.minibatches)
         sums: dict = {}
         count = 0
@@ -170,10 +174,23 @@ class PPOLearner:
         the updates done times the steps of a rollout) down to the rate of the last update before
         anneal_steps (CleanRL's last, learning_rate x rollout / anneal_steps), where it stays: a
         run longer than the schedule goes on learning, slowly, instead of stepping Adam at 0."""
+        return self.config.learning_rate * self._schedule_left()
+
+    def entropy_coef_now(self) -> float:
+        """entropy_coef, or with final_entropy_coef set, the weight on the learning rate's schedule:
+        from entropy_coef at the start to final_entropy_coef at anneal_steps."""
+        c = self.config
+        if c.final_entropy_coef is None:
+            return c.entropy_coef
+        return c.final_entropy_coef + (c.entropy_coef - c.final_entropy_coef) * self._schedule_left()
+
+    def _schedule_left(self) -> float:
+        """The share of the annealing schedule still ahead, from 1 at the start down to the share
+        of one update (rollout steps / anneal_steps) at its end and after."""
         c = self.config
         per_update = c.rollout_steps * self.num_envs
         steps_done = self.updates_done() * per_update
-        return c.learning_rate * max(1.0 - steps_done / c.anneal_steps, per_update / c.anneal_steps)
+        return max(1.0 - steps_done / c.anneal_steps, per_update / c.anneal_steps)
 
     def updates_done(self) -> int:
         return self.optimizer.iterations // (self.config.epochs * self.config.minibatches)
@@ -206,7 +223,7 @@ class PPOLearner:
         logits, values, cache = self.net.forward_for_gradient(mb["observations"])
         stats, grad_logits, grad_values = ppo_loss_gradient(
             logits, values, mb["actions"], mb["log_probs"], mb["advantages"], mb["returns"],
-            mb["values"], clip=c.clip_coef, entropy_coef=c.entropy_coef, value_coef=c.value_coef)
+            mb["values"], clip=c.clip_coef, entropy_coef=self._entropy_coef, value_coef=c.value_coef)
         # The optimizer ascends: hand it minus the loss's gradient.
         self.net.accumulate_gradient(mb["observations"], -grad_logits, -grad_values, self.grads, cache)
         stats["grad_norm"] = clip_global_norm(self.grads, c.max_grad_norm)
@@ -278,5 +295,5 @@ AGENT = Agent(
     frame_input="lab",
     update_columns=UPDATE_COLUMNS,
     settings=("rollout_steps", "epochs", "minibatches", "clip_coef", "entropy_coef", "value_coef",
-              "gae_lambda", "max_grad_norm", "anneal_steps"),
+              "gae_lambda", "max_grad_norm", "anneal_steps", "final_entropy_coef"),
 )
