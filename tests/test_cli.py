@@ -124,6 +124,20 @@ def test_resume_changes_the_learning_rate_only_when_it_is_typed(tmp_path):
     assert (run / "learning_rates.csv").read_text().splitlines() == ["episode,learning_rate", "0,0.001", "2,0.0003"]
 
 
+def test_a_preset_with_resume_changes_no_schedule(tmp_path):
+    """`--preset lab-entropy --resume` on a run started with another entropy weight continues at
+    the run's own weight: only a typed flag changes a schedule."""
+    run = tmp_path / "run"
+    common = ["--run-dir", str(run), "--num-envs", "1", "--threads", "1", "--quiet"]
+    first = run_cli("train", "--agent", "mit-pong", "--preset", "lab-entropy", "--entropy-coef", "0.02",
+                    "--steps", "20", *common)
+    assert first.returncode == 0, first.stderr
+    resumed = run_cli("train", "--agent", "mit-pong", "--preset", "lab-entropy", "--resume", "--steps", "40", *common)
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads((run / "config.json").read_text())["entropy_coef"] == 0.02
+    assert not (run / "setting_changes.csv").exists()
+
+
 def test_existing_run_of_other_config_is_refused(tmp_path, trained_run):
     before = snapshot(trained_run)
     result = run_cli("train", "--run-dir", str(trained_run), "--learning-rate", "0.01", "--episodes", "2")

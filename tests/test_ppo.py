@@ -423,6 +423,40 @@ def test_an_update_uses_the_scheduled_entropy_weight(monkeypatch):
     assert seen == pytest.approx([0.5, 0.1 + 0.4 * 0.75, 0.1 + 0.4 * 0.5])
 
 
+def test_a_resume_may_give_a_run_a_new_schedule_and_logs_it(tmp_path):
+    """A run at the end of its schedule can be given a longer one (--anneal-steps) and another
+    entropy weight; what is learned otherwise stays the run's own."""
+    import csv
+    import json
+
+    from fastpong.checkpoint import load_checkpoint
+
+    run = tmp_path / "run"
+    common = ["--run-dir", str(run), "--num-envs", "2", "--threads", "1"]
+    first = subprocess.run([sys.executable, "-m", "fastpong", "train", "--agent", "ppo", "--seed", "3",
+                            "--rollout-steps", "8", "--anneal-steps", "64", "--steps", "64", "--quiet", *common],
+                           capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    assert not (run / "setting_changes.csv").exists()
+    resumed = subprocess.run([sys.executable, "-m", "fastpong", "train", "--resume", "--steps", "96",
+                              "--anneal-steps", "128", "--final-entropy-coef", "0", *common],
+                             capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "anneal steps 64 -> 128 from game 0 on" in resumed.stderr
+    assert "final entropy coef none -> 0 from game 0 on" in resumed.stderr
+    with open(run / "setting_changes.csv", newline="") as f:
+        assert list(csv.DictReader(f)) == [
+            dict(episode="0", setting="anneal_steps", previous="64", current="128"),
+            dict(episode="0", setting="final_entropy_coef", previous="None", current="0.0")]
+    assert json.loads((run / "config.json").read_text())["anneal_steps"] == 128
+    assert load_checkpoint(run / "checkpoint.npz")["config"]["final_entropy_coef"] == 0.0
+    # What is learned may not change: the clip, say.
+    refused = subprocess.run([sys.executable, "-m", "fastpong", "train", "--resume", "--steps", "128",
+                              "--clip-coef", "0.2", *common], capture_output=True, text=True)
+    assert refused.returncode == 2
+    assert "was trained with other settings (clip_coef: 0.2 != 0.1)" in refused.stderr
+
+
 @pytest.mark.parametrize("settings,message", [
     (dict(agent="karpathy", clip_coef=0.2), "clip coef is a setting of the ppo agent"),
     (dict(agent="mit-pong", final_entropy_coef=0.0), "final entropy coef is a setting of the ppo agent"),

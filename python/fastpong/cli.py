@@ -14,7 +14,8 @@ import signal
 import sys
 import traceback
 
-from .config import DEFAULT_ENV_ID, ENGINES, OPTIMIZERS, AGENT_FIELDS, PRESET_NAMES, PRESETS, RETURN_WINDOW
+from .config import (AGENT_FIELDS, DEFAULT_ENV_ID, ENGINES, OPTIMIZERS, PRESET_NAMES, PRESETS, RESUMABLE_FIELDS,
+                     RETURN_WINDOW)
 from .shipped import describe_shipped_policies
 
 EXIT_USAGE = 2
@@ -91,7 +92,8 @@ def _add_train(subparsers) -> None:
     env.add_argument("--engine", choices=ENGINES, help="fast (C++ kernels) or reference (the same algorithm in "
                      "NumPy: the tutorial's loop with 1 env, or the lab's with N); default fast")
     algorithm = p.add_argument_group("algorithm", "recorded in config.json; on --resume they come from "
-                                     "the checkpoint, and only --learning-rate may change")
+                                     "the checkpoint; only the schedules (--learning-rate, and "
+                                     "ppo's --anneal-steps, --entropy-coef, --final-entropy-coef) may change")
     algorithm.add_argument("--optimizer", choices=OPTIMIZERS,
                            help=f"default {pong['optimizer']} for karpathy, {cartpole['optimizer']} for mit-cartpole")
     algorithm.add_argument("--batch-size", type=_positive_int, metavar="N",
@@ -118,7 +120,8 @@ def _add_train(subparsers) -> None:
                                "checkpoint.npz and its videos, and what the command prints")
     run.add_argument("--run-dir", metavar="DIR", help="default: runs/<env>-<date>-<time>")
     run.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its checkpoint (its settings; only "
-                     "--learning-rate may change)")
+                     "the schedules may change: --learning-rate, --anneal-steps, --entropy-coef, "
+                     "--final-entropy-coef, each logged)")
     run.add_argument("--video-every", type=_positive_int, metavar="K",
                      help="record RUN_DIR/video/update-XXXX.mp4 every K updates (default: never)")
     run.add_argument("--json", action="store_true", help="print a JSON summary on stdout at the end")
@@ -184,8 +187,9 @@ def _run_train(args) -> int:
         "target_return", "frameskip", *AGENT_FIELDS) if getattr(args, name) is not None}
     if args.preset:
         preset = _preset_settings(args.preset, settings)
-        if args.resume:  # a resumed run's rate changes only when --learning-rate is typed
-            preset.pop("learning_rate", None)
+        if args.resume:  # a resumed run's schedules change only when their flags are typed
+            for name in RESUMABLE_FIELDS:
+                preset.pop(name, None)
         settings = {**preset, **settings}
     try:
         summary = train(run_dir=args.run_dir, resume=args.resume, progress=not args.quiet,

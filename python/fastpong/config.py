@@ -25,10 +25,13 @@ ALGORITHM_FIELDS = (
 #: them from its defaults where it has one, and None where it has none means "off".
 AGENT_FIELDS = ("rollout_steps", "epochs", "minibatches", "clip_coef", "entropy_coef", "value_coef",
                 "gae_lambda", "max_grad_norm", "anneal_steps", "head_init_scale", "final_entropy_coef")
-#: Algorithm settings that a resumed run may change when they are given explicitly: a step
-#: schedule for the learning rate (the optimizer's state carries over; only the step size
-#: changes). Each change is logged in RUN_DIR/learning_rates.csv.
-RESUMABLE_FIELDS = ("learning_rate",)
+#: Algorithm settings that a resumed run may change when they are given explicitly, schedules
+#: rather than what is learned: a step schedule for the learning rate (the optimizer's state
+#: carries over; only the step size changes), and the actor-critic's annealing (its length, the
+#: entropy weight's start and end), so that a run past its schedule can be given a longer one.
+#: Each change is logged: the learning rate's in RUN_DIR/learning_rates.csv, the others' in
+#: RUN_DIR/setting_changes.csv.
+RESUMABLE_FIELDS = ("learning_rate", "anneal_steps", "entropy_coef", "final_entropy_coef")
 RUN_FIELDS = ("num_envs", "episodes", "steps", "threads", "video_every", "target_return", "ray", "workers")
 #: How a run's episodes were played (``TrainConfig.ray``): None in this process, else on Ray.
 RAY_KINDS = ("local", "auto", "address")

@@ -40,6 +40,7 @@ CONFIG_FILE = "config.json"
 CHECKPOINT_FILE = "checkpoint.npz"
 METRICS_FILE = "metrics.csv"
 LEARNING_RATES_FILE = "learning_rates.csv"
+SETTING_CHANGES_FILE = "setting_changes.csv"
 #: The tutorial's running reward: an exponential average over roughly the last 100 episodes.
 RUNNING_DECAY = 0.99
 #: A checkpoint is written after an update unless the last one is younger than this (seconds), and
@@ -79,6 +80,19 @@ def log_learning_rate_change(run_dir: Path, episodes: int, previous: float, curr
     write_atomically(path, lambda f: f.write(text.encode()))
 
 
+def log_setting_change(run_dir: Path, episodes: int, name: str, previous, current) -> None:
+    """Appends `episodes,name,previous,current` to RUN_DIR/setting_changes.csv: a schedule setting
+    other than the learning rate (config.RESUMABLE_FIELDS) changed by a resume from that game on."""
+    path = run_dir / SETTING_CHANGES_FILE
+    text = path.read_text() if path.exists() else "episode,setting,previous,current\n"
+    text += f"{episodes},{name},{previous!r},{current!r}\n"
+    write_atomically(path, lambda f: f.write(text.encode()))
+
+
+def _setting_text(value) -> str:
+    return "none" if value is None else f"{value:g}" if isinstance(value, float) else f"{value:,}"
+
+
 class RunError(ValueError):
     """A run that cannot start: bad run directory, missing or mismatched checkpoint."""
 
@@ -116,7 +130,8 @@ def prepare_run(config: TrainConfig, run_dir, resume: bool, explicit=ALGORITHM_F
     With `lock` (a RunLock the caller releases), the run directory is locked for this process:
     before anything in it is read when it exists, else as soon as it is created. Under the lock,
     temporary files of a killed earlier process are deleted."""
-    config.validate()
+    if not resume:  # a resumed run is validated as it will run: the checkpoint's settings and the typed ones
+        config.validate()
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(config.env_id)
     if run_dir.exists() and not run_dir.is_dir():
         raise RunError(f"run directory {run_dir} exists and is not a directory")
@@ -288,13 +303,7 @@ class Run:
             self.recent_returns.extend(checkpoint["recent_returns"])
             self.wall_offset = checkpoint["wall_seconds"]
             self.rng.bit_generator.state = checkpoint["rng_state"]
-            previous_rate = checkpoint["config"].get("learning_rate")
-            if previous_rate != config.learning_rate:
-                log_learning_rate_change(run_dir, self.episodes, previous_rate, config.learning_rate)
-                if progress:
-                    print(f"fastpong train: learning rate {previous_rate:g} -> {config.learning_rate:g} "
-                          f"from game {self.episodes:,} on (logged in {run_dir / LEARNING_RATES_FILE})",
-                          file=sys.stderr)
+            self._log_schedule_changes(checkpoint["config"], progress)
         else:
             # Before config.json: a run killed at any moment after this line can be resumed, and
             # one killed before it left no config.json behind to block a fresh start. The first
@@ -310,6 +319,24 @@ class Run:
                                   for row in self.metrics.kept_rows if row.get("points_won"))
         self.video = (PeriodicVideo(run_dir, config.video_every, config.env_id, config.seed)
                       if config.video_every else None)
+
+    def _log_schedule_changes(self, stored: dict, progress: bool) -> None:
+        """A resume that changed a schedule setting (config.RESUMABLE_FIELDS): logged in the run
+        directory and, with progress on, said on stderr."""
+        for name in RESUMABLE_FIELDS:
+            previous, current = stored.get(name), getattr(self.config, name)
+            if previous == current:
+                continue
+            if name == "learning_rate":
+                log_learning_rate_change(self.run_dir, self.episodes, previous, current)
+                where = LEARNING_RATES_FILE
+            else:
+                log_setting_change(self.run_dir, self.episodes, name, previous, current)
+                where = SETTING_CHANGES_FILE
+            if progress:
+                print(f"fastpong train: {name.replace('_', ' ')} {_setting_text(previous)} -> "
+                      f"{_setting_text(current)} from game {self.episodes:,} on (logged in "
+                      f"{self.run_dir / where})", file=sys.stderr)
 
     def done(self) -> bool:
         """Whether the run has reached its --episodes, --steps or --target-return."""
