@@ -35,8 +35,8 @@ def test_shipped_policy_plays_a_short_evaluation():
 
 
 def test_an_unknown_shipped_name_is_a_path():
-    with pytest.raises(CheckpointError, match="no checkpoint at pretrained-ppo"):
-        resolve_checkpoint("pretrained-ppo")  # not shipped yet: an ordinary (missing) path
+    with pytest.raises(CheckpointError, match="no checkpoint at pretrained-dqn"):
+        resolve_checkpoint("pretrained-dqn")  # not a shipped name: an ordinary (missing) path
 
 
 def test_shipped_cnn_policy_is_the_lab_agent_on_the_lab_s_environment():
@@ -51,6 +51,27 @@ def test_shipped_cnn_policy_is_the_lab_agent_on_the_lab_s_environment():
 
 def test_shipped_cnn_policy_plays_a_short_evaluation():
     result = evaluate("pretrained-cnn", episodes=2, num_envs=2, seed=0, max_steps=300)
+    summary = result.summary()
+    assert summary["episodes"] == 2
+    assert summary["points_won"] + summary["points_lost"] > 0
+
+
+def test_shipped_ppo_policy_is_the_actor_critic_on_pong_v5():
+    from fastpong.nn.actor_critic import ActorCriticCNN
+
+    player = load_player("pretrained-ppo")
+    assert player.agent.name == "ppo"
+    assert (player.env_id, player.frameskip) == ("ALE/Pong-v5", None)  # the id's own frameskip, 4
+    with np.load(resolve_checkpoint("pretrained-ppo"), allow_pickle=False) as npz:  # no pickles
+        names = set(npz.files) - {"config", "format_version"}
+        assert names == set(ActorCriticCNN.PARAMETER_NAMES)  # the weights only, no Adam state
+        for name in names:
+            assert npz[name].shape == ActorCriticCNN.PARAMETER_SHAPES[name], name
+            assert npz[name].dtype == np.float32 and np.all(np.isfinite(npz[name])), name
+
+
+def test_shipped_ppo_policy_plays_a_short_evaluation():
+    result = evaluate("pretrained-ppo", episodes=2, num_envs=2, seed=0, max_steps=300)
     summary = result.summary()
     assert summary["episodes"] == 2
     assert summary["points_won"] + summary["points_lost"] > 0

@@ -92,8 +92,8 @@ def _add_train(subparsers) -> None:
     env.add_argument("--engine", choices=ENGINES, help="fast (C++ kernels) or reference (the same algorithm in "
                      "NumPy: the tutorial's loop with 1 env, or the lab's with N); default fast")
     algorithm = p.add_argument_group("algorithm", "recorded in config.json; on --resume they come from "
-                                     "the checkpoint; only the schedules (--learning-rate, and "
-                                     "ppo's --anneal-steps, --entropy-coef, --final-entropy-coef) may change")
+                                     "the checkpoint; only the schedules (--learning-rate, --entropy-coef, "
+                                     "and ppo's --anneal-steps and --final-entropy-coef) may change")
     algorithm.add_argument("--optimizer", choices=OPTIMIZERS,
                            help=f"default {pong['optimizer']} for karpathy, {cartpole['optimizer']} for mit-cartpole")
     algorithm.add_argument("--batch-size", type=_positive_int, metavar="N",

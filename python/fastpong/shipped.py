@@ -11,6 +11,7 @@ from __future__ import annotations
 SHIPPED_POLICIES = {
     "pretrained": ("pretrained/pong.npz", "the tutorial's agent"),
     "pretrained-cnn": ("pretrained/cnn.npz", "the MIT lab's CNN agent, on Pong-v0 with frameskip 5"),
+    "pretrained-ppo": ("pretrained/ppo.npz", "the actor-critic (PPO) agent, on ALE/Pong-v5"),
 }
 
 
