@@ -401,18 +401,19 @@ def test_entropy_coef_falls_with_the_learning_rate_only_when_asked():
 def test_an_update_uses_the_scheduled_entropy_weight(monkeypatch):
     from fastpong.agents import ppo
     from fastpong.config import TrainConfig
+    from fastpong.nn import actor_critic
 
     config = TrainConfig(agent="ppo", seed=0, num_envs=2, rollout_steps=4, anneal_steps=32,
                          entropy_coef=0.5, final_entropy_coef=0.1, minibatches=1, epochs=1).validate()
     learner = ppo.PPOLearner(config, [2], np.random.default_rng(0))
     seen = []
-    real = ppo.PPOLearner._minibatch_step
+    real = actor_critic.ppo_loss_gradient
 
-    def spy(self, mb):
-        seen.append(self._entropy_coef)
-        return real(self, mb)
+    def spy(*args, entropy_coef, **kwargs):  # the weight the loss is given
+        seen.append(entropy_coef)
+        return real(*args, entropy_coef=entropy_coef, **kwargs)
 
-    monkeypatch.setattr(ppo.PPOLearner, "_minibatch_step", spy)
+    monkeypatch.setattr(actor_critic, "ppo_loss_gradient", spy)
     frames = np.zeros((2, 210, 160, 3), np.uint8)
     for _ in range(3):  # three updates of 4 steps x 2 envs: 16 of the 32 steps done before the third
         while not learner.update_due():

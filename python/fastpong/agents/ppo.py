@@ -112,7 +112,6 @@ class PPOLearner:
         self.rollouts = [Rollout(config.rollout_steps, n) for n in lane_sizes]
         self._observations = [None] * len(lane_sizes)
         self.num_envs = sum(lane_sizes)
-        self._entropy_coef = config.entropy_coef  # this update's weight (entropy_coef_now)
         #: The last update's losses and diagnostics (empty before the first update).
         self.update_stats: dict = {}
 
@@ -154,7 +153,6 @@ class PPOLearner:
         batch = self._rollout_batch()
         size = len(batch["actions"])
         self.optimizer.learning_rate = self.learning_rate_now()
-        self._entropy_coef = self.entropy_coef_now()
         minibatch = -(-size // c.minibatches)
         sums: dict = {}
         count = 0
@@ -225,7 +223,7 @@ class PPOLearner:
         logits, values, cache = self.net.forward_for_gradient(mb["observations"])
         stats, grad_logits, grad_values = ppo_loss_gradient(
             logits, values, mb["actions"], mb["log_probs"], mb["advantages"], mb["returns"],
-            mb["values"], clip=c.clip_coef, entropy_coef=self._entropy_coef, value_coef=c.value_coef)
+            mb["values"], clip=c.clip_coef, entropy_coef=self.entropy_coef_now(), value_coef=c.value_coef)
         # The optimizer ascends: hand it minus the loss's gradient.
         self.net.accumulate_gradient(mb["observations"], -grad_logits, -grad_values, self.grads, cache)
         stats["grad_norm"] = clip_global_norm(self.grads, c.max_grad_norm)
