@@ -150,3 +150,47 @@ def test_lab_frame_differencer_keeps_each_envs_previous_frame(pong_play):
     change = differencer.step(frames[0])
     np.testing.assert_array_equal(change[0], cnn.frame_change(frames[5][0], frames[0][0]))
     assert not change[1].any()
+
+
+def test_frame_and_change_differencer_matches_reference_on_real_pong_frames(pong_play):
+    """The actor-critic's --observation frame-and-change: the change minus the current image,
+    exactly as reference.ppo.frame_and_change, with a game's first step minus its own image."""
+    from fastpong.reference import ppo
+
+    frames = np.stack([pong_play.frames[:6], pong_play.frames[100:106]], axis=1)
+    differencer = fastpong.LabFrameDifferencer(2, "frame-and-change")
+    first = differencer.step(frames[0])
+    np.testing.assert_array_equal(first, -np.stack([cnn.preprocess(f) for f in frames[0]]))
+    for t in range(1, 6):
+        want = np.stack([ppo.frame_and_change(p, f) for p, f in zip(frames[t - 1], frames[t])])
+        got = differencer.step(frames[t])
+        np.testing.assert_array_equal(got, want)
+        assert got.dtype == np.float32 and set(np.unique(got)) <= {-2.0, -1.0, 0.0, 1.0}
+    # Pong's paddles stand on every frame: the input is never empty, unlike the change.
+    assert (got != 0).sum(axis=(1, 2)).min() > (ref_changes(frames[4], frames[5]) != 0).sum(axis=(1, 2)).min()
+    differencer.reset(0)
+    np.testing.assert_array_equal(differencer.step(frames[0])[0], -cnn.preprocess(frames[0][0]))
+
+
+def test_frame_and_change_gives_each_pixel_pair_its_own_value():
+    from fastpong.reference import ppo
+
+    previous, current = background_frame(), background_frame()
+    # Objects (white) in the tutorial's crop, rows 35..194, far enough apart that their 40x40
+    # pixels do not touch: one that left, one that stayed, one that arrived.
+    previous[60:64, 20:24] = 236
+    previous[100:104, 60:64] = current[100:104, 60:64] = 236
+    current[140:144, 100:104] = 236
+    x = ppo.frame_and_change(previous, current)
+    before, after = cnn.preprocess(previous), cnn.preprocess(current)
+    # Each set is non-empty, or the comparison with {value} fails.
+    assert set(np.unique(x[(before == 1) & (after == 0)])) == {1.0}
+    assert set(np.unique(x[(before == 1) & (after == 1)])) == {-1.0}
+    assert set(np.unique(x[(before == 0) & (after == 1)])) == {-2.0}
+    assert set(np.unique(x[(before == 0) & (after == 0)])) == {0.0}
+    for kind, want in (("change", cnn.frame_change(previous, current)), ("frame-and-change", x)):
+        np.testing.assert_array_equal(ppo.observation(kind, previous, current), want)
+    with pytest.raises(ValueError, match="observation must be one of change, frame-and-change, got 'frames'"):
+        ppo.observation("frames", previous, current)
+    with pytest.raises(ValueError, match="observation must be one of"):
+        fastpong.LabFrameDifferencer(2, "frames")

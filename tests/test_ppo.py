@@ -471,6 +471,8 @@ def test_a_resume_may_give_a_run_a_new_schedule_and_logs_it(tmp_path):
     (dict(agent="ppo", num_envs=1, rollout_steps=2, minibatches=4), "cannot be cut into 4 minibatches"),
     (dict(agent="ppo", ray="local"), "--ray is not supported"),
     (dict(agent="ppo", env_id="ALE/Breakout-v5"), "plays ALE/Pong-v5"),
+    (dict(agent="ppo", observation="frames"), "observation must be one of change, frame-and-change"),
+    (dict(agent="mit-pong", observation="change"), "observation is a setting of the ppo agent"),
 ])
 def test_bad_settings_are_refused(settings, message):
     from fastpong.config import TrainConfig
@@ -499,3 +501,51 @@ def test_train_and_evaluate_stay_callable_after_their_modules_are_imported():
     assert callable(fastpong.train) and callable(fastpong.evaluate)
     with pytest.raises(ValueError, match="clip coef"):
         fastpong.train(agent="karpathy", clip_coef=0.2, progress=False)
+
+
+# --- the observation: the frame change, or frame and change in one channel ------------------------
+
+def test_the_learner_and_its_checkpoint_keep_the_observation(tmp_path):
+    """--observation frame-and-change reaches the learner's inputs, the checkpoint's config and the
+    policy that evaluation rebuilds from it; a resume may not change it."""
+    from fastpong.agents.ppo import PPOLearner
+    from fastpong.config import TrainConfig
+    from fastpong.watch.evaluate import load_player
+
+    frame = np.full((1, 210, 160, 3), 144, np.uint8)
+    frame[0, 100:104, 60:64] = 236  # a still object: invisible to the change alone
+    for kind, lowest in (("change", 0.0), ("frame-and-change", -1.0)):
+        config = TrainConfig(agent="ppo", seed=0, num_envs=1, observation=kind).validate()
+        learner = PPOLearner(config, [1], np.random.default_rng(0))
+        assert learner.net.observation == kind
+        learner.observe(0, frame)
+        learner.observe(0, frame)
+        learner.act(0)
+        assert learner.rollouts[0].observations[0].min() == lowest, kind
+
+    small_run(tmp_path, steps=64, observation="frame-and-change")
+    player = load_player(tmp_path / "run")
+    assert player.policy.observation == "frame-and-change"
+    assert "observation='frame-and-change'" in repr(player.policy)
+    import fastpong
+
+    result = fastpong.evaluate(tmp_path / "run", episodes=1, max_steps=30)
+    assert result.episodes[0].steps == 30
+    with pytest.raises(ValueError, match="observation"):
+        small_run(tmp_path, resume=True, steps=128, observation="change")
+
+
+def test_a_config_written_before_the_observation_existed_reads_as_the_frame_change():
+    from fastpong.config import TrainConfig
+
+    old = TrainConfig(agent="ppo", seed=0).validate().to_dict()
+    del old["observation"]
+    assert TrainConfig.from_dict(old).observation == "change"
+    assert TrainConfig.from_dict({**old, "observation": "frame-and-change"}).observation == "frame-and-change"
+
+
+def test_the_network_refuses_an_unknown_observation():
+    with pytest.raises(ValueError, match="observation must be one of change, frame-and-change, got 'rgb'"):
+        ActorCriticCNN(seed=0, observation="rgb")
+    with pytest.raises(ValueError, match="observation must be one of"):
+        ActorCriticCNN.from_model(ActorCriticCNN(seed=0).to_model(), observation="rgb")

@@ -16,6 +16,7 @@ from fastpong.video import (
     NETWORK_INPUT_COLORS,
     NETWORK_PANEL_ORIGIN,
     NETWORK_PANEL_SCALE,
+    FRAME_AND_CHANGE_INPUT,
     LAB_INPUT,
     TUTORIAL_INPUT,
     VideoWriter,
@@ -82,8 +83,8 @@ def test_compose_frame_network_input_colours():
     frame = compose_frame(game, net, (0, 0))
 
     colours = {v: tuple(int(c) for c in rgb) for v, rgb in NETWORK_INPUT_COLORS.items()}
-    assert len(set(colours.values())) == 3
-    # The three colours are far apart, not just different.
+    assert len(set(colours.values())) == 4  # -1, 0, +1, and -2 of the frame-and-change input
+    # The colours are far apart, not just different.
     for a in colours.values():
         for b in colours.values():
             if a != b:
@@ -117,6 +118,23 @@ def test_the_lab_s_input_has_its_own_title_and_legend():
     np.testing.assert_array_equal(tutorial[panels], lab[panels])
     with pytest.raises(ValueError, match="panel must be an InputPanel"):
         compose_frame(game, net, (0, 0), "lab")
+
+
+def test_the_frame_and_change_input_shows_its_fourth_value():
+    """The actor-critic's frame-and-change input has -2 (an object that arrived) beside -1 (one
+    that stayed): its own colour, and a legend that names all four values."""
+    game, _ = random_inputs(np.random.default_rng(5))
+    net = np.zeros((80, 80), dtype=np.float32)
+    net[0, 0], net[0, 1], net[0, 2] = 1.0, -1.0, -2.0
+    frame = compose_frame(game, net, (0, 0), FRAME_AND_CHANGE_INPUT)
+    for col, value in ((0, 1), (1, -1), (2, -2), (3, 0)):
+        assert tuple(frame[net_pixel(0, col)]) == NETWORK_INPUT_COLORS[value], value
+    # The legend draws a swatch of each of the four colours; the lab's change has three.
+    legend = slice(NETWORK_PANEL_ORIGIN[0] + 80 * NETWORK_PANEL_SCALE, None)
+    lab = compose_frame(game, net, (0, 0), LAB_INPUT)
+    magenta = np.array(NETWORK_INPUT_COLORS[-2], dtype=np.uint8)
+    assert (frame[legend] == magenta).all(axis=-1).any()
+    assert not (lab[legend] == magenta).all(axis=-1).any()
 
 
 def test_compose_frame_flat_network_input_and_near_values():

@@ -58,6 +58,7 @@ def _number(text: str) -> float:
 
 def _add_train(subparsers) -> None:
     from .agents import AGENTS, KARPATHY, MIT_CARTPOLE, PPO
+    from .reference.ppo import OBSERVATIONS
 
     p = subparsers.add_parser(
         "train", help="train an agent", description="Train a policy-gradient agent: the tutorial's on Pong "
@@ -158,6 +159,10 @@ def _add_train(subparsers) -> None:
     ppo.add_argument("--final-entropy-coef", type=_number, metavar="F",
                      help="the entropy bonus weight falls linearly to F with the learning rate, over "
                           "--anneal-steps (default: it stays at --entropy-coef, CleanRL's)")
+    ppo.add_argument("--observation", choices=OBSERVATIONS,
+                     help="what the network sees of a step: the lab's 40x40 frame change, or the frame "
+                          "and the change in one channel, where still paddles show "
+                          f"(default {ppo_defaults['observation']})")
     lab_pong = p.add_argument_group("the mit-pong agent", "beyond the lab's settings (also --entropy-coef, "
                                     "--max-grad-norm above; docs: the lab's Pong agent)")
     lab_pong.add_argument("--head-init-scale", type=_number, metavar="F",

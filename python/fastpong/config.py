@@ -17,14 +17,15 @@ ALGORITHM_FIELDS = (
     "env_id", "batch_size", "learning_rate", "decay_rate", "gamma", "hidden", "seed", "engine",
     "agent", "optimizer", "frameskip", "rollout_steps", "epochs", "minibatches", "clip_coef",
     "entropy_coef", "value_coef", "gae_lambda", "max_grad_norm", "anneal_steps", "head_init_scale",
-    "final_entropy_coef",
+    "final_entropy_coef", "observation",
 )
 #: Settings that only some agents take, each agent naming its own (``Agent.settings``): the
 #: actor-critic's rollout and loss settings (``--agent ppo``), and mit-pong's entropy bonus,
 #: clipping and head initialization. None for an agent that does not take one; an agent fills
 #: them from its defaults where it has one, and None where it has none means "off".
 AGENT_FIELDS = ("rollout_steps", "epochs", "minibatches", "clip_coef", "entropy_coef", "value_coef",
-                "gae_lambda", "max_grad_norm", "anneal_steps", "head_init_scale", "final_entropy_coef")
+                "gae_lambda", "max_grad_norm", "anneal_steps", "head_init_scale", "final_entropy_coef",
+                "observation")
 #: Algorithm settings that a resumed run may change when they are given explicitly, schedules
 #: rather than what is learned: a step schedule for the learning rate (the optimizer's state
 #: carries over; only the step size changes), and the actor-critic's annealing (its length, the
@@ -126,6 +127,9 @@ class TrainConfig:
     #: the entropy bonus's weight falls linearly from entropy_coef to this over anneal_steps, with
     #: the learning rate; None: it stays at entropy_coef (CleanRL's)
     final_entropy_coef: float | None = None
+    #: what the network sees of a step: "change" (the lab's 40x40 frame change) or
+    #: "frame-and-change" (the current frame in the same channel; reference.ppo.frame_and_change)
+    observation: str | None = None
     # --- mit-pong's (entropy_coef and max_grad_norm above, too) ---
     #: the logits layer's initial kernel is multiplied by this (CleanRL's 0.01: a near-uniform
     #: first policy); None: the lab's Glorot initialization as it is
@@ -233,6 +237,10 @@ class TrainConfig:
             if not _is_real(value) or not math.isfinite(value) or value < 0 or (positive and value == 0):
                 bound = "a positive number" if positive else "a number >= 0"
                 raise ValueError(f"{name.replace('_', ' ')} must be {bound}, got {value!r}")
+        if "observation" in agent.settings:
+            from .reference.ppo import check_observation
+
+            check_observation(self.observation)
         if "rollout_steps" in agent.settings:
             self._validate_rollout_settings(agent)
 
@@ -276,6 +284,10 @@ class TrainConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"config has unknown settings: {', '.join(unknown)}")
+        if data.get("agent") == "ppo" and "observation" not in data:
+            # Written before the setting existed: such runs saw the frame change, whatever
+            # the agent's default is now.
+            data = {**data, "observation": "change"}
         return cls(**data).validate()
 
     def algorithm_differences(self, other: "TrainConfig") -> list[str]:

@@ -48,7 +48,9 @@ class Agent:
     #: (config) -> {name: shape} of every tensor of a checkpoint, but for the optimizer state
     #: (which the optimizer's load_state validates).
     tensor_shapes: Callable
-    #: (tensors) -> a policy object for evaluation (forward(obs) -> what the player needs).
+    #: (tensors, config or None) -> a policy object for evaluation (forward(obs) -> what the
+    #: player needs); the config, where the file holds one, says what input the policy was
+    #: trained on (ppo's observation).
     policy_from_weights: Callable
     #: Whether its reference engine may step several environments.
     reference_many_envs: bool = True

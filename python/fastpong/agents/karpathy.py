@@ -236,7 +236,7 @@ AGENT = Agent(
     learners={"fast": FastLearner, "reference": ReferenceLearner},
     weight_shapes=weight_shapes,
     tensor_shapes=tensor_shapes,
-    policy_from_weights=lambda weights: Policy.from_model(weights),
+    policy_from_weights=lambda weights, config=None: Policy.from_model(weights),
     reference_many_envs=False,
     reference_optimizers=("rmsprop",),
 )

@@ -156,7 +156,7 @@ def tensor_shapes(config) -> dict:
     return checkpoint_shapes(weight_shapes(config))
 
 
-def policy_from_weights(weights):
+def policy_from_weights(weights, config=None):
     from .. import ConvPolicy
 
     return ConvPolicy.from_model(weights)

@@ -105,10 +105,10 @@ class PPOLearner:
 
         self.config = config
         self.rng = rng
-        self.net = ActorCriticCNN(seed=config.seed)
+        self.net = ActorCriticCNN(seed=config.seed, observation=config.observation)
         self.optimizer = Adam(learning_rate=config.learning_rate, epsilon=ADAM_EPSILON)
         self.grads = self.net.gradient_buffer()
-        self.differencers = [LabFrameDifferencer(n) for n in lane_sizes]
+        self.differencers = [LabFrameDifferencer(n, config.observation) for n in lane_sizes]
         self.rollouts = [Rollout(config.rollout_steps, n) for n in lane_sizes]
         self._observations = [None] * len(lane_sizes)
         self.num_envs = sum(lane_sizes)
@@ -271,10 +271,10 @@ def weight_shapes(config) -> dict:
     return dict(ActorCriticCNN.PARAMETER_SHAPES)
 
 
-def policy_from_weights(weights):
+def policy_from_weights(weights, config=None):
     from ..nn.actor_critic import ActorCriticCNN
 
-    return ActorCriticCNN.from_model(weights)
+    return ActorCriticCNN.from_model(weights, config.observation if config is not None else "change")
 
 
 AGENT = Agent(
@@ -284,7 +284,7 @@ AGENT = Agent(
     defaults=dict(hidden=128, batch_size=1, learning_rate=2e-3, gamma=0.99, optimizer="adam",
                   num_envs=8, rollout_steps=128, epochs=2, minibatches=4, clip_coef=0.1,
                   entropy_coef=0.01, value_coef=0.5, gae_lambda=0.95, max_grad_norm=0.5,
-                  anneal_steps=10_000_000),
+                  anneal_steps=10_000_000, observation="change"),
     learners={"fast": PPOLearner},
     weight_shapes=weight_shapes,
     tensor_shapes=weight_shapes,
@@ -295,5 +295,5 @@ AGENT = Agent(
     frame_input="lab",
     update_columns=UPDATE_COLUMNS,
     settings=("rollout_steps", "epochs", "minibatches", "clip_coef", "entropy_coef", "value_coef",
-              "gae_lambda", "max_grad_norm", "anneal_steps", "final_entropy_coef"),
+              "gae_lambda", "max_grad_norm", "anneal_steps", "final_entropy_coef", "observation"),
 )

@@ -28,6 +28,9 @@ class ActorCriticCNN:
 
     ``seed`` draws ``reference.ppo.init_params(seed)`` (the lab's Keras initialization, the policy
     head scaled by 0.01 so the first policy is nearly uniform), rounded to float32.
+    ``observation`` names the input it was built for (``reference.ppo.OBSERVATIONS``: the frame
+    change, or frame-and-change in one channel); the network is the same, and whoever plays it
+    makes that input (``LabFrameDifferencer(n, net.observation)``).
     """
 
     PARAMETER_NAMES = _reference.PARAMETER_NAMES
@@ -39,7 +42,8 @@ class ActorCriticCNN:
     num_actions = 6
     input_shape = (40, 40)
 
-    def __init__(self, seed=None):
+    def __init__(self, seed=None, observation: str = "change"):
+        self.observation = _reference.check_observation(observation)
         self._net = _core._ConvPolicy()
         self._value = {"value/kernel": np.zeros((_HIDDEN, 1), dtype=np.float32),
                        "value/bias": np.zeros(1, dtype=np.float32)}
@@ -131,9 +135,10 @@ class ActorCriticCNN:
             views[name][...] = value
 
     @classmethod
-    def from_model(cls, model) -> "ActorCriticCNN":
-        """A network holding the given weights (see load_model)."""
+    def from_model(cls, model, observation: str = "change") -> "ActorCriticCNN":
+        """A network holding the given weights (see load_model), for that observation."""
         net = cls.__new__(cls)
+        net.observation = _reference.check_observation(observation)
         net._net = _core._ConvPolicy()
         net._value = {"value/kernel": np.zeros((_HIDDEN, 1), dtype=np.float32),
                       "value/bias": np.zeros(1, dtype=np.float32)}
@@ -142,7 +147,8 @@ class ActorCriticCNN:
 
     def __repr__(self) -> str:
         count = sum(int(np.prod(s)) for s in self.PARAMETER_SHAPES.values())
-        return f"ActorCriticCNN({count:,} parameters, kernels={_core.conv_kernel()!r})"
+        return (f"ActorCriticCNN({count:,} parameters, observation={self.observation!r}, "
+                f"kernels={_core.conv_kernel()!r})")
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

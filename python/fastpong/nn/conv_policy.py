@@ -15,6 +15,7 @@ import numpy as np
 
 from .. import _core
 from ..reference import cnn as _reference
+from ..reference.ppo import check_observation
 
 __all__ = ["ConvPolicy", "LabFrameDifferencer"]
 
@@ -135,15 +136,20 @@ class LabFrameDifferencer:
     """The lab's network input for N environments stepped together: keeps each one's previous
     frame and turns the next frames into ``lab_frame_change(previous, frames)`` (N, 40, 40),
     zeros for an environment whose episode starts (after construction or ``reset(env)``), as the
-    lab's rollout does with its first frame."""
+    lab's rollout does with its first frame.
+
+    ``observation="frame-and-change"`` (the actor-critic's ``--observation``) subtracts the current
+    40x40 image from the change, so that still objects show too (``reference.ppo.frame_and_change``:
+    values in {-2, -1, 0, 1}); a game's first step is then minus its image."""
 
     #: As FrameDifferencer's limit (src/checks.hpp kMaxEnvironments): more is a mistake.
     MAX_ENVS = 1 << 16
 
-    def __init__(self, num_envs: int):
+    def __init__(self, num_envs: int, observation: str = "change"):
         if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or \
                 not 1 <= num_envs <= self.MAX_ENVS:
             raise ValueError(f"num_envs must be an integer in [1, {self.MAX_ENVS}], got {num_envs!r}")
+        self.observation = check_observation(observation)
         self.num_envs = int(num_envs)
         self._previous = None
         self._starting = np.ones(num_envs, dtype=bool)
@@ -173,6 +179,8 @@ class LabFrameDifferencer:
             self._previous[self._starting] = frames[self._starting]
             self._starting[:] = False
             change = _core.lab_frame_change(self._previous, frames)
+            if self.observation == "frame-and-change":
+                change -= _core.lab_preprocess(frames)
             self._previous[...] = frames
             return change
         finally:

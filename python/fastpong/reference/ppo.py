@@ -17,7 +17,8 @@ import numpy as np
 from . import cnn
 
 __all__ = [
-    "VALUE_NAMES", "PARAMETER_NAMES", "gae", "init_params", "forward", "ppo_loss",
+    "VALUE_NAMES", "PARAMETER_NAMES", "OBSERVATIONS", "check_observation", "observation",
+    "frame_and_change", "gae", "init_params", "forward", "ppo_loss",
     "network_gradient", "loss_gradient",
 ]
 
@@ -27,6 +28,38 @@ PARAMETER_NAMES = cnn.PARAMETER_NAMES + VALUE_NAMES
 #: The policy head's initial weights are scaled by this (CleanRL: an orthogonal init of std 0.01),
 #: so the first policy is close to uniform over the six actions and keeps exploring.
 POLICY_HEAD_SCALE = 0.01
+#: What the network sees of a step (``--observation``): the lab's 40x40 frame change, or the frame
+#: and the change in one channel (see frame_and_change).
+OBSERVATIONS = ("change", "frame-and-change")
+
+
+def check_observation(kind) -> str:
+    """kind if it is one of OBSERVATIONS, else ValueError naming them."""
+    if kind not in OBSERVATIONS:
+        raise ValueError(f"observation must be one of {', '.join(OBSERVATIONS)}, got {kind!r}")
+    return kind
+
+
+def frame_and_change(prev_frame: np.ndarray, frame: np.ndarray) -> np.ndarray:
+    """The frame change with the current frame in the same channel: frame_change(prev, curr) -
+    preprocess(curr) = preprocess(prev) - 2 preprocess(curr), (40, 40) in {-2, -1, 0, 1}.
+
+    The lab's change (+1 where an object was, -1 where it now is) loses whatever stands still: a
+    paddle at rest is 0, as the empty court is. Subtracting the current image keeps the change's
+    information and adds the frame's: each pixel's (previous, current) pair gets its own value,
+    empty 0, left +1, still there -1, arrived -2. It is one channel, so it runs on the lab's CNN
+    and its sparse kernels unchanged (a still object adds nonzero pixels, which they must visit).
+    """
+    previous, current = cnn.preprocess(prev_frame), cnn.preprocess(frame)
+    return previous - 2.0 * current
+
+
+def observation(kind: str, prev_frame: np.ndarray, frame: np.ndarray) -> np.ndarray:
+    """The network's input of one step for an OBSERVATIONS kind (the first step of a game passes
+    its own frame as prev_frame, as the lab does)."""
+    if check_observation(kind) == "change":
+        return cnn.frame_change(prev_frame, frame)
+    return frame_and_change(prev_frame, frame)
 
 
 def init_params(rng=None) -> dict:

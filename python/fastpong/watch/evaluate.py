@@ -128,8 +128,8 @@ def load_player(spec) -> Player:
     """Any agent's policy from 'pretrained', a run directory, a checkpoint or weights file."""
     agent, config, weights = load_agent_weights(resolve_checkpoint(spec))
     if config is None:
-        return Player(agent, agent.policy_from_weights(weights))
-    return Player(agent, agent.policy_from_weights(weights), config.env_id, config.frameskip)
+        return Player(agent, agent.policy_from_weights(weights, None))
+    return Player(agent, agent.policy_from_weights(weights, config), config.env_id, config.frameskip)
 
 
 def load_policy(spec) -> Policy:
@@ -299,7 +299,8 @@ class _LabPongGame(_PongGame):
         from ..nn.conv_policy import LabFrameDifferencer
 
         super().__init__(policy, num_envs, rng, greedy)
-        self.lab_differencer = LabFrameDifferencer(num_envs)
+        # The actor-critic may have been trained on another input (its --observation).
+        self.lab_differencer = LabFrameDifferencer(num_envs, getattr(policy, "observation", "change"))
 
     def actions(self, frames):
         from .. import sample_actions
@@ -311,10 +312,11 @@ class _LabPongGame(_PongGame):
         return sample_actions(probs, self.rng.random(probs.shape[0], dtype=np.float32))
 
     def draw(self, writer, frames, envs):
-        from .video import LAB_INPUT
+        from .video import FRAME_AND_CHANGE_INPUT, LAB_INPUT
 
+        panel = FRAME_AND_CHANGE_INPUT if self.lab_differencer.observation == "frame-and-change" else LAB_INPUT
         network_input = np.repeat(np.repeat(self.x[0], 2, axis=0), 2, axis=1)  # 40x40 shown 2x
-        writer.add_frame(frames[0], network_input, (int(self.won[0]), int(self.lost[0])), LAB_INPUT)
+        writer.add_frame(frames[0], network_input, (int(self.won[0]), int(self.lost[0])), panel)
 
     def restart(self, env):
         super().restart(env)

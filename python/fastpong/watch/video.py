@@ -102,15 +102,19 @@ NETWORK_INPUT_COLORS = {
     -1: (30, 144, 255),  # blue
     0: (52, 52, 60),  # dark slate: no change
     1: (255, 214, 10),  # amber
+    -2: (230, 60, 170),  # magenta: only the actor-critic's frame-and-change input has it
 }
 
 
 class InputPanel(NamedTuple):
-    """The network panel's title, and what its +1 and -1 pixels mean (the legend under it)."""
+    """The network panel's title, and what its +1 and -1 pixels mean (the legend under it);
+    an input with a fourth value, -2, names it too, and what 0 means where it is not a change."""
 
     title: str
     plus: str
     minus: str
+    minus_two: Optional[str] = None
+    zero: str = "0 unchanged"
 
 
 #: The tutorial's input: this frame's 80x80 image minus the previous frame's.
@@ -118,8 +122,11 @@ TUTORIAL_INPUT = InputPanel("network input (80x80 frame difference)", "+1 now", 
 #: The MIT lab's CNN input: the previous frame's 40x40 image minus this frame's (the lab's sign),
 #: each of its pixels drawn as 2x2 of the panel's 80x80.
 LAB_INPUT = InputPanel("network input (40x40 frame change)", "+1 previous frame", "-1 now")
+#: The actor-critic's ``--observation frame-and-change``: the lab's change minus this frame's image.
+FRAME_AND_CHANGE_INPUT = InputPanel("network input (40x40 frame and change)", "+1 left", "-1 still",
+                                    "-2 arrived", "0 empty")
 _NET_LUT = np.array(
-    [NETWORK_INPUT_COLORS[-1], NETWORK_INPUT_COLORS[0], NETWORK_INPUT_COLORS[1]],
+    [NETWORK_INPUT_COLORS[-1], NETWORK_INPUT_COLORS[0], NETWORK_INPUT_COLORS[1], NETWORK_INPUT_COLORS[-2]],
     dtype=np.uint8,
 )
 
@@ -156,7 +163,8 @@ def _base_canvas(panel: InputPanel) -> np.ndarray:
     swatch = 10
     y = legend_top + (FRAME_HEIGHT - legend_top - swatch) // 2
     x = net_x
-    for value, caption in ((1, panel.plus), (-1, panel.minus), (0, "0 unchanged")):
+    entries = [(1, panel.plus), (-1, panel.minus), (-2, panel.minus_two), (0, panel.zero)]
+    for value, caption in [(value, caption) for value, caption in entries if caption is not None]:
         draw.rectangle([x, y, x + swatch - 1, y + swatch - 1], fill=NETWORK_INPUT_COLORS[value])
         x += swatch + 5
         draw.text((x, y - 2), caption, fill=_LABEL, font=small)
@@ -245,10 +253,11 @@ def compose_frame(game_frame: np.ndarray, network_input: np.ndarray, score: Tupl
     h, w = GAME_SHAPE[0] * s, GAME_SHAPE[1] * s
     frame[r : r + h, c : c + w] = game.repeat(s, axis=0).repeat(s, axis=1)
 
-    # Index 0, 1, 2 for -1, 0, +1 (NaN compares False both ways and lands on 0).
+    # Index 0, 1, 2, 3 for -1, 0, +1, -2 (NaN compares False both ways and lands on 0).
     idx = np.ones(NETWORK_INPUT_SHAPE, dtype=np.intp)
     idx[net > 0.5] = 2
     idx[net < -0.5] = 0
+    idx[net < -1.5] = 3
     s = NETWORK_PANEL_SCALE
     r, c = NETWORK_PANEL_ORIGIN
     h, w = NETWORK_INPUT_SHAPE[0] * s, NETWORK_INPUT_SHAPE[1] * s
