@@ -27,13 +27,18 @@ LOSS = dict(clip=0.1, entropy_coef=0.01, value_coef=0.5)
 EPS32 = np.finfo(np.float32).eps
 
 
-def frame_changes(rng, n: int, nonzero: int = 17) -> np.ndarray:
-    """n sparse 40x40 frame changes in {-1, 0, 1}, about as many nonzeros as Pong gives."""
+def frame_changes(rng, n: int, nonzero: int = 17, values=(-1.0, 1.0)) -> np.ndarray:
+    """n sparse 40x40 frame changes in {-1, 0, 1}, about as many nonzeros as Pong gives (with
+    FRAME_AND_CHANGE, inputs as --observation frame-and-change gives: denser, down to -2)."""
     x = np.zeros((n, 40, 40), dtype=np.float32)
     for i in range(n):
         at = rng.choice(1600, nonzero, replace=False)
-        x[i].flat[at] = rng.choice([-1.0, 1.0], nonzero)
+        x[i].flat[at] = rng.choice(values, nonzero)
     return x
+
+
+#: frame_changes' settings for the frame-and-change input: paddles and ball always there.
+FRAME_AND_CHANGE = dict(nonzero=60, values=(-2.0, -1.0, 1.0))
 
 
 def assert_close_tensors(fast: dict, reference: dict, rtol=1e-4, floor=1e-5):
@@ -160,10 +165,11 @@ def test_an_empty_minibatch_is_refused():
 
 # --- the network --------------------------------------------------------------------------------
 
-def test_outputs_match_the_reference():
+@pytest.mark.parametrize("inputs", [{}, FRAME_AND_CHANGE], ids=["change", "frame-and-change"])
+def test_outputs_match_the_reference(inputs):
     rng = np.random.default_rng(0)
     net = ActorCriticCNN(seed=4)
-    x = frame_changes(rng, 9)
+    x = frame_changes(rng, 9, **inputs)
     x[3] = 0.0  # an all-zero frame (a still screen, or an episode's first step)
     logits, values = net.logits_and_values(x)
     want_logits, want_values, _ = ref.forward(x, float64_params(net))
@@ -179,11 +185,12 @@ def test_initial_policy_is_nearly_uniform():
     np.testing.assert_allclose(probs, 1 / 6, atol=0.01)
 
 
+@pytest.mark.parametrize("inputs", [{}, FRAME_AND_CHANGE], ids=["change", "frame-and-change"])
 @pytest.mark.parametrize("steps", [1, 5, 300])  # 300: past the backward pass's chunk of 256
-def test_backward_from_any_head_gradient_matches_the_reference(steps):
+def test_backward_from_any_head_gradient_matches_the_reference(steps, inputs):
     rng = np.random.default_rng(steps)
     net = ActorCriticCNN(seed=steps)
-    x = frame_changes(rng, steps)
+    x = frame_changes(rng, steps, **inputs)
     if steps > 1:
         x[0] = 0.0
     grad_logits = rng.normal(0, 0.01, (steps, 6)).astype(np.float32)
@@ -527,6 +534,12 @@ def test_the_learner_and_its_checkpoint_keep_the_observation(tmp_path):
     player = load_player(tmp_path / "run")
     assert player.policy.observation == "frame-and-change"
     assert "observation='frame-and-change'" in repr(player.policy)
+    # Evaluation's game feeds the policy that input: still objects show.
+    from fastpong.watch.evaluate import _LabPongGame
+
+    game = _LabPongGame(player.policy, 1, np.random.default_rng(0), greedy=False)
+    game.actions(frame)
+    assert game.x.min() == -1.0
     import fastpong
 
     result = fastpong.evaluate(tmp_path / "run", episodes=1, max_steps=30)
@@ -535,13 +548,19 @@ def test_the_learner_and_its_checkpoint_keep_the_observation(tmp_path):
         small_run(tmp_path, resume=True, steps=128, observation="change")
 
 
-def test_a_config_written_before_the_observation_existed_reads_as_the_frame_change():
+def test_a_config_written_before_the_observation_existed_reads_as_the_frame_change(monkeypatch):
+    """Such runs saw the frame change, whatever the agent's default for new runs is."""
+    from fastpong.agents import PPO
     from fastpong.config import TrainConfig
+    from fastpong.watch.evaluate import load_player
 
     old = TrainConfig(agent="ppo", seed=0).validate().to_dict()
     del old["observation"]
+    monkeypatch.setitem(PPO.defaults, "observation", "frame-and-change")
+    assert TrainConfig(agent="ppo").observation == "frame-and-change"  # the patched default holds
     assert TrainConfig.from_dict(old).observation == "change"
     assert TrainConfig.from_dict({**old, "observation": "frame-and-change"}).observation == "frame-and-change"
+    assert load_player("pretrained-ppo").policy.observation == "change"
 
 
 def test_the_network_refuses_an_unknown_observation():

@@ -292,8 +292,9 @@ class _PongGame:
 
 
 class _LabPongGame(_PongGame):
-    """The MIT lab's CNN on Pong: 40x40 frame changes (prev - curr, zero on a game's first frame)
-    in, one of the six actions out (sampled, or the most probable with greedy)."""
+    """The MIT lab's CNN on Pong: 40x40 frame changes (prev - curr, zero on a game's first frame),
+    or the actor-critic's frame and change where it was trained on that, in; one of the six
+    actions out (sampled, or the most probable with greedy)."""
 
     def __init__(self, policy, num_envs: int, rng, greedy: bool):
         from ..nn.conv_policy import LabFrameDifferencer

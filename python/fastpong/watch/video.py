@@ -6,8 +6,9 @@ Every video frame puts two views side by side:
   nearest-neighbour sampling to 420x320);
 * right, what the policy network actually receives, upscaled to 400x400, with -1, 0 and +1
   drawn in three distinct colours: the tutorial's 80x80 frame difference (5x), or the MIT lab's
-  40x40 frame change (10x), whose sign runs the other way; the panel's title and legend
-  (``InputPanel``: ``TUTORIAL_INPUT``, ``LAB_INPUT``) say which.
+  40x40 frame change (10x), whose sign runs the other way, or the actor-critic's 40x40 frame and
+  change, with a fourth colour for -2; the panel's title and legend (``InputPanel``:
+  ``TUTORIAL_INPUT``, ``LAB_INPUT``, ``FRAME_AND_CHANGE_INPUT``) say which.
 
 A header strip above the panels carries the labels and the running score, and a
 legend strip under the network panel explains its colours.  The composed frame
@@ -91,7 +92,7 @@ FRAME_WIDTH = NETWORK_PANEL_ORIGIN[1] + NETWORK_INPUT_SHAPE[1] * NETWORK_PANEL_S
 
 assert FRAME_HEIGHT % 16 == 0 and FRAME_WIDTH % 16 == 0
 
-# Colours.  The three network-input colours differ strongly in hue and in
+# Colours.  The network-input colours differ strongly in hue and in
 # brightness, so they stay apart after yuv420p chroma subsampling and for
 # colour-blind viewers.
 _BACKGROUND = (18, 18, 22)
@@ -215,14 +216,16 @@ def compose_frame(game_frame: np.ndarray, network_input: np.ndarray, score: Tupl
         The (210, 160, 3) uint8 RGB Atari screen.
     network_input:
         The (80, 80) frame difference fed to the policy (a flat array of 6400
-        values is accepted too).  Values are expected in {-1, 0, +1}; anything
-        above 0.5 is drawn as +1, below -0.5 as -1, the rest as 0.
+        values is accepted too).  Values are expected in {-1, 0, +1} (and -2 for
+        the frame-and-change input); anything above 0.5 is drawn as +1, below -1.5
+        as -2, below -0.5 as -1, the rest as 0.
     score:
         ``(points_won, points_lost)`` from the agent's point of view (the agent
         is the green right paddle).
     panel:
-        The network panel's title and legend: :data:`TUTORIAL_INPUT` (the default) or
-        :data:`LAB_INPUT` for the MIT lab's 40x40 frame change, whose sign is the other way.
+        The network panel's title and legend: :data:`TUTORIAL_INPUT` (the default),
+        :data:`LAB_INPUT` for the MIT lab's 40x40 frame change, whose sign is the other way, or
+        :data:`FRAME_AND_CHANGE_INPUT` for the actor-critic's frame and change.
 
     Returns
     -------
@@ -243,7 +246,8 @@ def compose_frame(game_frame: np.ndarray, network_input: np.ndarray, score: Tupl
     won, lost = _validate_score(score)
 
     if not isinstance(panel, InputPanel):
-        raise ValueError(f"panel must be an InputPanel (TUTORIAL_INPUT or LAB_INPUT), got {panel!r}")
+        raise ValueError(f"panel must be an InputPanel (TUTORIAL_INPUT, LAB_INPUT or "
+                         f"FRAME_AND_CHANGE_INPUT), got {panel!r}")
     frame = _base_canvas(panel).copy()
     strip = _score_strip(won, lost)
     frame[: strip.shape[0], : strip.shape[1]] = strip
