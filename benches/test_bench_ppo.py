@@ -7,8 +7,8 @@
 
 A minibatch step is what PPO's update repeats (epochs x minibatches times per rollout): the
 forward pass on 256 frame changes, the loss's gradient at the policy and value heads, and the
-backward pass to every parameter. The data are real: 256 steps of ALE/Pong-v5 played at random,
-the frame changes the agent sees. Every timed result is checked against another path's.
+backward pass to every parameter (fast also on the frame-and-change input of the same frames).
+The data are real: 256 steps of ALE/Pong-v5 played at random, the frame changes the agent sees. Every timed result is checked against another path's.
 """
 
 from __future__ import annotations
@@ -40,19 +40,21 @@ def ppo_batch():
     gymnasium.register_envs(ale_py)
     env = gymnasium.make("ALE/Pong-v5")
     rng = np.random.default_rng(0)
-    differencer = fastpong.LabFrameDifferencer(1)
+    differencers = {kind: fastpong.LabFrameDifferencer(1, kind) for kind in ref.OBSERVATIONS}
     frame, _ = env.reset(seed=0)
-    changes = []
+    inputs = {kind: [] for kind in ref.OBSERVATIONS}
     try:
         for _ in range(MINIBATCH):
-            changes.append(differencer.step(frame[None])[0])
+            for kind, differencer in differencers.items():
+                inputs[kind].append(differencer.step(frame[None])[0])
             frame, _, terminated, truncated, _ = env.step(int(rng.integers(6)))
             if terminated or truncated:
                 frame, _ = env.reset()
-                differencer.reset(0)
+                for differencer in differencers.values():
+                    differencer.reset(0)
     finally:
         env.close()
-    x = np.stack(changes)
+    x = np.stack(inputs["change"])
     net = ActorCriticCNN(seed=0)
     # Biases of both signs and a policy head grown from its 0.01 start, as after some training.
     for name, value in net.parameters().items():
@@ -67,8 +69,10 @@ def ppo_batch():
     advantages = rng.normal(size=MINIBATCH).astype(np.float32)
     returns = (values + rng.normal(size=MINIBATCH)).astype(np.float32)
     old_values = (values + rng.normal(0, 0.1, MINIBATCH)).astype(np.float32)
+    # The same frames as --observation frame-and-change gives them (for the step's cost: the
+    # loss's inputs above stay those of the change).
     return dict(net=net, x=x, actions=actions, old_log_probs=old_log_probs, advantages=advantages,
-                returns=returns, old_values=old_values)
+                returns=returns, old_values=old_values, x_frame_and_change=np.stack(inputs["frame-and-change"]))
 
 
 def loss_args(b):
@@ -127,6 +131,16 @@ def test_ppo_minibatch_fast(benchmark, ppo_batch):
     with blas_limit_for("fast"):
         grads = benchmark.pedantic(fast_step, rounds=10, iterations=1, args=(ppo_batch,))
     check(grads, numpy32_step(ppo_batch["net"].to_model(), ppo_batch), "fast vs numpy32")
+
+
+@pytest.mark.benchmark(group="ppo-minibatch-256")
+def test_ppo_minibatch_fast_frame_and_change(benchmark, ppo_batch):
+    """The fast step on the same frames as --observation frame-and-change shows them: the still
+    paddles and ball are nonzero inputs the sparse kernels visit, which the change leaves out."""
+    batch = dict(ppo_batch, x=ppo_batch["x_frame_and_change"])
+    with blas_limit_for("fast"):
+        grads = benchmark.pedantic(fast_step, rounds=10, iterations=1, args=(batch,))
+    check(grads, numpy32_step(batch["net"].to_model(), batch), "fast vs numpy32")
 
 
 @pytest.mark.benchmark(group="ppo-minibatch-256")
