@@ -242,6 +242,27 @@ def test_ppo_run_gets_a_diagnostics_panel(tmp_path):
     assert Image.open(tmp_path / "ppo.png").size == (FIGSIZE[0] * DPI, FIGSIZE[1] * DPI)
 
 
+def test_a_rare_spike_runs_off_the_diagnostics_panel_instead_of_flattening_it(tmp_path):
+    """One update of 400 with a KL 200 times the others (drawn x 100: 40 against 0.2): the panel's
+    top follows the curves that fill it, not the spike, and never falls below a uniform policy's
+    entropy (the dashed line)."""
+    from fastpong.plot import UPDATE_COLUMNS
+
+    run = tmp_path / "spiky"
+    run.mkdir()
+    lines = [",".join(METRICS_COLUMNS + UPDATE_COLUMNS)]
+    for i in range(1, 401):
+        kl = 0.4 if i == 200 else 0.002
+        base = [i, 900 * i, -21 + i % 40, 0.0, i % 20, 21, 30.0 * i, 3000.0]
+        lines.append(",".join(str(v) for v in base + [0.01, 0.2, 1.2, kl, 0.05, 0.3, 2.5e-4]))
+    (run / "metrics.csv").write_text("\n".join(lines) + "\n")
+    fig = plot_runs(run, tmp_path / "spiky.png")
+    diagnostics = next(ax for ax in fig.axes if ax.get_ylabel() == "per update")
+    bottom, top = diagnostics.get_ylim()
+    assert np.log(6) < top < 40  # the spike (40) is cut; the uniform line (1.79) shows
+    assert bottom < 0 < top
+
+
 def test_mit_pong_run_gets_an_entropy_panel(tmp_path):
     """mit-pong logs each game's mean policy entropy after Pong's columns: drawn per episode, as a
     policy-gradient run (no PPO legend, no clipped fraction), empty rows of an older session NaN."""

@@ -287,7 +287,9 @@ class TrainConfig:
         if data.get("agent") == "ppo" and "observation" not in data:
             # Written before the setting existed: such runs saw the frame change, whatever
             # the agent's default is now.
-            data = {**data, "observation": "change"}
+            from .reference.ppo import CHANGE
+
+            data = {**data, "observation": CHANGE}
         return cls(**data).validate()
 
     def algorithm_differences(self, other: "TrainConfig") -> list[str]:

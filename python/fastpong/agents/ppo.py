@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..reference.ppo import CHANGE
 from .base import ATARI, PONG_ENV_IDS, Agent, clip_global_norm
 
 FRAME_SIDE = 40
@@ -277,7 +278,7 @@ def weight_shapes(config) -> dict:
 def policy_from_weights(weights, config=None):
     from ..nn.actor_critic import ActorCriticCNN
 
-    return ActorCriticCNN.from_model(weights, config.observation if config is not None else "change")
+    return ActorCriticCNN.from_model(weights, config.observation if config is not None else CHANGE)
 
 
 AGENT = Agent(
@@ -287,7 +288,7 @@ AGENT = Agent(
     defaults=dict(hidden=128, batch_size=1, learning_rate=2e-3, gamma=0.99, optimizer="adam",
                   num_envs=8, rollout_steps=128, epochs=2, minibatches=4, clip_coef=0.1,
                   entropy_coef=0.01, value_coef=0.5, gae_lambda=0.95, max_grad_norm=0.5,
-                  anneal_steps=10_000_000, observation="change"),
+                  anneal_steps=10_000_000, observation=CHANGE),
     learners={"fast": PPOLearner},
     weight_shapes=weight_shapes,
     tensor_shapes=weight_shapes,

@@ -42,7 +42,7 @@ class ActorCriticCNN:
     num_actions = 6
     input_shape = (40, 40)
 
-    def __init__(self, seed=None, observation: str = "change"):
+    def __init__(self, seed=None, observation: str = _reference.CHANGE):
         self.observation = _reference.check_observation(observation)
         self._net = _core._ConvPolicy()
         self._value = {"value/kernel": np.zeros((_HIDDEN, 1), dtype=np.float32),
@@ -135,7 +135,7 @@ class ActorCriticCNN:
             views[name][...] = value
 
     @classmethod
-    def from_model(cls, model, observation: str = "change") -> "ActorCriticCNN":
+    def from_model(cls, model, observation: str = _reference.CHANGE) -> "ActorCriticCNN":
         """A network holding the given weights (see load_model), for that observation."""
         net = cls.__new__(cls)
         net.observation = _reference.check_observation(observation)

@@ -15,7 +15,7 @@ import numpy as np
 
 from .. import _core
 from ..reference import cnn as _reference
-from ..reference.ppo import check_observation
+from ..reference.ppo import CHANGE, check_observation
 
 __all__ = ["ConvPolicy", "LabFrameDifferencer"]
 
@@ -145,7 +145,7 @@ class LabFrameDifferencer:
     #: As FrameDifferencer's limit (src/checks.hpp kMaxEnvironments): more is a mistake.
     MAX_ENVS = 1 << 16
 
-    def __init__(self, num_envs: int, observation: str = "change"):
+    def __init__(self, num_envs: int, observation: str = CHANGE):
         if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or \
                 not 1 <= num_envs <= self.MAX_ENVS:
             raise ValueError(f"num_envs must be an integer in [1, {self.MAX_ENVS}], got {num_envs!r}")

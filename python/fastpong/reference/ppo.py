@@ -28,9 +28,12 @@ PARAMETER_NAMES = cnn.PARAMETER_NAMES + VALUE_NAMES
 #: The policy head's initial weights are scaled by this (CleanRL: an orthogonal init of std 0.01),
 #: so the first policy is close to uniform over the six actions and keeps exploring.
 POLICY_HEAD_SCALE = 0.01
-#: What the network sees of a step (``--observation``): the lab's 40x40 frame change, or the frame
-#: and the change in one channel (see frame_and_change).
-OBSERVATIONS = ("change", "frame-and-change")
+#: What the network sees of a step (``--observation``): the lab's 40x40 frame change (CHANGE, the
+#: default, and what every run saw before the setting existed), or the frame and the change in one
+#: channel (FRAME_AND_CHANGE, see frame_and_change).
+CHANGE = "change"
+FRAME_AND_CHANGE = "frame-and-change"
+OBSERVATIONS = (CHANGE, FRAME_AND_CHANGE)
 
 
 def check_observation(kind) -> str:
@@ -57,7 +60,7 @@ def frame_and_change(prev_frame: np.ndarray, frame: np.ndarray) -> np.ndarray:
 def observation(kind: str, prev_frame: np.ndarray, frame: np.ndarray) -> np.ndarray:
     """The network's input of one step for an OBSERVATIONS kind (the first step of a game passes
     its own frame as prev_frame, as the lab does)."""
-    if check_observation(kind) == "change":
+    if check_observation(kind) == CHANGE:
         return cnn.frame_change(prev_frame, frame)
     return frame_and_change(prev_frame, frame)
 

@@ -15,6 +15,7 @@ from ..training.checkpoint import CheckpointError, load_agent_weights
 from ..config import DEFAULT_ENV_ID, check_positive_int, frameskip_without_frames
 from ..nn.policy import Policy
 from ..reference import DOWN, UP
+from ..reference.ppo import CHANGE
 from ..shipped import SHIPPED_POLICIES
 
 #: ``--checkpoint pretrained`` names the tutorial agent's policy shipped inside the package.
@@ -301,7 +302,7 @@ class _LabPongGame(_PongGame):
 
         super().__init__(policy, num_envs, rng, greedy)
         # The actor-critic may have been trained on another input (its --observation).
-        self.lab_differencer = LabFrameDifferencer(num_envs, getattr(policy, "observation", "change"))
+        self.lab_differencer = LabFrameDifferencer(num_envs, getattr(policy, "observation", CHANGE))
 
     def actions(self, frames):
         from .. import sample_actions

@@ -258,6 +258,18 @@ def _run_labels(paths: Sequence[Path]) -> List[str]:
 # Plotting
 
 
+def _clip_rare_spikes(ax, floor: float, share: float = 99.5) -> None:
+    """Cap the y axis at the share-th percentile of what the axes show (at least floor), so a few
+    outlying updates (a KL of 0.4 once in a thousand) do not flatten every other curve to the
+    bottom; the cut peaks run off the top of the panel, still visible as lines that leave it."""
+    values = [line.get_ydata() for line in ax.get_lines() if len(line.get_ydata()) > 2]
+    values = np.concatenate([np.asarray(v, dtype=float) for v in values]) if values else np.empty(0)
+    values = values[np.isfinite(values)]
+    if values.size:
+        top = max(floor, float(np.percentile(values, share))) * 1.15
+        ax.set_ylim(bottom=min(0.0, float(values.min())) - 0.03 * top, top=top)
+
+
 def plot_runs(
     run_dirs: Union[PathLike, Iterable[PathLike]],
     output: Optional[PathLike] = None,
@@ -370,7 +382,9 @@ def plot_runs(
         Line2D([], [], color="0.4", lw=0.8, alpha=0.5, label=f"episode {what}"),
         Line2D([], [], color="0.4", lw=2.2, label=f"running {what}"),
     ]
-    ax_r.legend(handles=run_handles + style_handles, loc="upper left", fontsize=9, framealpha=0.9)
+    # Wherever the curves leave room: for a run that learns, the empty corner is the late, low one
+    # that a fixed "upper left" would not pick (it covered the first minutes of every curve).
+    ax_r.legend(handles=run_handles + style_handles, loc="best", fontsize=9, framealpha=0.9)
 
     # Win-rate panel.
     if scored:
@@ -388,6 +402,7 @@ def plot_runs(
             handles += [Line2D([], [], color="0.4", lw=1.2, ls="--", label="clipped fraction"),
                         Line2D([], [], color="0.4", lw=1.2, ls=":", label="approx. KL x 100")]
         ax_d.legend(handles=handles, loc="upper right", fontsize=8, framealpha=0.9)
+        _clip_rare_spikes(ax_d, floor=np.log(6))
     (ax_d if ax_d is not None else ax_w).set_xlabel(xlabel)
 
     x_lo = min(0.0, min(float(np.min(v)) for v in xs))  # all three x quantities start near 0
