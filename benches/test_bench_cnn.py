@@ -248,3 +248,47 @@ def test_lab_frame_change_batch8_fast(benchmark, lab_play):
     changes = benchmark(fastpong.lab_frame_change, prev, frames)
     np.testing.assert_array_equal(
         changes, np.stack([cnn.frame_change(p, f) for p, f in zip(prev, frames)]))
+
+
+# --- the training loop's input: a lane of 4 games stepped through the differencer -------------
+
+LANE = 4  # the CNN agents' lane: 8 environments in two lanes
+
+
+def _lane_batches(lab_play, count=16):
+    """count consecutive steps of LANE games: each game plays the recorded frames from its own
+    offset, so the lanes' frames differ."""
+    frames = lab_play.frames
+    return [np.ascontiguousarray(frames[[100 + 300 * g + t for g in range(LANE)]]) for t in range(count)]
+
+
+@pytest.mark.benchmark(group="lab-differencer-lane")
+def test_lab_differencer_lane_reference(benchmark, lab_play):
+    """The lab's loop: each game keeps its previous RGB frame and takes cnn.frame_change."""
+    batches = _lane_batches(lab_play)
+
+    def play():
+        previous, out = list(batches[0]), None
+        for frames in batches[1:]:
+            out = np.stack([cnn.frame_change(p, f) for p, f in zip(previous, frames)])
+            previous = list(frames)
+        return out
+
+    changes = benchmark(play)
+    np.testing.assert_array_equal(changes, fastpong.lab_frame_change(batches[-2], batches[-1]))
+
+
+@pytest.mark.benchmark(group="lab-differencer-lane")
+def test_lab_differencer_lane_fast(benchmark, lab_play):
+    """fastpong.LabFrameDifferencer over the same 16 steps (15 changes after the zeros of the
+    first), what the mit-pong and ppo agents call once per lane step."""
+    batches = _lane_batches(lab_play)
+
+    def play():
+        differencer, out = fastpong.LabFrameDifferencer(LANE), None
+        for frames in batches:
+            out = differencer.step(frames)
+        return out
+
+    changes = benchmark(play)
+    np.testing.assert_array_equal(changes, np.stack([cnn.frame_change(p, f) for p, f in zip(batches[-2], batches[-1])]))

@@ -269,8 +269,8 @@ def test_optimizer_step_on_a_conv_policy_another_thread_reads_raises(pong_play):
 
 
 def test_one_lab_differencer_stepped_from_two_threads_raises(pong_play):
-    """lab_frame_change reads the kept frames with the GIL released; a second thread's step would
-    overwrite them meanwhile. The second step raises, and the first one's result stands."""
+    """lab_preprocess runs with the GIL released; a second thread's step would replace the kept
+    images meanwhile. The second step raises, and the first one's result stands."""
     envs = 256
     first = np.repeat(pong_play.frames[10:11], envs, axis=0)
     second = np.repeat(pong_play.frames[11:12], envs, axis=0)

@@ -15,7 +15,7 @@ import numpy as np
 
 from .. import _core
 from ..reference import cnn as _reference
-from ..reference.ppo import CHANGE, check_observation
+from ..reference.ppo import CHANGE, FRAME_AND_CHANGE, check_observation
 
 __all__ = ["ConvPolicy", "LabFrameDifferencer"]
 
@@ -134,7 +134,7 @@ def checked_model(model, names: tuple, shapes: dict) -> dict:
 
 class LabFrameDifferencer:
     """The lab's network input for N environments stepped together: keeps each one's previous
-    frame and turns the next frames into ``lab_frame_change(previous, frames)`` (N, 40, 40),
+    40x40 image and turns the next frames into ``lab_frame_change(previous, frames)`` (N, 40, 40),
     zeros for an environment whose episode starts (after construction or ``reset(env)``), as the
     lab's rollout does with its first frame.
 
@@ -153,16 +153,16 @@ class LabFrameDifferencer:
         self.num_envs = int(num_envs)
         self._previous = None
         self._starting = np.ones(num_envs, dtype=bool)
-        # Held by the step or reset in progress. lab_frame_change releases the GIL while it reads
-        # the previous frames, so a second thread's step could overwrite them under it: that
-        # thread gets RuntimeError instead, as the C++ objects' guard gives (src/use_guard.hpp).
+        # Held by the step or reset in progress. lab_preprocess releases the GIL mid-step, so a
+        # second thread's step could replace the previous images under the first: that thread
+        # gets RuntimeError instead, as the C++ objects' guard gives (src/use_guard.hpp).
         self._busy = threading.Lock()
 
     def _enter(self) -> None:
         if not self._busy.acquire(blocking=False):
             raise RuntimeError(
                 "LabFrameDifferencer is being changed by another thread. It keeps each "
-                "environment's previous frame: give each thread its own, or hold a lock "
+                "environment's previous image: give each thread its own, or hold a lock "
                 "(README: Threads)")
 
     def step(self, frames: np.ndarray) -> np.ndarray:
@@ -174,15 +174,21 @@ class LabFrameDifferencer:
             if frames.dtype != np.uint8 or frames.shape != expected:
                 raise ValueError(f"frames must be uint8 of shape {expected}, got "
                                  f"{frames.dtype} {frames.shape}")
+            # Each frame is preprocessed once and its 40x40 image kept for the next step's
+            # change, rather than the RGB frame (100 KB, copied each step) preprocessed twice.
+            # The images are 0 or 1, so the differences below are exact: the same bits as
+            # lab_frame_change(previous frames, frames).
+            images = _core.lab_preprocess(frames)
             if self._previous is None:
-                self._previous = frames.copy()
-            self._previous[self._starting] = frames[self._starting]
+                self._previous = images.copy()
+            self._previous[self._starting] = images[self._starting]
             self._starting[:] = False
-            change = _core.lab_frame_change(self._previous, frames)
-            if self.observation == "frame-and-change":
-                change -= _core.lab_preprocess(frames)
-            self._previous[...] = frames
-            return change
+            if self.observation == FRAME_AND_CHANGE:
+                observation = self._previous - 2.0 * images
+            else:
+                observation = self._previous - images
+            self._previous = images
+            return observation
         finally:
             self._busy.release()
 
