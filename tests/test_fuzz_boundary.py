@@ -34,6 +34,7 @@ import fastpong
 from fastpong import reference as ref
 from fastpong.categorical import CategoricalPolicy
 from fastpong.reference import cnn, lab
+from fastpong.reference import ppo as ppo_ref
 
 EXAMPLES = int(os.environ.get("FASTPONG_FUZZ_EXAMPLES", "60"))
 FRAME = (210, 160, 3)
@@ -537,6 +538,26 @@ def check_new_lab_differencer(result, num_envs):
     check_lab_frame_change(result.step(second), first, second)
 
 
+def observation_arg() -> st.SearchStrategy:
+    """What the actor-critic's network sees (reference.ppo.OBSERVATIONS), against near misses of
+    the names and non-strings."""
+    valid = st.sampled_from(ppo_ref.OBSERVATIONS).map(lambda v: Arg(v, True, repr(v)))
+    bad = st.sampled_from(["Change", "frame_and_change", "frame", "", " change", b"change", None, 0,
+                           ["change"]]).map(lambda v: Arg(v, False, repr(v)))
+    return st.one_of(valid, bad)
+
+
+def check_new_lab_differencer_of(result, num_envs, observation):
+    """A new LabFrameDifferencer(n, observation): n environments, each step the reference's
+    observation of that kind (a game's first frame stands in for its previous one)."""
+    n = int(num_envs)
+    assert result.num_envs == n and result.observation == observation
+    first, second = (frames[:n] for frames in pong_like_frames())
+    np.testing.assert_array_equal(result.step(first), [ppo_ref.observation(observation, f, f) for f in first])
+    np.testing.assert_array_equal(result.step(second), [ppo_ref.observation(observation, a, b)
+                                                        for a, b in zip(first, second)])
+
+
 @functools.lru_cache(maxsize=None)
 def conv_policy() -> fastpong.ConvPolicy:
     """One CNN for every call (none of the fuzzed calls changes it; building one takes ~1 ms)."""
@@ -841,6 +862,8 @@ CASES = {
         lab_differencer_steps, (array_arg((2, *FRAME), "frame"), either(array_arg((2, *FRAME), "frame"))),
         check_lab_differencer),
     "LabFrameDifferencer()": Case(fastpong.LabFrameDifferencer, (int_arg(1, 64),), check_new_lab_differencer),
+    "LabFrameDifferencer(observation)": Case(fastpong.LabFrameDifferencer, (int_arg(1, 64), observation_arg()),
+                                             check_new_lab_differencer_of),
 }
 
 
