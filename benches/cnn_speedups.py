@@ -26,6 +26,7 @@ LABELS = {
     "cnn-backward-5games": "backward, 5,000 steps (one 5-game iteration)",
     "lab-frame-change": "two RGB frames -> 40x40 change",
     "lab-frame-change-batch8": "8 pairs of RGB frames -> 40x40 changes",
+    "lab-differencer-lane": "16 steps of a lane of 4 games -> 40x40 changes (LabFrameDifferencer)",
 }
 
 
