@@ -8,7 +8,8 @@
 A minibatch step is what PPO's update repeats (epochs x minibatches times per rollout): the
 forward pass on 256 frame changes, the loss's gradient at the policy and value heads, and the
 backward pass to every parameter (fast also on the frame-and-change input of the same frames).
-The data are real: 256 steps of ALE/Pong-v5 played at random, the frame changes the agent sees. Every timed result is checked against another path's.
+The data are real: 256 steps of ALE/Pong-v5 played at random, the frame changes the agent sees.
+Every timed result is checked against another path's.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def ppo_batch():
                     differencer.reset(0)
     finally:
         env.close()
-    x = np.stack(inputs["change"])
+    x = np.stack(inputs[ref.CHANGE])
     net = ActorCriticCNN(seed=0)
     # Biases of both signs and a policy head grown from its 0.01 start, as after some training.
     for name, value in net.parameters().items():
@@ -72,7 +73,7 @@ def ppo_batch():
     # The same frames as --observation frame-and-change gives them (for the step's cost: the
     # loss's inputs above stay those of the change).
     return dict(net=net, x=x, actions=actions, old_log_probs=old_log_probs, advantages=advantages,
-                returns=returns, old_values=old_values, x_frame_and_change=np.stack(inputs["frame-and-change"]))
+                returns=returns, old_values=old_values, x_frame_and_change=np.stack(inputs[ref.FRAME_AND_CHANGE]))
 
 
 def loss_args(b):

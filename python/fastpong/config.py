@@ -284,12 +284,12 @@ class TrainConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"config has unknown settings: {', '.join(unknown)}")
-        if data.get("agent") == "ppo" and "observation" not in data:
-            # Written before the setting existed: such runs saw the frame change, whatever
-            # the agent's default is now.
-            from .reference.ppo import CHANGE
+        from .agents import AGENTS
 
-            data = {**data, "observation": CHANGE}
+        # Settings the file predates: what its run trained with, not today's defaults.
+        agent = AGENTS.get(data.get("agent")) if isinstance(data.get("agent"), str) else None
+        if agent is not None:
+            data = {**agent.old_config_settings, **data}
         return cls(**data).validate()
 
     def algorithm_differences(self, other: "TrainConfig") -> list[str]:

@@ -19,7 +19,7 @@ record and its learners, which all offer the same methods:
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -71,6 +71,9 @@ class Agent:
     update_columns: tuple = ()
     #: The optimizers its reference engine implements (in NumPy, as its original did).
     reference_optimizers: tuple = ()
+    #: {setting: value} that a config file written before the setting existed implies: what
+    #: such runs trained with, whatever the default for new runs is (ppo: the frame change).
+    old_config_settings: dict = field(default_factory=dict)
 
     def plays(self, env_id: str) -> bool:
         return env_id in self.env_ids

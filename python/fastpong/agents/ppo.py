@@ -298,6 +298,7 @@ AGENT = Agent(
     ray=False,
     frame_input="lab",
     update_columns=UPDATE_COLUMNS,
+    old_config_settings={"observation": CHANGE},  # runs before --observation saw the change
     settings=("rollout_steps", "epochs", "minibatches", "clip_coef", "entropy_coef", "value_coef",
               "gae_lambda", "max_grad_norm", "anneal_steps", "final_entropy_coef", "observation"),
 )
