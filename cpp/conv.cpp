@@ -906,9 +906,9 @@ void gate_gradient(const GemmLayer& L, int64_t m, const float* d, const float* a
 }
 
 // One image n of first_layer_output_grad (below).
-FASTPONG_SIMD_CLONES
+FASTPONG_SIMD_CLONES_WIDE
 void first_layer_output_grad_image(const GemmLayer& L, int64_t n, const uint8_t* dirty_masks,
-                                   const float* a0, const float* g2, const float* wt, float* g1,
+                                   const float* a0, const float* g2, const float* w_taps, float* g1,
                                    float* ungated) {
   const Network& net = network();
   constexpr int64_t c = kConvSpecs[0].filters;  // a compile-time width keeps acc in registers
@@ -917,28 +917,45 @@ void first_layer_output_grad_image(const GemmLayer& L, int64_t n, const uint8_t*
   const uint8_t* dirty = dirty_masks + n * pixels;
   float* un = ungated + n * c;
   std::fill(un, un + c, 0.0f);
-  float acc[c];
+  // Four sums over the output channels, interleaved: one sum alone waits on each multiply-add's
+  // result before the next (a chain of 432 at a position), which held the loop to a quarter of
+  // the core's rate.
+  constexpr int64_t kSums = 4;
+  float acc[kSums][c];
   for (int64_t iy = 0; iy < side; ++iy) {
     for (int64_t ix = 0; ix < side; ++ix) {
       if (!dirty[iy * side + ix]) continue;
-      std::fill(acc, acc + c, 0.0f);
+      std::fill(&acc[0][0], &acc[0][0] + kSums * c, 0.0f);
       for_each_window(iy, ix, k, s, pad, L.out_side,
                       [&](int64_t oy, int64_t ox, int64_t tap) FASTPONG_INLINE_LAMBDA {
         const float* gq = g2 + (n * L.pixels() + oy * L.out_side + ox) * L.cols;
-        // acc += W1[tap]^T g2[q]: a column of wt per output channel
-        for (int64_t co = 0; co < L.cols; ++co) {
-          const float gv = gq[co];
-          const float* w = wt + co * L.rows + tap * c;
+        // acc += W1[tap]^T g2[q]: a row of the tap's block per output channel
+        const float* wtap = w_taps + tap * L.cols * c;
+        int64_t co = 0;
+        for (; co + kSums <= L.cols; co += kSums) {
+          const float* w = wtap + co * c;
 #pragma omp simd
-          for (int64_t j = 0; j < c; ++j) acc[j] += gv * w[j];
+          for (int64_t j = 0; j < c; ++j) {
+            acc[0][j] += gq[co] * w[j];
+            acc[1][j] += gq[co + 1] * w[c + j];
+            acc[2][j] += gq[co + 2] * w[2 * c + j];
+            acc[3][j] += gq[co + 3] * w[3 * c + j];
+          }
+        }
+        for (; co < L.cols; ++co) {
+          const float gv = gq[co];
+          const float* w = wtap + co * c;
+#pragma omp simd
+          for (int64_t j = 0; j < c; ++j) acc[0][j] += gv * w[j];
         }
       });
       const float* act = a0 + n * L.in.image() + ((iy + pad) * L.in.side + ix + pad) * c;
       float* out = g1 + (n * pixels + iy * side + ix) * c;
 #pragma omp simd
       for (int64_t j = 0; j < c; ++j) {
-        un[j] += acc[j];
-        out[j] = act[j] > 0.0f ? acc[j] : 0.0f;
+        const float sum = (acc[0][j] + acc[1][j]) + (acc[2][j] + acc[3][j]);
+        un[j] += sum;
+        out[j] = act[j] > 0.0f ? sum : 0.0f;
       }
     }
   }
@@ -947,16 +964,31 @@ void first_layer_output_grad_image(const GemmLayer& L, int64_t n, const uint8_t*
 // conv2d_0's output gradient, for conv2d_1 = L, at the only positions dW0 needs: those whose
 // window holds a nonzero input pixel (~8% of them; dirty_masks: m images of first_layer_dirty).
 // g1[n, pos, :] = gate(a0) * sum over the conv2d_1 outputs q whose windows hold pos of
-// W1[tap]^T g2[n, q, :] (wt = W1 transposed, (48, 800)); other positions of g1 are left as they
-// are. ungated[n, :] gets the sum of the ungated values over those positions, for the bias
-// gradient.
+// W1[tap]^T g2[n, q, :] (w_taps: W1 tap by tap, each tap's block (48, 32) transposed, see
+// taps_transposed); other positions of g1 are left as they are. ungated[n, :] gets the sum of the
+// ungated values over those positions, for the bias gradient.
 void first_layer_output_grad(const GemmLayer& L, const uint8_t* dirty_masks, const float* a0,
-                             const float* g2, const float* wt, int64_t m, float* g1,
+                             const float* g2, const float* w_taps, int64_t m, float* g1,
                              float* ungated) {
   const int64_t work = m * 40 * L.in.channels * L.cols * 9;  // ~40 positions of 9 taps each
   parallel_for(m, work >= kParallelMinMacs, [&](int64_t n) {
-    first_layer_output_grad_image(L, n, dirty_masks, a0, g2, wt, g1, ungated);
+    first_layer_output_grad_image(L, n, dirty_masks, a0, g2, w_taps, g1, ungated);
   });
+}
+
+// A GEMM layer's kernel (rows = taps x c input channels, cols) as one block per tap, each the
+// tap's (c, cols) slice transposed to (cols, c): what first_layer_output_grad reads for a window,
+// 6 KB in one piece rather than 48 rows of 128 bytes 3 KB apart.
+void taps_transposed(const GemmLayer& L, const float* w, std::vector<float>& out) {
+  const int64_t c = L.in.channels, taps = L.kernel * L.kernel;
+  out.resize(static_cast<size_t>(L.rows * L.cols));
+  for (int64_t t = 0; t < taps; ++t) {
+    for (int64_t co = 0; co < L.cols; ++co) {
+      for (int64_t ci = 0; ci < c; ++ci) {
+        out[(t * L.cols + co) * c + ci] = w[(t * c + ci) * L.cols + co];
+      }
+    }
+  }
 }
 
 // The (departure row, gradient row) pairs of a layer's sparse weight gradient (below), one list
@@ -1175,6 +1207,7 @@ class ConvBackward {
       const GemmLayer& L = net_.layers[l];
       wt_[l] = transposed(policy.tensor(2 * static_cast<int>(l) + 2), L.rows, L.cols);
     }
+    taps_transposed(net_.layers[0], policy.tensor(2), scratch_.first_taps);
   }
 
   // The buffers of a backward pass, kept from call to call in each calling thread: a batch's
@@ -1182,6 +1215,7 @@ class ConvBackward {
   // in page faults.
   struct Scratch {
     std::vector<std::vector<float>> wt;
+    std::vector<float> first_taps;  // conv2d_1's kernel tap by tap (taps_transposed)
     std::array<std::vector<float>, 2> g_sums;
     std::vector<float> ungated_sum, din, g, g_next, ungated;
     std::vector<uint8_t> dirty, dirty_above;
@@ -1242,14 +1276,36 @@ class ConvBackward {
     add_column_sums(g_.data(), m, second.pixels() * second.cols, g_sums_[0].data());
     g_next_.resize(static_cast<size_t>(m * first_pixels * first_channels));
     ungated_.resize(static_cast<size_t>(m * first_channels));
-    first_layer_output_grad(second, dirty_.data(), acts.a[0].data(), g_.data(), wt_[0].data(), m,
-                            g_next_.data(), ungated_.data());
+    first_layer_output_grad(second, dirty_.data(), acts.a[0].data(), g_.data(),
+                            scratch_.first_taps.data(), m, g_next_.data(), ungated_.data());
     add_column_sums(ungated_.data(), m, first_channels, ungated_sum_.data());
     first_layer_weight_grad(xm, m, g_next_.data(), grads[0]);
     // The bias gradient sums the gated gradient over every position: over the computed ones
     // directly, and over the others, whose pre-activation is the bias itself (their window
     // sees no input), as (all positions - computed ones) of the ungated gradient where b > 0.
     add_first_layer_bias_grad(dirty_.data(), m, g_next_.data(), grads[1]);
+  }
+
+  // The sums over steps that finish() needs (see g_sums_, ungated_sum_): kept apart per chunk
+  // when chunks run on threads of their own, then added up in chunk order.
+  struct Sums {
+    std::array<std::vector<float>, 2> g;
+    std::vector<float> ungated;
+  };
+  // Moves the sums so far into `out` and starts again from zero.
+  void take_sums(Sums& out) {
+    for (int l = 0; l < 2; ++l) {
+      out.g[l].assign(g_sums_[l].begin(), g_sums_[l].end());
+      std::fill(g_sums_[l].begin(), g_sums_[l].end(), 0.0f);
+    }
+    out.ungated.assign(ungated_sum_.begin(), ungated_sum_.end());
+    std::fill(ungated_sum_.begin(), ungated_sum_.end(), 0.0f);
+  }
+  void add_sums(const Sums& in) {
+    for (int l = 0; l < 2; ++l) {
+      for (size_t i = 0; i < g_sums_[l].size(); ++i) g_sums_[l][i] += in.g[l][i];
+    }
+    for (size_t j = 0; j < ungated_sum_.size(); ++j) ungated_sum_[j] += in.ungated[j];
   }
 
   void finish(float* const* grads) {
@@ -1299,31 +1355,84 @@ class ConvBackward {
 
 }  // namespace
 
+namespace {
+
+// One chunk's share of a gradient: every tensor's, back to back, and the sums ConvBackward::finish
+// needs.
+struct ChunkShare {
+  std::vector<float> tensors;
+  ConvBackward::Sums sums;
+};
+
+}  // namespace
+
 void ConvPolicy::accumulate_gradient(const float* x, const int64_t* actions,
                                      const float* advantages, int64_t steps, float scale,
                                      const std::array<float*, kTensors>& grads,
                                      float entropy_coef) const {
   const Network& net = network();
-  DenseTensors head_grads;
-  for (int64_t l = 0; l < head_.num_layers(); ++l) {
-    head_grads.kernels.push_back(grads[2 * (kConvLayers + l)]);
-    head_grads.biases.push_back(grads[2 * (kConvLayers + l) + 1]);
-  }
   const std::shared_ptr<const Background> zero = background();
-  ConvBackward backward(*this, zero->acts);
-  thread_local std::vector<float> flat_grad;
-  thread_local Activations acts;  // kept from call to call, as ConvBackward's buffers
-  acts.reserve(std::min(kStepChunk, steps));
-  for (int64_t t0 = 0; t0 < steps; t0 += kStepChunk) {
-    const int64_t m = std::min(kStepChunk, steps - t0);
+  // m steps from t0 through the network and back, adding into `into` (and into `backward`'s sums).
+  const auto add_chunk = [&](int64_t t0, int64_t m, const std::array<float*, kTensors>& into,
+                             ConvBackward& backward) {
+    DenseTensors head_grads;
+    for (int64_t l = 0; l < head_.num_layers(); ++l) {
+      head_grads.kernels.push_back(into[2 * (kConvLayers + l)]);
+      head_grads.biases.push_back(into[2 * (kConvLayers + l) + 1]);
+    }
+    thread_local std::vector<float> flat_grad;
+    thread_local Activations acts;  // kept from call to call, as ConvBackward's buffers
+    acts.reserve(m);
     const float* xm = x + t0 * kInputSize;
     forward_batch(*this, xm, m, acts, g_skip_zero_frame.load() ? &zero->acts : nullptr);
     // The dense head (DensePolicy) on the flattened conv output: its gradients, and d J / d flat.
     flat_grad.resize(static_cast<size_t>(m * net.flat));
     head_.accumulate_gradient(acts.a[kConvLayers - 1].data(), actions + t0, advantages + t0, m,
                               scale, head_grads, flat_grad.data(), entropy_coef);
-    backward.chunk(xm, m, acts, flat_grad.data(), grads.data());
+    backward.chunk(xm, m, acts, flat_grad.data(), into.data());
+  };
+  const int64_t chunks = (steps + kStepChunk - 1) / kStepChunk;
+  if (chunks <= 1) {  // one chunk: its layers share the threads
+    ConvBackward backward(*this, zero->acts);
+    if (steps > 0) add_chunk(0, steps, grads, backward);
+    backward.finish(grads.data());
+    return;
   }
+  // Several chunks: each thread takes whole chunks, every layer of them, into a share of its own.
+  // Sharing each layer's work instead left a thread idle through every serial stretch between
+  // them, about a fifth of the time on two cores. The shares are added up in chunk order, so the
+  // result does not depend on the thread count (the same path runs on one thread).
+  int64_t total = 0;
+  std::array<int64_t, kTensors> offset{};
+  for (int i = 0; i < kTensors; ++i) {
+    offset[i] = total;
+    total += tensor_size(i);
+  }
+  thread_local std::vector<ChunkShare> shares;  // ~0.7 MB a chunk, kept from call to call
+  shares.resize(static_cast<size_t>(chunks));
+  const int parts = static_cast<int>(std::min<int64_t>(parts_for(true), chunks));
+  std::vector<ChunkShare>& chunk_shares = shares;  // the calling thread's, seen from every part
+  for_each_item(chunks, parts, [&](int64_t c) {
+    // Built per chunk (a ~0.1 ms transpose of the kernels): its buffers are this thread's.
+    ConvBackward backward(*this, zero->acts);
+    ChunkShare& share = chunk_shares[c];
+    share.tensors.assign(static_cast<size_t>(total), 0.0f);
+    std::array<float*, kTensors> into;
+    for (int i = 0; i < kTensors; ++i) into[i] = share.tensors.data() + offset[i];
+    const int64_t t0 = c * kStepChunk;
+    add_chunk(t0, std::min(kStepChunk, steps - t0), into, backward);
+    backward.take_sums(share.sums);
+  });
+  ConvBackward backward(*this, zero->acts);
+  for (const ChunkShare& share : chunk_shares) backward.add_sums(share.sums);
+  for_each_item(kTensors, parts, [&](int64_t i) {
+    float* g = grads[i];
+    const int64_t size = tensor_size(static_cast<int>(i));
+    for (const ChunkShare& share : chunk_shares) {
+      const float* part = share.tensors.data() + offset[i];
+      for (int64_t j = 0; j < size; ++j) g[j] += part[j];
+    }
+  });
   backward.finish(grads.data());
 }
 

@@ -33,6 +33,14 @@ void set_num_threads(int n) {
 #endif
 }
 
+bool in_parallel_region() {
+#ifdef _OPENMP
+  return omp_in_parallel() != 0;
+#else
+  return false;
+#endif
+}
+
 bool has_openmp() {
 #ifdef _OPENMP
   return true;

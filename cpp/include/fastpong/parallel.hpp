@@ -11,8 +11,15 @@ void set_num_threads(int n);
 // True when the library was compiled with OpenMP.
 bool has_openmp();
 
-// How many parts run_in_parts should cut a kernel's work into: one per thread, or 1.
-inline int parts_for(bool parallel) { return parallel ? num_threads() : 1; }
+// True inside a parallel region that run_in_parts or for_each_item opened: a kernel called from
+// there already has a thread of its own and runs serially on it.
+bool in_parallel_region();
+
+// How many parts run_in_parts should cut a kernel's work into: one per thread, or 1 (also inside
+// a parallel region, where every thread is taken).
+inline int parts_for(bool parallel) {
+  return parallel && !in_parallel_region() ? num_threads() : 1;
+}
 
 // Calls body(part, parts) for every part in [0, parts), one part per thread; a single part runs
 // as the call body(0, 1) on this thread without entering OpenMP at all. (A region whose if()
@@ -25,6 +32,26 @@ void run_in_parts(int parts, const Body& body) {
   }
 #pragma omp parallel for num_threads(parts) schedule(static)
   for (int part = 0; part < parts; ++part) body(part, parts);
+}
+
+// Calls body(i) for every i in [0, n) on `parts` threads, each taking the next i not yet taken:
+// for items of uneven cost, or a core that another process keeps busy. Whatever the order, body(i)
+// must leave its result where i alone decides, for the results to stay independent of it.
+template <typename Body>
+void for_each_item(int64_t n, int parts, const Body& body) {
+  if (parts <= 1 || n <= 1) {
+    for (int64_t i = 0; i < n; ++i) body(i);
+    return;
+  }
+  int64_t next = 0;
+#pragma omp parallel num_threads(parts)
+  for (;;) {
+    int64_t i;
+#pragma omp atomic capture
+    i = next++;
+    if (i >= n) break;
+    body(i);
+  }
 }
 
 // Calls body(i) for every i in [0, n), each part taking a contiguous range.
@@ -41,8 +68,12 @@ void parallel_for(int64_t n, bool parallel, const Body& body) {
 // loader picks the best one for the CPU at run time. Users get AVX2 without -march=native.
 #if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__) && !defined(FASTPONG_NO_CLONES)
 #define FASTPONG_SIMD_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+// For loops that keep more sums in registers than AVX2's 16 can hold: an AVX-512 version too.
+#define FASTPONG_SIMD_CLONES_WIDE \
+  __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define FASTPONG_SIMD_CLONES
+#define FASTPONG_SIMD_CLONES_WIDE
 #endif
 
 // Spawning threads costs a few microseconds: below this much work a kernel stays serial.
