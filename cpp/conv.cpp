@@ -298,8 +298,11 @@ FASTPONG_INLINE void gemm_weight_grad(const GemmLayer& L, const float* in, const
 template <int kBudget, int kMaxNV>
 FASTPONG_INLINE void gemm_input_grad(const GemmLayer& L, const float* g, const float* wt,
                                      int64_t n0, int64_t n1, float* din) {
-  const int64_t per_image = L.kernel == 1 ? (n1 - n0) * L.pixels() : L.pixels();
+  // Tiles may span images: each pixel's sum is its own, and pixels add into din in pixel order
+  // whatever the tiles. (Tiles of one image each left conv2d_3's 9 pixels a tile of 6 and three
+  // of 1.)
   const int64_t total = (n1 - n0) * L.pixels();
+  const int64_t per_image = total;
   for_column_chunks<kMaxNV>(L.rows / kLanes, [&](auto nv, int64_t r0) FASTPONG_INLINE_LAMBDA {
     constexpr int NV = decltype(nv)::value;
     constexpr int P = tile_for(kBudget, NV);
@@ -533,32 +536,38 @@ FASTPONG_INLINE void for_each_input_window(const float* x, const Body& body) {
 
 // conv2d_0 for m images: out = relu(bias + W * x), x a 40x40 single-channel image that is almost
 // all zeros. Each nonzero pixel is scattered into the outputs whose windows hold it (at most 3x3
-// of them), rather than every output gathering its 25 taps.
+// of them), rather than every output gathering its 25 taps. With dirty_masks (m images of
+// first_layer_dirty), only the outputs a nonzero pixel reaches are written; without, all are.
 FASTPONG_SIMD_CLONES
 void first_layer_forward(const float* x, int64_t m, const float* w, const float* bias,
-                         float* out) {
+                         const uint8_t* dirty_masks, float* out) {
   const Network& net = network();
   const Buffer& b = net.buffers[0];
-  const int64_t out_side = net.first_out_side, c = b.channels;
+  const int64_t out_side = net.first_out_side, c = b.channels, pixels = out_side * out_side;
+  const auto at = [&](int64_t oy, int64_t ox) { return ((oy + b.pad) * b.side + ox + b.pad) * c; };
   for (int64_t n = 0; n < m; ++n) {
     float* o = out + n * b.image();
     const float* xi = x + n * ConvPolicy::kInputSize;
-    for (int64_t oy = 0; oy < out_side; ++oy) {
-      for (int64_t ox = 0; ox < out_side; ++ox) {
-        std::copy(bias, bias + c, o + ((oy + b.pad) * b.side + ox + b.pad) * c);
-      }
+    const uint8_t* dirty = dirty_masks == nullptr ? nullptr : dirty_masks + n * pixels;
+    // Every output starts at the bias; with dirty masks, only those that a nonzero pixel reaches.
+    for (int64_t p = 0; p < pixels; ++p) {
+      if (dirty != nullptr && !dirty[p]) continue;
+      float* op = o + at(p / out_side, p % out_side);
+#pragma omp simd
+      for (int64_t j = 0; j < c; ++j) op[j] = bias[j];
     }
     for_each_input_window(xi, [&](float v, int64_t oy, int64_t ox, int64_t tap)
                                   FASTPONG_INLINE_LAMBDA {
       const float* wt = w + tap * c;
-      float* op = o + ((oy + b.pad) * b.side + ox + b.pad) * c;
+      float* op = o + at(oy, ox);
 #pragma omp simd
       for (int64_t j = 0; j < c; ++j) op[j] += v * wt[j];
     });
-    for (int64_t oy = 0; oy < out_side; ++oy) {
-      float* op = o + ((oy + b.pad) * b.side + b.pad) * c;
+    for (int64_t p = 0; p < pixels; ++p) {
+      if (dirty != nullptr && !dirty[p]) continue;
+      float* op = o + at(p / out_side, p % out_side);
 #pragma omp simd
-      for (int64_t j = 0; j < out_side * c; ++j) op[j] = op[j] > 0.0f ? op[j] : 0.0f;
+      for (int64_t j = 0; j < c; ++j) op[j] = op[j] > 0.0f ? op[j] : 0.0f;
     }
   }
 }
@@ -643,19 +652,16 @@ void first_layer_dirty(const float* x, uint8_t* dirty) {
 
 // The same one layer up: an output of L is dirty when its window holds a dirty input.
 void window_dirty(const GemmLayer& L, const uint8_t* in_dirty, uint8_t* out_dirty) {
-  const int64_t pad = L.in.pad;
-  for (int64_t oy = 0; oy < L.out_side; ++oy) {
-    for (int64_t ox = 0; ox < L.out_side; ++ox) {
-      uint8_t any = 0;
-      for (int64_t ky = 0; ky < L.kernel; ++ky) {
-        const int64_t iy = L.stride * oy + ky - pad;
-        if (iy < 0 || iy >= L.in_side) continue;
-        for (int64_t kx = 0; kx < L.kernel; ++kx) {
-          const int64_t ix = L.stride * ox + kx - pad;
-          if (ix >= 0 && ix < L.in_side) any |= in_dirty[iy * L.in_side + ix];
-        }
-      }
-      out_dirty[oy * L.out_side + ox] = any;
+  // Each dirty input marks the outputs whose windows hold it: a few dozen of them, where asking
+  // every output about each of its taps took thousands of tests a frame.
+  std::fill(out_dirty, out_dirty + L.out_side * L.out_side, 0);
+  for (int64_t iy = 0; iy < L.in_side; ++iy) {
+    for (int64_t ix = 0; ix < L.in_side; ++ix) {
+      if (!in_dirty[iy * L.in_side + ix]) continue;
+      for_each_window(iy, ix, L.kernel, L.stride, L.in.pad, L.out_side,
+                      [&](int64_t oy, int64_t ox, int64_t) FASTPONG_INLINE_LAMBDA {
+                        out_dirty[oy * L.out_side + ox] = 1;
+                      });
     }
   }
 }
@@ -670,6 +676,20 @@ struct DepartureRows {
   std::vector<float> values;
   std::vector<uint8_t> nonzero;
 };
+
+// row = act - zero over c channels; whether any is nonzero. A function of its own so that it is
+// vectorized, for AVX2 too (the loop with a bool reduction inside the caller was not).
+FASTPONG_SIMD_CLONES
+bool departure_row(const float* act, const float* zero, int64_t c, float* row) {
+  int any = 0;
+#pragma omp simd reduction(| : any)
+  for (int64_t ci = 0; ci < c; ++ci) {
+    const float d = act[ci] - zero[ci];
+    row[ci] = d;
+    any |= d != 0.0f;
+  }
+  return any != 0;
+}
 
 void compute_departure_rows(const GemmLayer& L, const uint8_t* dirty_masks, const float* a,
                             const float* zero_a, int64_t m, bool parallel, DepartureRows& rows) {
@@ -692,13 +712,8 @@ void compute_departure_rows(const GemmLayer& L, const uint8_t* dirty_masks, cons
         const int64_t at = ((iy + pad) * L.in.side + ix + pad) * c;
         const float* act = a + n * L.in.image() + at;
         const float* zero = zero_a + at;
-        float* row = rows.values.data() + r * c;
-        bool any = false;
-        for (int64_t ci = 0; ci < c; ++ci) {
-          row[ci] = act[ci] - zero[ci];
-          any |= row[ci] != 0.0f;
-        }
-        rows.nonzero[r++] = any;
+        rows.nonzero[r] = departure_row(act, zero, c, rows.values.data() + r * c);
+        ++r;
       }
     }
   });
@@ -796,14 +811,13 @@ void departure_forward(const KernelSet& kernels, const GemmLayer& L, const float
 // conv2d_3: the same values up to float32 rounding as computing every output, though not the same
 // bits. Each frame's result depends on that frame alone, whatever the batch and threads.
 void forward_frames(const ConvPolicy& policy, const float* x, int64_t n0, int64_t n1,
-                    Activations& acts, const Activations* background) {
+                    Activations& acts, const Activations* background, bool for_backward) {
   const Network& net = network();
   const KernelSet& kernels = *g_kernels.load(std::memory_order_relaxed);
   thread_local ForwardScratch sc;
   const int64_t m = n1 - n0;
   const float* xm = x + n0 * ConvPolicy::kInputSize;
   float* a0 = acts.a[0].data() + n0 * net.buffers[0].image();
-  first_layer_forward(xm, m, policy.tensor(0), policy.tensor(1), a0);
   const int64_t first_pixels = net.first_out_side * net.first_out_side;
   if (background != nullptr) {
     sc.dirty_in.resize(static_cast<size_t>(m * first_pixels));
@@ -811,6 +825,11 @@ void forward_frames(const ConvPolicy& policy, const float* x, int64_t n0, int64_
       first_layer_dirty(xm + n * ConvPolicy::kInputSize, sc.dirty_in.data() + n * first_pixels);
     }
   }
+  // With the background, conv2d_0's output is read only where it departs from the zero frame's
+  // (the departures of conv2d_1, and the backward pass's gate at the same places): the rest of
+  // a0 is not written.
+  first_layer_forward(xm, m, policy.tensor(0), policy.tensor(1),
+                      background != nullptr ? sc.dirty_in.data() : nullptr, a0);
   for (size_t l = 0; l < net.layers.size(); ++l) {
     const GemmLayer& L = net.layers[l];
     const float* in = acts.a[l].data() + n0 * L.in.image();
@@ -827,8 +846,12 @@ void forward_frames(const ConvPolicy& policy, const float* x, int64_t n0, int64_
       }
       const bool from_departures = l < static_cast<size_t>(kDepartureLayers);
       const float* clean = background->a[l + 1].data();
+      // conv2d_1's clean outputs are read by the backward pass's ReLU gate alone: the next layer
+      // reads only its departures. A forward pass leaves them unwritten.
+      const bool copy_clean = for_backward || l != 0;
       for (int64_t p = 0; p < pixels; ++p) {
         if (!sc.dirty_out[p]) {
+          if (!copy_clean) continue;
           const float* from = clean + L.out_at[p % L.pixels()];
           std::copy(from, from + L.cols, out + L.out_offset(p));
         } else if (!from_departures) {
@@ -858,7 +881,7 @@ void forward_frames(const ConvPolicy& policy, const float* x, int64_t n0, int64_
 void zero_frame_activations(const ConvPolicy& policy, Activations& background) {
   static const std::vector<float> zero(static_cast<size_t>(ConvPolicy::kInputSize), 0.0f);
   background.reserve(1);
-  forward_frames(policy, zero.data(), 0, 1, background, nullptr);
+  forward_frames(policy, zero.data(), 0, 1, background, nullptr, /*for_backward=*/true);
   const Network& net = network();
   const KernelSet& kernels = *g_kernels.load(std::memory_order_relaxed);
   for (int l = 0; l < kDepartureLayers; ++l) {
@@ -876,10 +899,11 @@ void zero_frame_activations(const ConvPolicy& policy, Activations& background) {
 }
 
 void forward_batch(const ConvPolicy& policy, const float* x, int64_t m, Activations& acts,
-                   const Activations* background) {
+                   const Activations* background, bool for_backward) {
   const int parts = parts_for(m > 1 && m * kMacsPerFrame >= kParallelMinMacs);
   run_in_parts(std::min<int64_t>(parts, m), [&](int part, int count) {
-    forward_frames(policy, x, m * part / count, m * (part + 1) / count, acts, background);
+    forward_frames(policy, x, m * part / count, m * (part + 1) / count, acts, background,
+                   for_backward);
   });
 }
 
@@ -1178,7 +1202,7 @@ void ConvPolicy::forward(const float* x, int64_t n, float* log_probs, float* pro
   // result agrees with a batch's to float32 rounding.
   std::shared_ptr<const Background> zero;
   if (n >= kBackgroundMinFrames && g_skip_zero_frame.load()) zero = background();
-  forward_batch(*this, x, n, acts, zero ? &zero->acts : nullptr);
+  forward_batch(*this, x, n, acts, zero ? &zero->acts : nullptr, /*for_backward=*/false);
   head_.forward(acts.a[kConvLayers - 1].data(), n, log_probs, probs);
 }
 
@@ -1384,7 +1408,8 @@ void ConvPolicy::accumulate_gradient(const float* x, const int64_t* actions,
     thread_local Activations acts;  // kept from call to call, as ConvBackward's buffers
     acts.reserve(m);
     const float* xm = x + t0 * kInputSize;
-    forward_batch(*this, xm, m, acts, g_skip_zero_frame.load() ? &zero->acts : nullptr);
+    forward_batch(*this, xm, m, acts, g_skip_zero_frame.load() ? &zero->acts : nullptr,
+                  /*for_backward=*/true);
     // The dense head (DensePolicy) on the flattened conv output: its gradients, and d J / d flat.
     flat_grad.resize(static_cast<size_t>(m * net.flat));
     head_.accumulate_gradient(acts.a[kConvLayers - 1].data(), actions + t0, advantages + t0, m,
@@ -1457,7 +1482,7 @@ void ConvPolicy::features(const float* x, int64_t n, float* flat, bool keep) con
     acts = &kept_->acts;
   }
   acts->reserve(n);
-  forward_batch(*this, x, n, *acts, zero ? &zero->acts : nullptr);
+  forward_batch(*this, x, n, *acts, zero ? &zero->acts : nullptr, /*for_backward=*/keep);
   const float* out = acts->a[kConvLayers - 1].data();
   std::copy(out, out + n * network().flat, flat);
 }
@@ -1481,7 +1506,8 @@ void ConvPolicy::accumulate_feature_gradient(const float* x, const float* flat_g
     for (int64_t t0 = 0; t0 < steps; t0 += kStepChunk) {
       const int64_t m = std::min(kStepChunk, steps - t0);
       const float* xm = x + t0 * kInputSize;
-      forward_batch(*this, xm, m, acts, g_skip_zero_frame.load() ? &zero->acts : nullptr);
+      forward_batch(*this, xm, m, acts, g_skip_zero_frame.load() ? &zero->acts : nullptr,
+                  /*for_backward=*/true);
       backward.chunk(xm, m, acts, flat_grad + t0 * net.flat, grads.data());
     }
   }
