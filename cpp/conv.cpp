@@ -1381,6 +1381,11 @@ class ConvBackward {
 
 namespace {
 
+// Steps a thread takes at a time when a gradient's steps go to threads whole (below): small
+// enough that a game's few hundred steps keep two threads busy, large enough that the work per
+// chunk (a forward and backward pass of that many frames) dwarfs its bookkeeping.
+constexpr int64_t kShareSteps = 128;
+
 // One chunk's share of a gradient: every tensor's, back to back, and the sums ConvBackward::finish
 // needs.
 struct ChunkShare {
@@ -1416,7 +1421,7 @@ void ConvPolicy::accumulate_gradient(const float* x, const int64_t* actions,
                               scale, head_grads, flat_grad.data(), entropy_coef);
     backward.chunk(xm, m, acts, flat_grad.data(), into.data());
   };
-  const int64_t chunks = (steps + kStepChunk - 1) / kStepChunk;
+  const int64_t chunks = (steps + kShareSteps - 1) / kShareSteps;
   if (chunks <= 1) {  // one chunk: its layers share the threads
     ConvBackward backward(*this, zero->acts);
     if (steps > 0) add_chunk(0, steps, grads, backward);
@@ -1437,20 +1442,23 @@ void ConvPolicy::accumulate_gradient(const float* x, const int64_t* actions,
   shares.resize(static_cast<size_t>(chunks));
   const int parts = static_cast<int>(std::min<int64_t>(parts_for(true), chunks));
   std::vector<ChunkShare>& chunk_shares = shares;  // the calling thread's, seen from every part
-  for_each_item(chunks, parts, [&](int64_t c) {
-    // Built per chunk (a ~0.1 ms transpose of the kernels): its buffers are this thread's.
-    ConvBackward backward(*this, zero->acts);
+  // One ConvBackward per thread, built there (its buffers are that thread's) on its first chunk.
+  std::vector<std::unique_ptr<ConvBackward>> workers(static_cast<size_t>(parts));
+  for_each_item(chunks, parts, [&](int64_t c, int part) {
+    if (workers[part] == nullptr) workers[part] = std::make_unique<ConvBackward>(*this, zero->acts);
+    ConvBackward& backward = *workers[part];
     ChunkShare& share = chunk_shares[c];
     share.tensors.assign(static_cast<size_t>(total), 0.0f);
     std::array<float*, kTensors> into;
     for (int i = 0; i < kTensors; ++i) into[i] = share.tensors.data() + offset[i];
-    const int64_t t0 = c * kStepChunk;
-    add_chunk(t0, std::min(kStepChunk, steps - t0), into, backward);
+    const int64_t t0 = c * kShareSteps;
+    add_chunk(t0, std::min(kShareSteps, steps - t0), into, backward);
     backward.take_sums(share.sums);
   });
+  workers.clear();
   ConvBackward backward(*this, zero->acts);
   for (const ChunkShare& share : chunk_shares) backward.add_sums(share.sums);
-  for_each_item(kTensors, parts, [&](int64_t i) {
+  for_each_item(kTensors, parts, [&](int64_t i, int) {
     float* g = grads[i];
     const int64_t size = tensor_size(static_cast<int>(i));
     for (const ChunkShare& share : chunk_shares) {

@@ -2,6 +2,10 @@
 #pragma once
 #include <cstdint>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 namespace fastpong {
 
 // Number of threads the batched kernels use (1 when built without OpenMP).
@@ -34,23 +38,31 @@ void run_in_parts(int parts, const Body& body) {
   for (int part = 0; part < parts; ++part) body(part, parts);
 }
 
-// Calls body(i) for every i in [0, n) on `parts` threads, each taking the next i not yet taken:
-// for items of uneven cost, or a core that another process keeps busy. Whatever the order, body(i)
-// must leave its result where i alone decides, for the results to stay independent of it.
+// Calls body(i, part) for every i in [0, n) on `parts` threads, each taking the next i not yet
+// taken: for items of uneven cost, or a core that another process keeps busy. `part` in
+// [0, parts) names the thread (for state a thread keeps across its items). Whatever the order,
+// body must leave item i's result where i alone decides, for results independent of the order.
 template <typename Body>
 void for_each_item(int64_t n, int parts, const Body& body) {
   if (parts <= 1 || n <= 1) {
-    for (int64_t i = 0; i < n; ++i) body(i);
+    for (int64_t i = 0; i < n; ++i) body(i, 0);
     return;
   }
   int64_t next = 0;
 #pragma omp parallel num_threads(parts)
-  for (;;) {
-    int64_t i;
+  {
+#ifdef _OPENMP
+    const int part = omp_get_thread_num();
+#else
+    const int part = 0;
+#endif
+    for (;;) {
+      int64_t i;
 #pragma omp atomic capture
-    i = next++;
-    if (i >= n) break;
-    body(i);
+      i = next++;
+      if (i >= n) break;
+      body(i, part);
+    }
   }
 }
 
