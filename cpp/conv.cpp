@@ -1208,6 +1208,16 @@ void ConvPolicy::forward(const float* x, int64_t n, float* log_probs, float* pro
 
 namespace {
 
+// Each layer's activations from frame `first` on, in a batch's Activations: what a backward pass
+// over a stretch of the batch reads.
+using LayerPointers = std::array<const float*, ConvPolicy::kConvLayers>;
+LayerPointers layer_pointers(const Activations& acts, int64_t first) {
+  const Network& net = network();
+  LayerPointers a;
+  for (int l = 0; l < ConvPolicy::kConvLayers; ++l) a[l] = acts.a[l].data() + first * net.buffers[l].image();
+  return a;
+}
+
 // The conv layers' backward pass, fed chunk by chunk with the chunk's activations and the
 // gradient at the flattened conv output; `finish` adds the parts summed over every step (the zero
 // frame's share of conv2d_1's weights and of conv2d_0's bias). Only the conv tensors' gradients
@@ -1254,6 +1264,11 @@ class ConvBackward {
   // conv output (before its ReLU gate).
   void chunk(const float* xm, int64_t m, const Activations& acts, const float* flat_grad,
              float* const* grads) {
+    chunk(xm, m, layer_pointers(acts, 0), flat_grad, grads);
+  }
+  // The same with the activations as each layer's first frame (layer_pointers).
+  void chunk(const float* xm, int64_t m, const LayerPointers& a, const float* flat_grad,
+             float* const* grads) {
     const Network& net = net_;
     const GemmLayer& second = net.layers[0];  // conv2d_1
     const int64_t first_pixels = net.first_out_side * net.first_out_side;
@@ -1264,12 +1279,12 @@ class ConvBackward {
     });
     // The conv layers from the top (conv2d_3) down to conv2d_2: g is the gradient at the layer's
     // output (ReLU gate applied), compact (pixels, cols).
-    const float* flat = acts.a[ConvPolicy::kConvLayers - 1].data();
+    const float* flat = a[ConvPolicy::kConvLayers - 1];
     g_.resize(static_cast<size_t>(m * net.flat));
     gate_gradient(net.layers.back(), m, flat_grad, flat, g_.data());
     for (int l = static_cast<int>(net.layers.size()) - 1; l >= 1; --l) {
       const GemmLayer& L = net.layers[l];
-      const float* in = acts.a[l].data();
+      const float* in = a[l];
       if (l == 1) {
         // conv2d_2: its input departs from the zero frame's where conv2d_1's windows see a
         // nonzero pixel (the rest of its weight gradient in finish).
@@ -1294,13 +1309,13 @@ class ConvBackward {
     }
     // conv2d_1: its weights from the sparse departures of a1 from the zero frame's (the rest in
     // finish); its input gradient only where conv2d_0's weights need it.
-    departure_weight_grad(second, dirty_.data(), acts.a[0].data(), background_.a[0].data(),
+    departure_weight_grad(second, dirty_.data(), a[0], background_.a[0].data(),
                           g_.data(), m, departure_pairs_, grads[2]);
     add_column_sums(g_.data(), m * second.pixels(), second.cols, grads[3]);
     add_column_sums(g_.data(), m, second.pixels() * second.cols, g_sums_[0].data());
     g_next_.resize(static_cast<size_t>(m * first_pixels * first_channels));
     ungated_.resize(static_cast<size_t>(m * first_channels));
-    first_layer_output_grad(second, dirty_.data(), acts.a[0].data(), g_.data(),
+    first_layer_output_grad(second, dirty_.data(), a[0], g_.data(),
                             scratch_.first_taps.data(), m, g_next_.data(), ungated_.data());
     add_column_sums(ungated_.data(), m, first_channels, ungated_sum_.data());
     first_layer_weight_grad(xm, m, g_next_.data(), grads[0]);
@@ -1381,17 +1396,66 @@ class ConvBackward {
 
 namespace {
 
-// Steps a thread takes at a time when a gradient's steps go to threads whole (below): small
-// enough that a game's few hundred steps keep two threads busy, large enough that the work per
-// chunk (a forward and backward pass of that many frames) dwarfs its bookkeeping.
-constexpr int64_t kShareSteps = 128;
-
 // One chunk's share of a gradient: every tensor's, back to back, and the sums ConvBackward::finish
 // needs.
 struct ChunkShare {
   std::vector<float> tensors;
   ConvBackward::Sums sums;
 };
+
+// The backward pass over `steps` steps into grads[0 .. tensors), as add_chunk(t0, m, into,
+// backward) passes steps [t0, t0 + m) into the tensors `into` (and into `backward`'s sums).
+// Steps that fit one chunk (ConvPolicy::kStepChunk) go in one call, its layers sharing the
+// threads. More go to threads a chunk at a time, each chunk whole: sharing each layer's work
+// instead left a thread idle through every serial stretch between layers, about a fifth of the
+// time on two cores. Each chunk has a share of its own, and the shares are added up in chunk
+// order, so the result does not depend on the thread count (the same path runs on one thread).
+template <typename AddChunk>
+void accumulate_by_chunks(const ConvPolicy& policy, const Activations& background, int64_t steps,
+                          int tensors, const std::array<float*, ConvPolicy::kTensors>& grads,
+                          const AddChunk& add_chunk) {
+  const int64_t chunks = (steps + ConvPolicy::kStepChunk - 1) / ConvPolicy::kStepChunk;
+  if (chunks <= 1) {
+    ConvBackward backward(policy, background);
+    if (steps > 0) add_chunk(0, steps, grads, backward);
+    backward.finish(grads.data());
+    return;
+  }
+  int64_t total = 0;
+  std::array<int64_t, ConvPolicy::kTensors> offset{};
+  for (int i = 0; i < tensors; ++i) {
+    offset[i] = total;
+    total += ConvPolicy::tensor_size(i);
+  }
+  thread_local std::vector<ChunkShare> shares;  // ~0.7 MB a chunk, kept from call to call
+  shares.resize(static_cast<size_t>(chunks));
+  std::vector<ChunkShare>& chunk_shares = shares;  // the calling thread's, seen from every part
+  const int parts = static_cast<int>(std::min<int64_t>(parts_for(true), chunks));
+  // One ConvBackward per thread, built there (its buffers are that thread's) on its first chunk.
+  std::vector<std::unique_ptr<ConvBackward>> workers(static_cast<size_t>(parts));
+  for_each_item(chunks, parts, [&](int64_t c, int part) {
+    if (workers[part] == nullptr) workers[part] = std::make_unique<ConvBackward>(policy, background);
+    ChunkShare& share = chunk_shares[c];
+    share.tensors.assign(static_cast<size_t>(total), 0.0f);
+    std::array<float*, ConvPolicy::kTensors> into{};
+    for (int i = 0; i < tensors; ++i) into[i] = share.tensors.data() + offset[i];
+    const int64_t t0 = c * ConvPolicy::kStepChunk;
+    add_chunk(t0, std::min(ConvPolicy::kStepChunk, steps - t0), into, *workers[part]);
+    workers[part]->take_sums(share.sums);
+  });
+  workers.clear();
+  ConvBackward backward(policy, background);
+  for (const ChunkShare& share : chunk_shares) backward.add_sums(share.sums);
+  for_each_item(tensors, parts, [&](int64_t i, int) {
+    float* g = grads[i];
+    const int64_t size = ConvPolicy::tensor_size(static_cast<int>(i));
+    for (const ChunkShare& share : chunk_shares) {
+      const float* part = share.tensors.data() + offset[i];
+      for (int64_t j = 0; j < size; ++j) g[j] += part[j];
+    }
+  });
+  backward.finish(grads.data());
+}
 
 }  // namespace
 
@@ -1421,52 +1485,7 @@ void ConvPolicy::accumulate_gradient(const float* x, const int64_t* actions,
                               scale, head_grads, flat_grad.data(), entropy_coef);
     backward.chunk(xm, m, acts, flat_grad.data(), into.data());
   };
-  const int64_t chunks = (steps + kShareSteps - 1) / kShareSteps;
-  if (chunks <= 1) {  // one chunk: its layers share the threads
-    ConvBackward backward(*this, zero->acts);
-    if (steps > 0) add_chunk(0, steps, grads, backward);
-    backward.finish(grads.data());
-    return;
-  }
-  // Several chunks: each thread takes whole chunks, every layer of them, into a share of its own.
-  // Sharing each layer's work instead left a thread idle through every serial stretch between
-  // them, about a fifth of the time on two cores. The shares are added up in chunk order, so the
-  // result does not depend on the thread count (the same path runs on one thread).
-  int64_t total = 0;
-  std::array<int64_t, kTensors> offset{};
-  for (int i = 0; i < kTensors; ++i) {
-    offset[i] = total;
-    total += tensor_size(i);
-  }
-  thread_local std::vector<ChunkShare> shares;  // ~0.7 MB a chunk, kept from call to call
-  shares.resize(static_cast<size_t>(chunks));
-  const int parts = static_cast<int>(std::min<int64_t>(parts_for(true), chunks));
-  std::vector<ChunkShare>& chunk_shares = shares;  // the calling thread's, seen from every part
-  // One ConvBackward per thread, built there (its buffers are that thread's) on its first chunk.
-  std::vector<std::unique_ptr<ConvBackward>> workers(static_cast<size_t>(parts));
-  for_each_item(chunks, parts, [&](int64_t c, int part) {
-    if (workers[part] == nullptr) workers[part] = std::make_unique<ConvBackward>(*this, zero->acts);
-    ConvBackward& backward = *workers[part];
-    ChunkShare& share = chunk_shares[c];
-    share.tensors.assign(static_cast<size_t>(total), 0.0f);
-    std::array<float*, kTensors> into;
-    for (int i = 0; i < kTensors; ++i) into[i] = share.tensors.data() + offset[i];
-    const int64_t t0 = c * kShareSteps;
-    add_chunk(t0, std::min(kShareSteps, steps - t0), into, backward);
-    backward.take_sums(share.sums);
-  });
-  workers.clear();
-  ConvBackward backward(*this, zero->acts);
-  for (const ChunkShare& share : chunk_shares) backward.add_sums(share.sums);
-  for_each_item(kTensors, parts, [&](int64_t i, int) {
-    float* g = grads[i];
-    const int64_t size = tensor_size(static_cast<int>(i));
-    for (const ChunkShare& share : chunk_shares) {
-      const float* part = share.tensors.data() + offset[i];
-      for (int64_t j = 0; j < size; ++j) g[j] += part[j];
-    }
-  });
-  backward.finish(grads.data());
+  accumulate_by_chunks(*this, zero->acts, steps, kTensors, grads, add_chunk);
 }
 
 int64_t ConvPolicy::feature_size() { return network().flat; }
@@ -1500,26 +1519,26 @@ void ConvPolicy::accumulate_feature_gradient(const float* x, const float* flat_g
                                              const std::array<float*, kTensors>& grads) const {
   const Network& net = network();
   const std::shared_ptr<const Background> zero = background();
-  ConvBackward backward(*this, zero->acts);
   // The kept activations serve when they are of these frames under these weights: background()
   // hands out the same object exactly while the conv weights are unchanged.
   const bool kept = kept_ != nullptr && kept_->weights == zero &&
                     static_cast<int64_t>(kept_->x.size()) == steps * kInputSize &&
                     std::memcmp(kept_->x.data(), x, kept_->x.size() * sizeof(float)) == 0;
-  if (kept) {
-    if (steps > 0) backward.chunk(x, steps, kept_->acts, flat_grad, grads.data());
-  } else {
-    thread_local Activations acts;  // kept from call to call, as ConvBackward's buffers
-    acts.reserve(std::min(kStepChunk, steps));
-    for (int64_t t0 = 0; t0 < steps; t0 += kStepChunk) {
-      const int64_t m = std::min(kStepChunk, steps - t0);
-      const float* xm = x + t0 * kInputSize;
-      forward_batch(*this, xm, m, acts, g_skip_zero_frame.load() ? &zero->acts : nullptr,
-                  /*for_backward=*/true);
-      backward.chunk(xm, m, acts, flat_grad + t0 * net.flat, grads.data());
+  const auto add_chunk = [&](int64_t t0, int64_t m, const std::array<float*, kTensors>& into,
+                             ConvBackward& backward) {
+    const float* xm = x + t0 * kInputSize;
+    const float* gm = flat_grad + t0 * net.flat;
+    if (kept) {
+      backward.chunk(xm, m, layer_pointers(kept_->acts, t0), gm, into.data());
+      return;
     }
-  }
-  backward.finish(grads.data());
+    thread_local Activations acts;  // kept from call to call, as ConvBackward's buffers
+    acts.reserve(m);
+    forward_batch(*this, xm, m, acts, g_skip_zero_frame.load() ? &zero->acts : nullptr,
+                  /*for_backward=*/true);
+    backward.chunk(xm, m, acts, gm, into.data());
+  };
+  accumulate_by_chunks(*this, zero->acts, steps, 2 * kConvLayers, grads, add_chunk);
 }
 
 std::vector<std::string> conv_kernels() {

@@ -186,7 +186,7 @@ def test_initial_policy_is_nearly_uniform():
 
 
 @pytest.mark.parametrize("inputs", [{}, FRAME_AND_CHANGE], ids=["change", "frame-and-change"])
-@pytest.mark.parametrize("steps", [1, 5, 300])  # 300: past the backward pass's chunk of 256
+@pytest.mark.parametrize("steps", [1, 5, 300])  # 300: past the backward pass's chunk of 128, in three
 def test_backward_from_any_head_gradient_matches_the_reference(steps, inputs):
     rng = np.random.default_rng(steps)
     net = ActorCriticCNN(seed=steps)

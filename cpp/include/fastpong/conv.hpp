@@ -46,7 +46,7 @@ class ConvPolicy {
   // ascent direction of J = scale * sum_t A_t log pi(a_t|s_t) (minus the gradient of the lab's
   // loss for scale = 1 / T). The forward pass is recomputed, kStepChunk steps at a time, so the
   // memory stays bounded for thousands of steps; sums run in a fixed order whatever the thread
-  // count. With entropy_coef beta, J also has scale * beta * sum_t H(pi(.|x[t])) (the entropy
+  // count (each chunk's into a share of its own, the shares added in chunk order). With entropy_coef beta, J also has scale * beta * sum_t H(pi(.|x[t])) (the entropy
   // bonus, DensePolicy::accumulate_gradient). Assumes valid arguments: actions in
   // [0, kActions), grads shaped like the tensors.
   void accumulate_gradient(const float* x, const int64_t* actions, const float* advantages,
@@ -76,9 +76,12 @@ class ConvPolicy {
   void accumulate_feature_gradient(const float* x, const float* flat_grad, int64_t steps,
                                    const std::array<float*, kTensors>& grads) const;
 
-  // Steps whose activations are kept at once in accumulate_gradient (~27 MB): enough work per
-  // step of the backward pass to be worth two threads.
-  static constexpr int64_t kStepChunk = 256;
+  // Steps a backward pass takes at a time (their activations, ~13 MB, kept at once): more steps
+  // than this go to threads a chunk at a time, each chunk whole (see accumulate_by_chunks in
+  // conv.cpp); fewer go in one piece whose layers share the threads. Small enough that a game's
+  // few hundred steps keep two threads busy, large enough that a chunk's work dwarfs its
+  // bookkeeping.
+  static constexpr int64_t kStepChunk = 128;
 
  private:
   // The activations of an all-zero frame, which most conv outputs of a frame change equal (see
