@@ -293,36 +293,31 @@ FASTPONG_INLINE void gemm_weight_grad(const GemmLayer& L, const float* in, const
 }
 
 // din (shaped like the layer's input buffer) += g * w^T scattered back over the patches, for
-// images [n0, n1); g holds L.cols floats per pixel, pixels of image n0 first. Tiles never span two
-// images, so every input element sums its pixels in one order, whatever the split into parts.
+// images [n0, n1); g holds L.cols floats per pixel, pixels of image n0 first. Every input element
+// adds its pixels' terms in pixel order, whatever the tiles and the split into parts (by images).
 template <int kBudget, int kMaxNV>
 FASTPONG_INLINE void gemm_input_grad(const GemmLayer& L, const float* g, const float* wt,
                                      int64_t n0, int64_t n1, float* din) {
-  // Tiles may span images: each pixel's sum is its own, and pixels add into din in pixel order
-  // whatever the tiles. (Tiles of one image each left conv2d_3's 9 pixels a tile of 6 and three
-  // of 1.)
+  // Tiles may span images: each pixel's sum is its own. (Tiles of one image each left conv2d_3's
+  // 9 pixels a tile of 6 and three of 1.)
   const int64_t total = (n1 - n0) * L.pixels();
-  const int64_t per_image = total;
   for_column_chunks<kMaxNV>(L.rows / kLanes, [&](auto nv, int64_t r0) FASTPONG_INLINE_LAMBDA {
     constexpr int NV = decltype(nv)::value;
     constexpr int P = tile_for(kBudget, NV);
     const float* gp[P];
     float* dp[P];
-    for (int64_t start = 0; start < total; start += per_image) {
-      const int64_t end = start + per_image;
-      int64_t p = start;
-      for (; p + P <= end; p += P) {
-        for (int j = 0; j < P; ++j) {
-          gp[j] = g + (p + j) * L.cols;
-          dp[j] = din + L.in_offset(n0 * L.pixels() + p + j);
-        }
-        input_grad_tile<P, NV>(gp, L.cols, wt + r0, L.rows, L.tap.data() + r0, dp);
+    int64_t p = 0;
+    for (; p + P <= total; p += P) {
+      for (int j = 0; j < P; ++j) {
+        gp[j] = g + (p + j) * L.cols;
+        dp[j] = din + L.in_offset(n0 * L.pixels() + p + j);
       }
-      for (; p < end; ++p) {
-        const float* g1 = g + p * L.cols;
-        float* d1 = din + L.in_offset(n0 * L.pixels() + p);
-        input_grad_tile<1, NV>(&g1, L.cols, wt + r0, L.rows, L.tap.data() + r0, &d1);
-      }
+      input_grad_tile<P, NV>(gp, L.cols, wt + r0, L.rows, L.tap.data() + r0, dp);
+    }
+    for (; p < total; ++p) {
+      const float* g1 = g + p * L.cols;
+      float* d1 = din + L.in_offset(n0 * L.pixels() + p);
+      input_grad_tile<1, NV>(&g1, L.cols, wt + r0, L.rows, L.tap.data() + r0, &d1);
     }
   });
 }
@@ -1214,7 +1209,9 @@ using LayerPointers = std::array<const float*, ConvPolicy::kConvLayers>;
 LayerPointers layer_pointers(const Activations& acts, int64_t first) {
   const Network& net = network();
   LayerPointers a;
-  for (int l = 0; l < ConvPolicy::kConvLayers; ++l) a[l] = acts.a[l].data() + first * net.buffers[l].image();
+  for (int l = 0; l < ConvPolicy::kConvLayers; ++l) {
+    a[l] = acts.a[l].data() + first * net.buffers[l].image();
+  }
   return a;
 }
 
@@ -1434,7 +1431,9 @@ void accumulate_by_chunks(const ConvPolicy& policy, const Activations& backgroun
   // One ConvBackward per thread, built there (its buffers are that thread's) on its first chunk.
   std::vector<std::unique_ptr<ConvBackward>> workers(static_cast<size_t>(parts));
   for_each_item(chunks, parts, [&](int64_t c, int part) {
-    if (workers[part] == nullptr) workers[part] = std::make_unique<ConvBackward>(policy, background);
+    if (workers[part] == nullptr) {
+      workers[part] = std::make_unique<ConvBackward>(policy, background);
+    }
     ChunkShare& share = chunk_shares[c];
     share.tensors.assign(static_cast<size_t>(total), 0.0f);
     std::array<float*, ConvPolicy::kTensors> into{};

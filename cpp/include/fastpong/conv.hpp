@@ -46,9 +46,10 @@ class ConvPolicy {
   // ascent direction of J = scale * sum_t A_t log pi(a_t|s_t) (minus the gradient of the lab's
   // loss for scale = 1 / T). The forward pass is recomputed, kStepChunk steps at a time, so the
   // memory stays bounded for thousands of steps; sums run in a fixed order whatever the thread
-  // count (each chunk's into a share of its own, the shares added in chunk order). With entropy_coef beta, J also has scale * beta * sum_t H(pi(.|x[t])) (the entropy
-  // bonus, DensePolicy::accumulate_gradient). Assumes valid arguments: actions in
-  // [0, kActions), grads shaped like the tensors.
+  // count (each chunk's into a share of its own, the shares added in chunk order). With
+  // entropy_coef beta, J also has scale * beta * sum_t H(pi(.|x[t])) (the entropy bonus,
+  // DensePolicy::accumulate_gradient). Assumes valid arguments: actions in [0, kActions), grads
+  // shaped like the tensors.
   void accumulate_gradient(const float* x, const int64_t* actions, const float* advantages,
                            int64_t steps, float scale,
                            const std::array<float*, kTensors>& grads,

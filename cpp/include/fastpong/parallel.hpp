@@ -15,8 +15,8 @@ void set_num_threads(int n);
 // True when the library was compiled with OpenMP.
 bool has_openmp();
 
-// True inside a parallel region that run_in_parts or for_each_item opened: a kernel called from
-// there already has a thread of its own and runs serially on it.
+// True inside an active OpenMP parallel region (one that run_in_parts or for_each_item opened,
+// say): a kernel called from there already has a thread of its own and runs serially on it.
 bool in_parallel_region();
 
 // How many parts run_in_parts should cut a kernel's work into: one per thread, or 1 (also inside
