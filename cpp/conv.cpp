@@ -1389,10 +1389,6 @@ class ConvBackward {
   DeparturePairs& departure_pairs_;
 };
 
-}  // namespace
-
-namespace {
-
 // One chunk's share of a gradient: every tensor's, back to back, and the sums ConvBackward::finish
 // needs.
 struct ChunkShare {
