@@ -22,9 +22,11 @@ library code changes):
 
 A call inside another timed call counts only toward the inner part, so the parts add up to the
 session's wall-clock (``Run.execute``: from building the environments to closing them), which is
-also measured on a clock of its own (``session_seconds``) to check that they do. Last, the
-same vector environment alone (one batch of ``--num-envs``, random actions, no learning) gives the
-bound the emulator sets on training throughput.
+also measured on a clock of its own (``session_seconds``) to check that they do. The same vector
+environment alone (one batch of ``--num-envs``, random actions, no learning) gives the bound the
+emulator sets on training throughput. It is timed twice, before the agents and after them: a
+machine whose speed drifts (a shared or throttled one) shows it as two different bounds, and each
+agent's rate is given against both.
 
 Few steps give few finished games and updates, so the backward share of a short run is mostly
 luck: take 20,000 steps or more (and an idle machine) for numbers worth quoting.
@@ -172,9 +174,17 @@ def print_table(result: dict) -> None:
             rate = f"{run['steps'] / seconds:>12,.0f}" if seconds > 0 else f"{'-':>12s}"
             print(f"{part:22s} {seconds:>9.2f} {seconds / total:>7.1%} {rate}")
         print(f"{'total':22s} {total:>9.2f} {1:>7.0%} {run['steps'] / total:>12,.0f}")
-    bare = result["bare_env"]
-    print(f"\nbare vector env, random actions: {bare['steps']:,} steps in {bare['seconds']:.2f} s, "
-          f"{bare['steps_per_second']:,.0f} steps/s (the bound)")
+    bounds = [result[key] for key in ("bare_env_before", "bare_env") if key in result]
+    print("\nbare vector env, random actions (the bound): " + ", then ".join(
+        f"{bare['steps']:,} steps in {bare['seconds']:.2f} s, {bare['steps_per_second']:,.0f} steps/s"
+        for bare in bounds))
+    rates = [bare["steps_per_second"] for bare in bounds]
+    if len(rates) == 2 and abs(rates[0] - rates[1]) > 0.1 * max(rates):
+        print("the two bounds differ by more than 10%: the machine's speed moved during the measurement")
+    for run in result["training"]:
+        rate = run["steps"] / run["session_seconds"]
+        against = " and ".join(f"{rate / bound:.2f}" for bound in rates)
+        print(f"{run['agent']}: {rate:,.0f} env steps/s, {against} of the bound")
 
 
 def main(argv=None) -> None:
@@ -193,6 +203,7 @@ def main(argv=None) -> None:
                     threads=args.threads, seed=args.seed)
     result = dict(settings=settings, machine=f"{platform.processor() or platform.machine()}, "
                                              f"{os.cpu_count()} cores",
+                  bare_env_before=measure_bare_env(**settings),
                   training=[measure_training(agent, **settings) for agent in args.agents],
                   bare_env=measure_bare_env(**settings))
     if args.json:

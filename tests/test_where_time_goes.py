@@ -73,3 +73,26 @@ def test_parts_of_a_short_session_add_up(where_time_goes, agent):
 def test_bare_env_steps_at_least_what_was_asked(where_time_goes):
     bare = where_time_goes.measure_bare_env(steps=7, num_envs=2)
     assert bare["steps"] == 8 and bare["seconds"] > 0
+
+
+def _result(bounds_steps_per_second):
+    run = dict(agent="mit-pong", steps=20000, episodes=25, updates=5, session_seconds=10.0,
+               seconds={part: 10.0 / 7 for part in ("emulator", "preprocess", "forward",
+                                                    "backward + optimizer", "checkpoint",
+                                                    "env setup", "rest")})
+    bare = [dict(steps=20000, seconds=20000 / rate, steps_per_second=rate) for rate in bounds_steps_per_second]
+    return dict(training=[run], bare_env_before=bare[0], bare_env=bare[1])
+
+
+def test_each_rate_is_given_against_both_bounds(where_time_goes, capsys):
+    where_time_goes.print_table(_result([4000.0, 2500.0]))
+    out = capsys.readouterr().out
+    assert "mit-pong: 2,000 env steps/s, 0.50 and 0.80 of the bound" in out
+    assert "the machine's speed moved" in out  # 2,500 against 4,000: more than 10% apart
+
+
+def test_bounds_that_agree_raise_no_drift_warning(where_time_goes, capsys):
+    where_time_goes.print_table(_result([4000.0, 3900.0]))
+    out = capsys.readouterr().out
+    assert "0.50 and 0.51 of the bound" in out
+    assert "speed moved" not in out
