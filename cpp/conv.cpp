@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstring>
+#include <numeric>
 #include <stdexcept>
 #include <type_traits>
 
@@ -292,31 +293,31 @@ FASTPONG_INLINE void gemm_weight_grad(const GemmLayer& L, const float* in, const
   });
 }
 
-// din (shaped like the layer's input buffer) += g * w^T scattered back over the patches, for
-// images [n0, n1); g holds L.cols floats per pixel, pixels of image n0 first. Every input element
-// adds its pixels' terms in pixel order, whatever the tiles and the split into parts (by images).
+// din (shaped like the layer's input buffer) += g * w^T scattered back over the patches of the
+// listed output pixels (`count` of them, increasing; pixel q = image * L.pixels() + its place in
+// the image, its gradient row g + q * L.cols). Every input element adds its pixels' terms in pixel
+// order, whatever the tiles and the split into parts (by images).
 template <int kBudget, int kMaxNV>
 FASTPONG_INLINE void gemm_input_grad(const GemmLayer& L, const float* g, const float* wt,
-                                     int64_t n0, int64_t n1, float* din) {
+                                     const int64_t* pixels, int64_t count, float* din) {
   // Tiles may span images: each pixel's sum is its own. (Tiles of one image each left conv2d_3's
   // 9 pixels a tile of 6 and three of 1.)
-  const int64_t total = (n1 - n0) * L.pixels();
   for_column_chunks<kMaxNV>(L.rows / kLanes, [&](auto nv, int64_t r0) FASTPONG_INLINE_LAMBDA {
     constexpr int NV = decltype(nv)::value;
     constexpr int P = tile_for(kBudget, NV);
     const float* gp[P];
     float* dp[P];
-    int64_t p = 0;
-    for (; p + P <= total; p += P) {
+    int64_t i = 0;
+    for (; i + P <= count; i += P) {
       for (int j = 0; j < P; ++j) {
-        gp[j] = g + (p + j) * L.cols;
-        dp[j] = din + L.in_offset(n0 * L.pixels() + p + j);
+        gp[j] = g + pixels[i + j] * L.cols;
+        dp[j] = din + L.in_offset(pixels[i + j]);
       }
       input_grad_tile<P, NV>(gp, L.cols, wt + r0, L.rows, L.tap.data() + r0, dp);
     }
-    for (; p < total; ++p) {
-      const float* g1 = g + p * L.cols;
-      float* d1 = din + L.in_offset(n0 * L.pixels() + p);
+    for (; i < count; ++i) {
+      const float* g1 = g + pixels[i] * L.cols;
+      float* d1 = din + L.in_offset(pixels[i]);
       input_grad_tile<1, NV>(&g1, L.cols, wt + r0, L.rows, L.tap.data() + r0, &d1);
     }
   });
@@ -358,7 +359,8 @@ struct KernelSet {
                   const int64_t*, const int64_t*, int64_t, bool);
   void (*weight_grad)(const GemmLayer&, const float*, const int64_t*, const float*, int64_t,
                       int64_t, int64_t, float*);
-  void (*input_grad)(const GemmLayer&, const float*, const float*, int64_t, int64_t, float*);
+  void (*input_grad)(const GemmLayer&, const float*, const float*, const int64_t*, int64_t,
+                     float*);
   void (*pair_grad)(const float* const*, const float* const*, int64_t, int64_t, int64_t, float*,
                     int64_t);
   void (*pair_forward)(const float* const*, float* const*, int64_t, int64_t, int64_t,
@@ -376,9 +378,9 @@ struct KernelSet {
                                  float* dw) {                                                    \
     gemm_weight_grad<BUDGET, MAXNV>(L, in, pixel_in, g, pixels, r0, r1, dw);                     \
   }                                                                                              \
-  TARGET void NAME##_input_grad(const GemmLayer& L, const float* g, const float* wt, int64_t n0, \
-                                int64_t n1, float* din) {                                        \
-    gemm_input_grad<BUDGET, MAXNV>(L, g, wt, n0, n1, din);                                       \
+  TARGET void NAME##_input_grad(const GemmLayer& L, const float* g, const float* wt,             \
+                                const int64_t* pixels, int64_t count, float* din) {              \
+    gemm_input_grad<BUDGET, MAXNV>(L, g, wt, pixels, count, din);                                \
   }                                                                                              \
   TARGET void NAME##_pair_grad(const float* const* in, const float* const* g, int64_t pairs,     \
                                int64_t rows, int64_t cols, float* dw, int64_t ldw) {             \
@@ -1092,16 +1094,32 @@ void weight_grad(const GemmLayer& L, const float* in, const float* g, int64_t m,
   });
 }
 
-// din (zeroed here; shaped like L's input buffer for m images) = the input gradient of g.
-void input_grad(const GemmLayer& L, const float* g, const std::vector<float>& wt, int64_t m,
-                std::vector<float>& din) {
+// din (zeroed here; shaped like L's input buffer for m images) = the input gradient of layer L
+// from its output gradient g (m * L.pixels() rows of L.cols), summed over the listed output pixels
+// only (increasing, as gemm_input_grad takes them): the other pixels add nothing.
+void input_grad_at(const GemmLayer& L, const float* g, const std::vector<float>& wt, int64_t m,
+                   const std::vector<int64_t>& pixels, std::vector<float>& din) {
   const KernelSet& kernels = *g_kernels.load(std::memory_order_relaxed);
   din.assign(static_cast<size_t>(m * L.in.image()), 0.0f);
-  const int parts = parts_for(m > 1 && m * L.pixels() * L.rows * L.cols >= kParallelMinMacs);
-  run_in_parts(static_cast<int>(std::min<int64_t>(parts, m)), [&](int part, int count) {
-    const int64_t n0 = m * part / count, n1 = m * (part + 1) / count;
-    kernels.input_grad(L, g + n0 * L.pixels() * L.cols, wt.data(), n0, n1, din.data());
+  const int64_t count = static_cast<int64_t>(pixels.size());
+  const int parts = parts_for(m > 1 && count * L.rows * L.cols >= kParallelMinMacs);
+  run_in_parts(static_cast<int>(std::min<int64_t>(parts, m)), [&](int part, int parts_now) {
+    // Parts take whole images: two parts never add into the same input element.
+    const auto first_of = [&](int64_t image) {
+      return std::lower_bound(pixels.begin(), pixels.end(), image * L.pixels()) - pixels.begin();
+    };
+    const int64_t i0 = first_of(m * part / parts_now), i1 = first_of(m * (part + 1) / parts_now);
+    kernels.input_grad(L, g, wt.data(), pixels.data() + i0, i1 - i0, din.data());
   });
+}
+
+// The same over every output pixel.
+void input_grad(const GemmLayer& L, const float* g, const std::vector<float>& wt, int64_t m,
+                std::vector<float>& din) {
+  thread_local std::vector<int64_t> every;
+  every.resize(static_cast<size_t>(m * L.pixels()));
+  std::iota(every.begin(), every.end(), int64_t{0});
+  input_grad_at(L, g, wt, m, every, din);
 }
 
 const std::vector<std::string>& names() {
@@ -1251,6 +1269,10 @@ class ConvBackward {
     std::vector<float> ungated_sum, din, g, g_next, ungated;
     std::vector<uint8_t> dirty, dirty_above;
     DeparturePairs departure_pairs;
+    // conv2d_2's input gradient from its changed outputs only (chunk, add_second_layer_sums).
+    std::vector<uint8_t> dirty_third;
+    std::vector<int64_t> changed_third;
+    std::vector<float> third_grad_sum, summed_din, changed_sum;
   };
   static Scratch& scratch() {
     thread_local Scratch s;
@@ -1293,12 +1315,13 @@ class ConvBackward {
         });
         departure_weight_grad(L, dirty_above_.data(), in, background_.a[l].data(), g_.data(), m,
                               departure_pairs_, grads[2 * l + 2]);
-        add_column_sums(g_.data(), m, L.pixels() * L.cols, g_sums_[l].data());
+        add_column_sums(g_.data(), m * L.pixels(), L.cols, grads[2 * l + 3]);
+        third_input_grad(L, m);
       } else {
         weight_grad(L, in, g_.data(), m, grads[2 * l + 2]);
+        add_column_sums(g_.data(), m * L.pixels(), L.cols, grads[2 * l + 3]);
+        input_grad(L, g_.data(), wt_[l], m, din_);
       }
-      add_column_sums(g_.data(), m * L.pixels(), L.cols, grads[2 * l + 3]);
-      input_grad(L, g_.data(), wt_[l], m, din_);
       // The gradient at conv2d_l's output (conv2d_l is GEMM layer l - 1), gated by its ReLU.
       g_next_.resize(static_cast<size_t>(m * net.layers[l - 1].pixels() * net.layers[l - 1].cols));
       gate_gradient(net.layers[l - 1], m, din_.data(), in, g_next_.data());
@@ -1308,8 +1331,7 @@ class ConvBackward {
     // finish); its input gradient only where conv2d_0's weights need it.
     departure_weight_grad(second, dirty_.data(), a[0], background_.a[0].data(),
                           g_.data(), m, departure_pairs_, grads[2]);
-    add_column_sums(g_.data(), m * second.pixels(), second.cols, grads[3]);
-    add_column_sums(g_.data(), m, second.pixels() * second.cols, g_sums_[0].data());
+    add_second_layer_sums(m, grads[3]);
     g_next_.resize(static_cast<size_t>(m * first_pixels * first_channels));
     ungated_.resize(static_cast<size_t>(m * first_channels));
     first_layer_output_grad(second, dirty_.data(), a[0], g_.data(),
@@ -1370,6 +1392,70 @@ class ConvBackward {
   }
 
  private:
+  // conv2d_2's input gradient (into din_) from g_, its gradient at the output, for m steps: only
+  // from the outputs whose window holds a changed conv2d_1 output (dirty_above_), about half of
+  // them. What reads conv2d_1's gradient one step and position at a time (its weights' departure
+  // part, conv2d_0's output gradient) reads it only at its changed outputs, and each of those is
+  // in the window of changed conv2d_2 outputs alone, so there the gradient is whole. Elsewhere
+  // only its sums over steps are needed (add_second_layer_sums), and those come from the input
+  // gradient of g_ summed over the steps (summed_din), taken once. Also adds g_'s per-pixel sums
+  // to g_sums_[1].
+  void third_input_grad(const GemmLayer& L, int64_t m) {
+    const GemmLayer& below = net_.layers[0];
+    std::vector<uint8_t>& dirty = scratch_.dirty_third;
+    std::vector<int64_t>& changed = scratch_.changed_third;
+    dirty.resize(static_cast<size_t>(m * L.pixels()));
+    changed.clear();
+    for (int64_t t = 0; t < m; ++t) {
+      window_dirty(L, dirty_above_.data() + t * below.pixels(), dirty.data() + t * L.pixels());
+    }
+    for (int64_t q = 0; q < m * L.pixels(); ++q) {
+      if (dirty[q]) changed.push_back(q);
+    }
+    input_grad_at(L, g_.data(), wt_[1], m, changed, din_);
+    std::vector<float>& summed = scratch_.third_grad_sum;
+    summed.assign(static_cast<size_t>(L.pixels() * L.cols), 0.0f);
+    add_column_sums(g_.data(), m, L.pixels() * L.cols, summed.data());
+    for (size_t i = 0; i < summed.size(); ++i) g_sums_[1][i] += summed[i];
+    input_grad(L, summed.data(), wt_[1], 1, scratch_.summed_din);
+  }
+
+  // conv2d_1's gradient g_ (ReLU gate applied) summed over the chunk's m steps, into g_sums_[0]
+  // per position and into its bias gradient: directly where the output changed, and elsewhere,
+  // where the output and its gate are the zero frame's, as the gate times the input gradient of
+  // conv2d_2's summed gradient less the changed steps' input gradient (din_) at that position.
+  void add_second_layer_sums(int64_t m, float* bias_grad) {
+    const GemmLayer& second = net_.layers[0];
+    const int64_t pixels = second.pixels(), c = second.cols, image = second.out.image();
+    std::vector<float>& changed = scratch_.changed_sum;
+    changed.assign(static_cast<size_t>(2 * pixels * c), 0.0f);
+    float* gated = changed.data();            // sum of g over the changed steps
+    float* ungated = changed.data() + pixels * c;  // sum of din over them
+    for (int64_t t = 0; t < m; ++t) {
+      for (int64_t p = 0; p < pixels; ++p) {
+        if (!dirty_above_[t * pixels + p]) continue;
+        const float* g = g_.data() + (t * pixels + p) * c;
+        const float* d = din_.data() + t * image + second.out_at[p];
+        for (int64_t j = 0; j < c; ++j) {
+          gated[p * c + j] += g[j];
+          ungated[p * c + j] += d[j];
+        }
+      }
+    }
+    const float* zero_a = background_.a[1].data();
+    const float* summed_din = scratch_.summed_din.data();
+    for (int64_t p = 0; p < pixels; ++p) {
+      const int64_t at = second.out_at[p];
+      for (int64_t j = 0; j < c; ++j) {
+        const float unchanged =
+            zero_a[at + j] > 0.0f ? summed_din[at + j] - ungated[p * c + j] : 0.0f;
+        const float sum = gated[p * c + j] + unchanged;
+        g_sums_[0][p * c + j] += sum;
+        bias_grad[j] += sum;
+      }
+    }
+  }
+
   const ConvPolicy& policy_;
   const Network& net_;
   const Activations& background_;
