@@ -33,8 +33,8 @@ def main() -> None:
     n = args.num_envs
     envs = AtariVectorEnv(
         game="pong", num_envs=n, batch_size=n, num_threads=args.threads, img_height=210,
-        img_width=160, grayscale=False, stack_num=1, frameskip=args.frameskip, maxpool=False, noop_max=0,
-        use_fire_reset=False, reward_clipping=False, episodic_life=False,
+        img_width=160, grayscale=False, stack_num=1, frameskip=args.frameskip, maxpool=False,
+        noop_max=0, use_fire_reset=False, reward_clipping=False, episodic_life=False,
         repeat_action_probability=0.25, full_action_space=False, max_num_frames_per_episode=108_000,
         autoreset_mode=gymnasium.vector.AutoresetMode.SAME_STEP)
     try:

@@ -43,13 +43,17 @@ __attribute__((target("avx512f"))) void product_f32(const float* in, const float
         for (int v = 0; v < kVectors; ++v) acc[j][v] = _mm512_fmadd_ps(a, wr[v], acc[j][v]);
       }
     }
-    for (int j = 0; j < kTile; ++j)
-      for (int v = 0; v < kVectors; ++v) _mm512_storeu_ps(out + (p0 + j) * kCols + 16 * v, acc[j][v]);
+    for (int j = 0; j < kTile; ++j) {
+      for (int v = 0; v < kVectors; ++v) {
+        _mm512_storeu_ps(out + (p0 + j) * kCols + 16 * v, acc[j][v]);
+      }
+    }
   }
 }
 
 __attribute__((target("avx512f,avx512bf16"))) void product_bf16(const uint16_t* in,
-                                                              const uint16_t* w_pairs, float* out) {
+                                                              const uint16_t* w_pairs,
+                                                              float* out) {
   for (int p0 = 0; p0 + kTile <= kPixels; p0 += kTile) {
     __m512 acc[kTile][kVectors];
     for (auto& row : acc)
@@ -66,8 +70,11 @@ __attribute__((target("avx512f,avx512bf16"))) void product_bf16(const uint16_t* 
         for (int v = 0; v < kVectors; ++v) acc[j][v] = _mm512_dpbf16_ps(acc[j][v], a, wr[v]);
       }
     }
-    for (int j = 0; j < kTile; ++j)
-      for (int v = 0; v < kVectors; ++v) _mm512_storeu_ps(out + (p0 + j) * kCols + 16 * v, acc[j][v]);
+    for (int j = 0; j < kTile; ++j) {
+      for (int v = 0; v < kVectors; ++v) {
+        _mm512_storeu_ps(out + (p0 + j) * kCols + 16 * v, acc[j][v]);
+      }
+    }
   }
 }
 
@@ -100,8 +107,11 @@ int main() {
   for (float& x : w) x = 0.05f * normal(gen);
   std::vector<uint16_t> in_bf16(in.size()), w_bf16(w.size()), w_pairs(w.size());
   to_bf16(w.data(), static_cast<int64_t>(w.size()), w_bf16.data());
-  for (int r = 0; r < kRows; ++r)
-    for (int c = 0; c < kCols; ++c) w_pairs[((r / 2) * kCols + c) * 2 + (r & 1)] = w_bf16[r * kCols + c];
+  for (int r = 0; r < kRows; ++r) {
+    for (int c = 0; c < kCols; ++c) {
+      w_pairs[((r / 2) * kCols + c) * 2 + (r & 1)] = w_bf16[r * kCols + c];
+    }
+  }
   std::vector<float> out_f32(static_cast<size_t>(kPixels) * kCols), out_bf16(out_f32.size());
 
   double best_f32 = 1e30, best_bf16 = 1e30, best_convert = 1e30;

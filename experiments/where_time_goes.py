@@ -176,11 +176,12 @@ def print_table(result: dict) -> None:
         print(f"{'total':22s} {total:>9.2f} {1:>7.0%} {run['steps'] / total:>12,.0f}")
     bounds = [result[key] for key in ("bare_env_before", "bare_env") if key in result]
     print("\nbare vector env, random actions (the bound): " + ", then ".join(
-        f"{bare['steps']:,} steps in {bare['seconds']:.2f} s, {bare['steps_per_second']:,.0f} steps/s"
-        for bare in bounds))
+        f"{bare['steps']:,} steps in {bare['seconds']:.2f} s, "
+        f"{bare['steps_per_second']:,.0f} steps/s" for bare in bounds))
     rates = [bare["steps_per_second"] for bare in bounds]
     if len(rates) == 2 and abs(rates[0] - rates[1]) > 0.1 * max(rates):
-        print("the two bounds differ by more than 10%: the machine's speed moved during the measurement")
+        print("the two bounds differ by more than 10%: the machine's speed moved during the "
+              "measurement")
     for run in result["training"]:
         rate = run["steps"] / run["session_seconds"]
         against = " and ".join(f"{rate / bound:.2f}" for bound in rates)

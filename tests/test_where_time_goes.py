@@ -80,7 +80,8 @@ def _result(bounds_steps_per_second):
                seconds={part: 10.0 / 7 for part in ("emulator", "preprocess", "forward",
                                                     "backward + optimizer", "checkpoint",
                                                     "env setup", "rest")})
-    bare = [dict(steps=20000, seconds=20000 / rate, steps_per_second=rate) for rate in bounds_steps_per_second]
+    bare = [dict(steps=20000, seconds=20000 / rate, steps_per_second=rate)
+            for rate in bounds_steps_per_second]
     return dict(training=[run], bare_env_before=bare[0], bare_env=bare[1])
 
 
