@@ -843,8 +843,10 @@ void forward_frames(const ConvPolicy& policy, const float* x, int64_t n0, int64_
       }
       const bool from_departures = l < static_cast<size_t>(kDepartureLayers);
       const float* clean = background->a[l + 1].data();
-      // conv2d_1's clean outputs are read by the backward pass's ReLU gate alone: the next layer
-      // reads only its departures. A forward pass leaves them unwritten.
+      // conv2d_1's clean outputs are read by the backward pass's ReLU gate alone (the next layer
+      // reads only its departures), and no sum uses the gate there any more: ConvBackward's
+      // add_second_layer_sums takes the zero frame's. A forward pass leaves them unwritten; the
+      // backward's copy is now work nothing needs, left until the gate skips those outputs too.
       const bool copy_clean = for_backward || l != 0;
       for (int64_t p = 0; p < pixels; ++p) {
         if (!sc.dirty_out[p]) {
@@ -1316,7 +1318,7 @@ class ConvBackward {
         departure_weight_grad(L, dirty_above_.data(), in, background_.a[l].data(), g_.data(), m,
                               departure_pairs_, grads[2 * l + 2]);
         add_column_sums(g_.data(), m * L.pixels(), L.cols, grads[2 * l + 3]);
-        third_input_grad(L, m);
+        third_input_grad(m);
       } else {
         weight_grad(L, in, g_.data(), m, grads[2 * l + 2]);
         add_column_sums(g_.data(), m * L.pixels(), L.cols, grads[2 * l + 3]);
@@ -1400,7 +1402,8 @@ class ConvBackward {
   // only its sums over steps are needed (add_second_layer_sums), and those come from the input
   // gradient of g_ summed over the steps (summed_din), taken once. Also adds g_'s per-pixel sums
   // to g_sums_[1].
-  void third_input_grad(const GemmLayer& L, int64_t m) {
+  void third_input_grad(int64_t m) {
+    const GemmLayer& L = net_.layers[1];  // conv2d_2
     const GemmLayer& below = net_.layers[0];
     std::vector<uint8_t>& dirty = scratch_.dirty_third;
     std::vector<int64_t>& changed = scratch_.changed_third;
@@ -1429,16 +1432,16 @@ class ConvBackward {
     const int64_t pixels = second.pixels(), c = second.cols, image = second.out.image();
     std::vector<float>& changed = scratch_.changed_sum;
     changed.assign(static_cast<size_t>(2 * pixels * c), 0.0f);
-    float* gated = changed.data();            // sum of g over the changed steps
-    float* ungated = changed.data() + pixels * c;  // sum of din over them
+    float* g_changed = changed.data();                // sum of g_ over the changed steps
+    float* din_changed = changed.data() + pixels * c;  // sum of din_ over them
     for (int64_t t = 0; t < m; ++t) {
       for (int64_t p = 0; p < pixels; ++p) {
         if (!dirty_above_[t * pixels + p]) continue;
         const float* g = g_.data() + (t * pixels + p) * c;
         const float* d = din_.data() + t * image + second.out_at[p];
         for (int64_t j = 0; j < c; ++j) {
-          gated[p * c + j] += g[j];
-          ungated[p * c + j] += d[j];
+          g_changed[p * c + j] += g[j];
+          din_changed[p * c + j] += d[j];
         }
       }
     }
@@ -1448,8 +1451,8 @@ class ConvBackward {
       const int64_t at = second.out_at[p];
       for (int64_t j = 0; j < c; ++j) {
         const float unchanged =
-            zero_a[at + j] > 0.0f ? summed_din[at + j] - ungated[p * c + j] : 0.0f;
-        const float sum = gated[p * c + j] + unchanged;
+            zero_a[at + j] > 0.0f ? summed_din[at + j] - din_changed[p * c + j] : 0.0f;
+        const float sum = g_changed[p * c + j] + unchanged;
         g_sums_[0][p * c + j] += sum;
         bias_grad[j] += sum;
       }
