@@ -28,6 +28,14 @@ emulator sets on training throughput. It is timed twice, before the agents and a
 machine whose speed drifts (a shared or throttled one) shows it as two different bounds, and each
 agent's rate is given against both.
 
+It also reads the process's CPU time (every thread: the emulator's and the loop's) over each
+agent's playing and learning and over the bound's stepping, and gives each per env step. The agent
+can never train faster than cores / (its CPU seconds per step), the rate at which its work would
+keep every core busy all the time; that ceiling, against the bound, is as close to the bound as any
+arrangement of the same work on these cores can come (the bound itself may leave part of a core
+idle: five games on two threads do). A goal above the ceiling needs less CPU per step, not better
+overlap.
+
 Few steps give few finished games and updates, so the backward share of a short run is mostly
 luck: take 20,000 steps or more (and an idle machine) for numbers worth quoting.
 """
@@ -52,27 +60,39 @@ PARTS = ("emulator", "preprocess", "forward", "backward + optimizer", "checkpoin
 
 class Stopwatch:
     """Seconds and calls per part. A timed call's own time goes to its part; the time of timed
-    calls nested inside it goes to theirs (single-threaded: the training loop's thread)."""
+    calls nested inside it goes to theirs (single-threaded: the training loop's thread). The parts
+    named in ``cpu_parts`` also count the process's CPU time while they run (every thread's: the
+    clock is a system call, so it is read only around these few calls, not every lane step); a
+    part's CPU time includes that of the timed calls nested in it."""
 
-    def __init__(self):
+    def __init__(self, cpu_parts: tuple = ()):
         self.seconds: dict = defaultdict(float)
+        self.cpu_seconds: dict = defaultdict(float)
         self.calls: dict = defaultdict(int)
+        self.cpu_parts = frozenset(cpu_parts)
         self._nested: list = []  # per open call: seconds spent in timed calls inside it
         self.session_wall = 0.0  # set by instrumented(): the session's own wall-clock
+        self.session_cpu = 0.0  # and the process's CPU time over it
 
     def clear(self) -> None:
         self.seconds.clear()
+        self.cpu_seconds.clear()
         self.calls.clear()
 
     def wrap(self, part: str, function):
+        counts_cpu = part in self.cpu_parts
+
         @functools.wraps(function)
         def timed(*args, **kwargs):
             start = time.perf_counter()
+            start_cpu = time.process_time() if counts_cpu else 0.0
             self._nested.append(0.0)
             try:
                 return function(*args, **kwargs)
             finally:
                 elapsed = time.perf_counter() - start
+                if counts_cpu:
+                    self.cpu_seconds[part] += time.process_time() - start_cpu
                 self.seconds[part] += elapsed - self._nested.pop()
                 self.calls[part] += 1
                 if self._nested:
@@ -104,11 +124,12 @@ def instrumented(stopwatch: Stopwatch, learner_class):
             stopwatch.clear()  # count the session only, not the run's setup before it
             # The session's wall-clock on a clock of its own, not the stopwatch's sum: the parts
             # are checked against it (they must add up to it, neither more nor less).
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             try:
                 return stopwatch.wrap("rest", execute)(self, *args, **kwargs)
             finally:
                 stopwatch.session_wall = time.perf_counter() - start
+                stopwatch.session_cpu = time.process_time() - start_cpu
         return timed_session
 
     targets = [(EnvBatch, name, "emulator") for name in ("reset", "send", "recv")]
@@ -133,7 +154,7 @@ def measure_training(agent: str, *, steps: int, num_envs: int = 5, env_id: str =
     from fastpong.agents import get_agent
     from fastpong.train import train
 
-    stopwatch = Stopwatch()
+    stopwatch = Stopwatch(cpu_parts=("env setup",))
     with tempfile.TemporaryDirectory() as run_dir, \
             instrumented(stopwatch, get_agent(agent).learners["fast"]):
         start = time.perf_counter()
@@ -141,9 +162,15 @@ def measure_training(agent: str, *, steps: int, num_envs: int = 5, env_id: str =
                         num_envs=num_envs, steps=steps, threads=threads, seed=seed, progress=False)
         wall = time.perf_counter() - start
     seconds = {part: stopwatch.seconds.get(part, 0.0) for part in PARTS}
+    # Playing and learning alone, as the bound is timed: the session less building and closing
+    # its environments (the bound's environments are built before its clocks start).
+    setup_cpu = stopwatch.cpu_seconds.get("env setup", 0.0)
     return dict(agent=agent, steps=summary.steps, episodes=summary.episodes, updates=summary.updates,
                 session_seconds=stopwatch.session_wall, call_seconds=wall, seconds=seconds,
-                calls={part: stopwatch.calls.get(part, 0) for part in PARTS})
+                calls={part: stopwatch.calls.get(part, 0) for part in PARTS},
+                session_cpu_seconds=stopwatch.session_cpu, setup_cpu_seconds=setup_cpu,
+                play_seconds=stopwatch.session_wall - seconds["env setup"],
+                play_cpu_seconds=stopwatch.session_cpu - setup_cpu)
 
 
 def measure_bare_env(*, steps: int, num_envs: int = 5, env_id: str = "ALE/Pong-v5",
@@ -154,14 +181,15 @@ def measure_bare_env(*, steps: int, num_envs: int = 5, env_id: str = "ALE/Pong-v
     rng = np.random.default_rng(seed)
     with make_env_batch(env_id, num_envs, threads=threads or os.cpu_count(), seed=seed,
                         frameskip=frameskip) as envs:
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         envs.reset()
         done = 0
         while done < steps:
             envs.step(rng.integers(0, envs.num_actions, size=num_envs))
             done += num_envs
         seconds = time.perf_counter() - start
-    return dict(steps=done, seconds=seconds, steps_per_second=done / seconds)
+        cpu_seconds = time.process_time() - start_cpu
+    return dict(steps=done, seconds=seconds, steps_per_second=done / seconds, cpu_seconds=cpu_seconds)
 
 
 def print_table(result: dict) -> None:
@@ -186,6 +214,29 @@ def print_table(result: dict) -> None:
         rate = run["steps"] / run["session_seconds"]
         against = " and ".join(f"{rate / bound:.2f}" for bound in rates)
         print(f"{run['agent']}: {rate:,.0f} env steps/s, {against} of the bound")
+    if "cores" in result:
+        print_cpu_ceilings(result, bounds)
+
+
+def print_cpu_ceilings(result: dict, bounds: list) -> None:
+    """CPU time per env step (every thread; building the environments left out) of the bound and
+    of each agent, and the fastest an agent could train were its CPU time the only limit: every
+    core busy all the time, so cores / (CPU seconds per step). That ceiling against the bound is
+    as close to the bound as any arrangement of the same work on these cores can come."""
+    cores = result["cores"]
+    print(f"\nCPU time per env step (every thread; building the environments left out), {cores} cores:")
+    for i, bare in enumerate(bounds):
+        print(f"  bare vector env ({'before' if i == 0 and len(bounds) == 2 else 'after'} the agents): "
+              f"{1e6 * bare['cpu_seconds'] / bare['steps']:,.0f} us, "
+              f"{bare['cpu_seconds'] / bare['seconds']:.2f} cores busy")
+    bare_cpu = sum(b["cpu_seconds"] for b in bounds) / sum(b["steps"] for b in bounds)
+    for run in result["training"]:
+        cpu = run["play_cpu_seconds"] / run["steps"]
+        ceiling = cores / cpu
+        against = " and ".join(f"{ceiling / bare['steps_per_second']:.2f}" for bare in bounds)
+        print(f"  {run['agent']}: {1e6 * cpu:,.0f} us ({cpu / bare_cpu:.2f}x the bare env's), "
+              f"{run['play_cpu_seconds'] / run['play_seconds']:.2f} cores busy; with all {cores} "
+              f"busy it could run at most {ceiling:,.0f} steps/s, {against} of the bound")
 
 
 def main(argv=None) -> None:
@@ -203,7 +254,7 @@ def main(argv=None) -> None:
     settings = dict(steps=args.steps, num_envs=args.num_envs, env_id=args.env, frameskip=args.frameskip,
                     threads=args.threads, seed=args.seed)
     result = dict(settings=settings, machine=f"{platform.processor() or platform.machine()}, "
-                                             f"{os.cpu_count()} cores",
+                                             f"{os.cpu_count()} cores", cores=os.cpu_count(),
                   bare_env_before=measure_bare_env(**settings),
                   training=[measure_training(agent, **settings) for agent in args.agents],
                   bare_env=measure_bare_env(**settings))

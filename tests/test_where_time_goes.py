@@ -20,13 +20,17 @@ def where_time_goes():
 
 
 class _Clock:
-    """A perf_counter that moves only when told."""
+    """A perf_counter and a process CPU clock that move only when told."""
 
     def __init__(self):
         self.now = 0.0
+        self.cpu = 0.0
 
     def perf_counter(self):
         return self.now
+
+    def process_time(self):
+        return self.cpu
 
 
 def test_stopwatch_gives_nested_time_to_the_inner_part(where_time_goes, monkeypatch):
@@ -43,6 +47,24 @@ def test_stopwatch_gives_nested_time_to_the_inner_part(where_time_goes, monkeypa
     outer()
     assert stopwatch.calls == {"inner": 3, "middle": 2, "outer": 1}
     assert dict(stopwatch.seconds) == {"inner": 12.0, "middle": 2.0, "outer": 0.5}
+    assert not stopwatch.cpu_seconds  # no part asked for its CPU time
+
+
+def test_stopwatch_counts_cpu_only_for_the_parts_asked(where_time_goes, monkeypatch):
+    clock = _Clock()
+    monkeypatch.setattr(where_time_goes, "time", clock)
+    stopwatch = where_time_goes.Stopwatch(cpu_parts=("setup",))
+
+    def work(seconds, cores):
+        clock.now += seconds
+        clock.cpu += seconds * cores
+
+    setup = stopwatch.wrap("setup", lambda: work(1.0, 1.5))
+    play = stopwatch.wrap("play", lambda: (work(2.0, 2.0), setup()))
+    play()
+    setup()
+    assert dict(stopwatch.seconds) == {"play": 2.0, "setup": 2.0}
+    assert dict(stopwatch.cpu_seconds) == {"setup": 3.0}
 
 
 @pytest.mark.parametrize("agent", ["karpathy", "mit-pong"])
@@ -68,11 +90,16 @@ def test_parts_of_a_short_session_add_up(where_time_goes, agent):
     assert calls["preprocess"] == calls["forward"] > 0  # one observe, one act per lane step
     assert calls["emulator"] >= 2 * calls["forward"]  # a send and a recv per lane step
     assert (EnvBatch.recv, _Run._save) == (recv, save)  # the library is as it was
+    # CPU time: the session's, of which building and closing the environments is a part, and
+    # playing and learning (the rest) took some.
+    assert 0 < run["setup_cpu_seconds"] < run["session_cpu_seconds"]
+    assert run["play_cpu_seconds"] == pytest.approx(run["session_cpu_seconds"] - run["setup_cpu_seconds"])
+    assert run["play_seconds"] == pytest.approx(run["session_seconds"] - parts["env setup"])
 
 
 def test_bare_env_steps_at_least_what_was_asked(where_time_goes):
     bare = where_time_goes.measure_bare_env(steps=7, num_envs=2)
-    assert bare["steps"] == 8 and bare["seconds"] > 0
+    assert bare["steps"] == 8 and bare["seconds"] > 0 and bare["cpu_seconds"] > 0
 
 
 def _result(bounds_steps_per_second):
@@ -97,3 +124,29 @@ def test_bounds_that_agree_raise_no_drift_warning(where_time_goes, capsys):
     out = capsys.readouterr().out
     assert "0.50 and 0.51 of the bound" in out
     assert "speed moved" not in out
+
+
+def _result_with_cpu():
+    """A 2-core machine: the bound steps 4,000 a second on 1.5 cores busy (375 us of CPU a step);
+    the agent took 600 us of CPU a step (1.6x), so with both cores busy it could reach
+    2 / 600e-6 = 3,333 steps/s, 0.83 of the bound, though it ran at 2,000."""
+    result = _result([4000.0, 4000.0])
+    for bare in (result["bare_env_before"], result["bare_env"]):
+        bare["cpu_seconds"] = 1.5 * bare["seconds"]
+    run = result["training"][0]
+    run.update(play_seconds=10.0 - 10.0 / 7, play_cpu_seconds=600e-6 * run["steps"])
+    result["cores"] = 2
+    return result
+
+
+def test_cpu_ceiling_is_cores_over_cpu_per_step(where_time_goes, capsys):
+    where_time_goes.print_table(_result_with_cpu())
+    out = capsys.readouterr().out
+    assert "bare vector env (before the agents): 375 us, 1.50 cores busy" in out
+    assert "mit-pong: 600 us (1.60x the bare env's)" in out
+    assert "it could run at most 3,333 steps/s, 0.83 and 0.83 of the bound" in out
+
+
+def test_results_without_cpu_times_print_no_ceiling(where_time_goes, capsys):
+    where_time_goes.print_table(_result([4000.0, 4000.0]))
+    assert "CPU time per env step" not in capsys.readouterr().out
