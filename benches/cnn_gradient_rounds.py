@@ -15,42 +15,24 @@ a process, so run this under each in turn, alternating, with ``OPENBLAS_NUM_THRE
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 import time
 
-import gymnasium
 import numpy as np
 
 import fastpong
 
-
-def frame_changes(steps: int) -> np.ndarray:
-    """The lab's 40x40 frame changes of `steps` steps of ALE/Pong-v5 played at random."""
-    import ale_py
-
-    gymnasium.register_envs(ale_py)
-    env = gymnasium.make("ALE/Pong-v5")
-    rng = np.random.default_rng(0)
-    differencer = fastpong.LabFrameDifferencer(1)
-    frame, _ = env.reset(seed=0)
-    changes = []
-    try:
-        for _ in range(steps):
-            changes.append(differencer.step(frame[None])[0])
-            frame, _, terminated, truncated, _ = env.step(int(rng.integers(6)))
-            if terminated or truncated:
-                frame, _ = env.reset()
-                differencer.reset(0)
-    finally:
-        env.close()
-    return np.stack(changes)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from pong_data import lab_inputs  # noqa: E402
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=12)
     args = parser.parse_args()
+    x = np.concatenate([lab_inputs(1000, np.random.default_rng(0))["change"]] * 5)
     rng = np.random.default_rng(0)
-    x = np.concatenate([frame_changes(1000)] * 5).astype(np.float32)
     net = fastpong._core._ConvPolicy()
     initial = fastpong.ConvPolicy(seed=0).parameters()
     for name, value in net.parameters().items():

@@ -1,8 +1,10 @@
-"""Real Pong data for the benchmarks: frames from ALE/Pong-v5 and the tutorial's episode arrays.
+"""Real Pong data for the benchmarks: frames from ALE/Pong-v5, the tutorial's episode arrays and
+the MIT lab's 40x40 CNN inputs.
 
-Shared by ``conftest.py`` (session fixtures) and ``episode_memory.py`` (a script), so both measure
-the same kind of input the training loop sees: frame differences of a real game, where only the
-paddles and the ball move (a few dozen of 6400 pixels).
+Shared by ``conftest.py`` (session fixtures), ``test_bench_ppo.py`` and the scripts
+(``episode_memory.py``, ``cnn_gradient_rounds.py``), so all measure the same kind of input the
+training loop sees: frame differences of a real game, where only the paddles and the ball move (a
+few dozen of 6400 pixels).
 """
 
 from __future__ import annotations
@@ -140,3 +142,28 @@ def representative_row(x: np.ndarray) -> int:
         raise RuntimeError("the recording holds no nonzero frame difference")
     median = np.median(counts[nonzero])
     return int(nonzero[np.argmin(np.abs(counts[nonzero] - median))])
+
+
+def lab_inputs(steps: int, rng: np.random.Generator, kinds=("change",)) -> dict:
+    """The MIT lab's CNN inputs over ``steps`` steps of ALE/Pong-v5 played with random actions (all
+    six, drawn from ``rng``, which goes on for the caller's other draws): {kind: (steps, 40, 40)
+    float32} for each observation kind of ``fastpong.LabFrameDifferencer`` ("change", the lab's,
+    zero right after a reset; "frame-and-change", PPO's other). Episode ``SEED`` first."""
+    import fastpong
+
+    env = gymnasium.make(ENV_ID)
+    differencers = {kind: fastpong.LabFrameDifferencer(1, kind) for kind in kinds}
+    inputs = {kind: [] for kind in kinds}
+    frame, _ = env.reset(seed=SEED)
+    try:
+        for _ in range(steps):
+            for kind, differencer in differencers.items():
+                inputs[kind].append(differencer.step(frame[None])[0])
+            frame, _, terminated, truncated, _ = env.step(int(rng.integers(6)))
+            if terminated or truncated:
+                frame, _ = env.reset()
+                for differencer in differencers.values():
+                    differencer.reset(0)
+    finally:
+        env.close()
+    return {kind: np.stack(rows) for kind, rows in inputs.items()}

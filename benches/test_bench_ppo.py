@@ -20,13 +20,13 @@ import sys
 import numpy as np
 import pytest
 
-import fastpong
 from fastpong.nn.actor_critic import ActorCriticCNN, gae, ppo_loss_gradient
 from fastpong.reference import ppo as ref
 from fastpong.training.blas_threads import blas_limit_for
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cnn_numpy32  # noqa: E402
+from pong_data import lab_inputs  # noqa: E402
 
 MINIBATCH = 256
 LOSS = dict(clip=0.1, entropy_coef=0.01, value_coef=0.5)
@@ -35,27 +35,9 @@ LOSS = dict(clip=0.1, entropy_coef=0.01, value_coef=0.5)
 @pytest.fixture(scope="session")
 def ppo_batch():
     """256 real frame changes of ALE/Pong-v5 (random play), with PPO's per-sample inputs."""
-    import ale_py
-    import gymnasium
-
-    gymnasium.register_envs(ale_py)
-    env = gymnasium.make("ALE/Pong-v5")
     rng = np.random.default_rng(0)
-    differencers = {kind: fastpong.LabFrameDifferencer(1, kind) for kind in ref.OBSERVATIONS}
-    frame, _ = env.reset(seed=0)
-    inputs = {kind: [] for kind in ref.OBSERVATIONS}
-    try:
-        for _ in range(MINIBATCH):
-            for kind, differencer in differencers.items():
-                inputs[kind].append(differencer.step(frame[None])[0])
-            frame, _, terminated, truncated, _ = env.step(int(rng.integers(6)))
-            if terminated or truncated:
-                frame, _ = env.reset()
-                for differencer in differencers.values():
-                    differencer.reset(0)
-    finally:
-        env.close()
-    x = np.stack(inputs[ref.CHANGE])
+    inputs = lab_inputs(MINIBATCH, rng, kinds=ref.OBSERVATIONS)
+    x = inputs[ref.CHANGE]
     net = ActorCriticCNN(seed=0)
     # Biases of both signs and a policy head grown from its 0.01 start, as after some training.
     for name, value in net.parameters().items():
@@ -73,7 +55,7 @@ def ppo_batch():
     # The same frames as --observation frame-and-change gives them (for the step's cost: the
     # loss's inputs above stay those of the change).
     return dict(net=net, x=x, actions=actions, old_log_probs=old_log_probs, advantages=advantages,
-                returns=returns, old_values=old_values, x_frame_and_change=np.stack(inputs[ref.FRAME_AND_CHANGE]))
+                returns=returns, old_values=old_values, x_frame_and_change=inputs[ref.FRAME_AND_CHANGE])
 
 
 def loss_args(b):
