@@ -1306,6 +1306,7 @@ class ConvBackward {
     for (int l = static_cast<int>(net.layers.size()) - 1; l >= 1; --l) {
       const GemmLayer& L = net.layers[l];
       const float* in = a[l];
+      add_column_sums(g_.data(), m * L.pixels(), L.cols, grads[2 * l + 3]);
       if (l == 1) {
         // conv2d_2: its input departs from the zero frame's where conv2d_1's windows see a
         // nonzero pixel (the rest of its weight gradient in finish).
@@ -1317,11 +1318,9 @@ class ConvBackward {
         });
         departure_weight_grad(L, dirty_above_.data(), in, background_.a[l].data(), g_.data(), m,
                               departure_pairs_, grads[2 * l + 2]);
-        add_column_sums(g_.data(), m * L.pixels(), L.cols, grads[2 * l + 3]);
         third_input_grad(m);
       } else {
         weight_grad(L, in, g_.data(), m, grads[2 * l + 2]);
-        add_column_sums(g_.data(), m * L.pixels(), L.cols, grads[2 * l + 3]);
         input_grad(L, g_.data(), wt_[l], m, din_);
       }
       // The gradient at conv2d_l's output (conv2d_l is GEMM layer l - 1), gated by its ReLU.
